@@ -1,0 +1,1 @@
+from mixq.version import __version__

@@ -1,0 +1,63 @@
+"""The only interface a framework implements: trace a model, then simulate assignments on it.
+
+Everything after ``Backend.prepare`` (phase 1, phase 2, evaluation, reports) is written once,
+against these protocols and numpy arrays, and never branches on the framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from mixq.core.assignment import Assignment
+from mixq.core.graph import GroupId, QuantGraph
+from mixq.core.precision import Precision, QuantScheme
+
+#: ``progress(stage, done, total)``; the CLI turns it into a progress bar.
+Progress = Callable[[str, int, int], None]
+
+
+class IsolatedRuns(Protocol):
+    """Float reference of one batch computed once; then one group at a time is quantized.
+
+    Implementations must not recompute what a single group's quantization cannot change
+    (the prefix of the network before the group, and branches that do not depend on it).
+    """
+
+    reference: np.ndarray  # float outputs, shape (batch, ...)
+
+    def run(self, group: GroupId, precision: Precision) -> np.ndarray: ...
+
+
+class Simulation(Protocol):
+    """A calibrated simulator of a model under any assignment. Never mutates the user's model."""
+
+    graph: QuantGraph
+
+    def run(self, inputs: np.ndarray, assignment: Assignment | None = None) -> np.ndarray:
+        """Outputs for a batch, flattened to ``(batch, features)``; ``None`` = the float model."""
+        ...
+
+    def isolate(self, inputs: np.ndarray) -> IsolatedRuns: ...
+
+    def export(self, assignment: Assignment, path: Path) -> Path: ...
+
+
+class Backend(Protocol):
+    name: str
+
+    def accepts(self, model: object) -> bool: ...
+
+    def trace(self, model: object, sample: np.ndarray, candidates: Sequence[Precision]) -> QuantGraph: ...
+
+    def prepare(
+        self,
+        model: object,
+        graph: QuantGraph,
+        calibration: np.ndarray,
+        scheme: QuantScheme,
+        progress: Progress | None = None,
+    ) -> Simulation: ...

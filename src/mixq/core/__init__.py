@@ -1,0 +1,1 @@
+"""Framework-free types: precisions, groups, assignments, tables, budgets, quality (numpy only)."""

@@ -1,0 +1,133 @@
+"""Budgets: a cost limit (BOPs, weight size) or a quality target (SQNR, agreement, accuracy drop).
+
+Strings such as ``"bops<=0.375"`` are parsed here, once, at the edge.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from mixq.core.quality import Quality
+from mixq.errors import ConfigError
+
+_PATTERN = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([0-9.eE+-]+)\s*(%|mb|MB)?\s*$")
+
+BUDGET_HELP = (
+    "budgets are bops<=R (ratio to all-W8A16, e.g. bops<=0.375), size<=MB (weight megabytes, e.g. size<=3.5), "
+    "size<=P% (of the float model, e.g. size<=30%), sqnr>=DB, agreement>=P (top-1 agreement with the float "
+    "model, e.g. agreement>=0.99) or drop<=PCT (top-1 points lost, needs labels, e.g. drop<=1)"
+)
+
+
+class CostUnit(str, Enum):
+    RATIO = "ratio"  # fraction of the cost model's reference
+    ABSOLUTE = "absolute"  # in the cost model's unit
+
+
+@dataclass(frozen=True)
+class CostBudget:
+    """A cost limit. ``limit`` is a fraction of the reference or an absolute amount."""
+
+    cost: str
+    limit: float
+    unit: CostUnit
+
+    def __str__(self) -> str:
+        if self.cost == "size":
+            return f"size<={self.limit * 100:g}%" if self.unit is CostUnit.RATIO else f"size<={self.limit / 1e6:g}MB"
+        return f"{self.cost}<={self.limit:g}"
+
+    def absolute(self, reference: float) -> float:
+        return self.limit * reference if self.unit is CostUnit.RATIO else self.limit
+
+
+class QualityMetric(str, Enum):
+    SQNR = "sqnr"
+    AGREEMENT = "agreement"
+    DROP = "drop"
+
+
+@dataclass(frozen=True)
+class QualityTarget:
+    """A quality the chosen configuration must reach, measured for real (never predicted)."""
+
+    metric: QualityMetric
+    threshold: float
+
+    def __str__(self) -> str:
+        op = "<=" if self.metric is QualityMetric.DROP else ">="
+        return f"{self.metric.value}{op}{self.threshold:g}"
+
+    @property
+    def needs_labels(self) -> bool:
+        return self.metric is QualityMetric.DROP
+
+    def value(self, quality: Quality, float_quality: Quality | None = None) -> float:
+        """The measured figure this target reads (dB, fraction, or top-1 points dropped)."""
+        if self.metric is QualityMetric.SQNR:
+            return _require(quality.sqnr_db, "sqnr")
+        if self.metric is QualityMetric.AGREEMENT:
+            return _require(quality.agreement, "agreement")
+        base = _require(float_quality.top1 if float_quality else None, "drop")
+        return 100.0 * (base - _require(quality.top1, "drop"))
+
+    def met(self, quality: Quality, float_quality: Quality | None = None) -> bool:
+        value = self.value(quality, float_quality)
+        return value <= self.threshold if self.metric is QualityMetric.DROP else value >= self.threshold
+
+
+def _require(value: float | None, what: str) -> float:
+    if value is None:
+        hint = "labels (labels.csv or y in the .npz) or an evaluation callback" if what == "drop" else "a classifier output"
+        raise ConfigError(f"the {what} target cannot be measured on this model/data: it needs {hint}")
+    return value
+
+
+Budget = CostBudget | QualityTarget
+
+
+def parse_budget(text: str) -> Budget:
+    """Parse one budget expression.
+
+    >>> parse_budget("bops<=0.375")
+    CostBudget(cost='bops', limit=0.375, unit=<CostUnit.RATIO: 'ratio'>)
+    >>> parse_budget("size<=30%").limit
+    0.3
+    >>> parse_budget("size<=2.5").limit
+    2500000.0
+    >>> str(parse_budget("agreement>=99%"))
+    'agreement>=0.99'
+    """
+    match = _PATTERN.match(text)
+    if match is None:
+        raise ConfigError(f"cannot read budget {text!r}: {BUDGET_HELP}")
+    name, op, number, suffix = match.groups()
+    try:
+        value = float(number)
+    except ValueError:
+        raise ConfigError(f"cannot read the number in budget {text!r}: {BUDGET_HELP}") from None
+    expected = {"bops": "<=", "size": "<=", "drop": "<=", "sqnr": ">=", "agreement": ">="}
+    if name not in expected:
+        raise ConfigError(f"unknown budget {name!r} in {text!r}: {BUDGET_HELP}")
+    if op != expected[name]:
+        raise ConfigError(f"budget {text!r} points the wrong way: write {name}{expected[name]}{number}")
+    if value < 0:
+        raise ConfigError(f"budget {text!r} is negative")
+    if name == "bops":
+        if suffix == "%":
+            value /= 100.0
+        return CostBudget("bops", value, CostUnit.RATIO)
+    if name == "size":
+        if suffix == "%":
+            return CostBudget("size", value / 100.0, CostUnit.RATIO)
+        return CostBudget("size", value * 1e6, CostUnit.ABSOLUTE)
+    if name == "agreement":
+        value = value / 100.0 if (suffix == "%" or value > 1.0) else value
+        if value > 1.0:
+            raise ConfigError(f"agreement must be at most 1 (or 100%), got {text!r}")
+        return QualityTarget(QualityMetric.AGREEMENT, value)
+    if name == "sqnr":
+        return QualityTarget(QualityMetric.SQNR, value)
+    return QualityTarget(QualityMetric.DROP, value)

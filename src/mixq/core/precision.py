@@ -1,0 +1,138 @@
+"""Precisions: the hardware kernels a quantizer group can run as (``w4a8``, ``w8a16``, ``fp16``).
+
+A precision names bit-widths only. How a tensor is quantized at that width (symmetric or not,
+per channel or per tensor, which range setting) is a separate :class:`QuantScheme`, because a
+target's kernels are fixed while the scheme is a user choice that applies to every precision.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+
+from mixq.errors import ConfigError
+
+MIN_BITS = 2
+MAX_BITS = 16
+
+_INT_PATTERN = re.compile(r"^w(\d+)a(\d+)$")
+_FLOAT_NAMES = {"fp16": 16, "fp32": 32}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bit-widths of one kernel: integer weights x integer activations, or a float fallback.
+
+    Attributes:
+        weight_bits: bits of the weights (16 or 32 for the float fallbacks).
+        act_bits: bits of the input activations (16 or 32 for the float fallbacks).
+        is_float: True for ``fp16``/``fp32``: nothing is quantized to integers.
+    """
+
+    weight_bits: int
+    act_bits: int
+    is_float: bool = False
+
+    def __post_init__(self) -> None:
+        if self.is_float:
+            if self.weight_bits != self.act_bits or self.weight_bits not in (16, 32):
+                raise ConfigError(f"float precisions are fp16 or fp32, not {self.weight_bits}/{self.act_bits} bits")
+            return
+        for what, bits in (("weight", self.weight_bits), ("activation", self.act_bits)):
+            if not MIN_BITS <= bits <= MAX_BITS:
+                raise ConfigError(
+                    f"{what} bit-width {bits} is outside {MIN_BITS}..{MAX_BITS}; "
+                    "use fp16 or fp32 to keep a layer in float"
+                )
+
+    @classmethod
+    def parse(cls, text: str) -> Precision:
+        """Parse ``w4a8``, ``W8A16``, ``fp16`` or ``fp32``.
+
+        >>> Precision.parse("w4a8")
+        Precision(weight_bits=4, act_bits=8, is_float=False)
+        >>> str(Precision.parse("FP16"))
+        'fp16'
+        """
+        key = text.strip().lower()
+        if key in _FLOAT_NAMES:
+            bits = _FLOAT_NAMES[key]
+            return cls(bits, bits, is_float=True)
+        match = _INT_PATTERN.match(key)
+        if match is None:
+            raise ConfigError(
+                f"unknown precision {text!r}: write wNaM (e.g. w4a8, w8a8, w8a16; N and M in "
+                f"{MIN_BITS}..{MAX_BITS}), fp16 or fp32"
+            )
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    def __str__(self) -> str:
+        if self.is_float:
+            return f"fp{self.weight_bits}"
+        return f"w{self.weight_bits}a{self.act_bits}"
+
+    @property
+    def bits_per_mac(self) -> int:
+        """Weight bits times activation bits: the BOPs of one MAC (Pandey et al., eq. 5)."""
+        return self.weight_bits * self.act_bits
+
+    @property
+    def keeps_float32(self) -> bool:
+        """``fp32`` means: leave the op exactly as the float model has it."""
+        return self.is_float and self.weight_bits == 32
+
+
+def parse_candidates(text: str | Iterable[str | Precision]) -> tuple[Precision, ...]:
+    """Parse a candidate list (``"w4a8,w8a8,w8a16"`` or an iterable), dropping duplicates.
+
+    >>> [str(p) for p in parse_candidates("w8a8, w4a8,w8a8")]
+    ['w8a8', 'w4a8']
+    """
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out: list[Precision] = []
+    for item in items:
+        if isinstance(item, str) and not item.strip():
+            continue
+        precision = item if isinstance(item, Precision) else Precision.parse(item)
+        if precision not in out:
+            out.append(precision)
+    if not out:
+        raise ConfigError("the candidate list is empty: give at least one precision, e.g. --candidates w4a8,w8a8,w8a16")
+    return tuple(out)
+
+
+class RangeMethod(str, Enum):
+    """How a quantizer's clipping range is chosen from calibration values."""
+
+    MINMAX = "minmax"
+    PERCENTILE = "percentile"
+    MSE = "mse"
+
+
+@dataclass(frozen=True)
+class QuantScheme:
+    """How tensors are quantized at a given bit-width (the same for every precision).
+
+    Attributes:
+        weight_per_channel: one scale per output channel (default) or one per tensor.
+        weight_symmetric: symmetric weights (zero-point 0), the usual integer-kernel format.
+        act_symmetric: symmetric activations; asymmetric (default) suits post-ReLU tensors.
+        weight_range: range setting for weights.
+        act_range: range setting for activations.
+        percentile: the percentile used by ``RangeMethod.PERCENTILE``.
+    """
+
+    weight_per_channel: bool = True
+    weight_symmetric: bool = True
+    act_symmetric: bool = False
+    weight_range: RangeMethod = RangeMethod.MSE
+    act_range: RangeMethod = RangeMethod.MSE
+    percentile: float = 99.99
+
+    def __post_init__(self) -> None:
+        if not 50.0 < self.percentile <= 100.0:
+            raise ConfigError(f"percentile must be in (50, 100], got {self.percentile}")
+        object.__setattr__(self, "weight_range", RangeMethod(self.weight_range))
+        object.__setattr__(self, "act_range", RangeMethod(self.act_range))

@@ -1,0 +1,43 @@
+"""The one exception hierarchy of mixq.
+
+The CLI turns every ``MixqError`` into a one-line message and exit code 2; any other
+exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class MixqError(Exception):
+    """Base of every error mixq raises on purpose (bad input, infeasible request)."""
+
+
+class ConfigError(MixqError, ValueError):
+    """A setting, flag or string (precision, budget, preprocessing) is malformed or contradictory."""
+
+
+class DataError(MixqError):
+    """The data cannot be read or does not fit the model (empty folder, unreadable image, bad shape)."""
+
+
+class UnsupportedModelError(MixqError):
+    """The model cannot be loaded, traced or run (corrupt file, factory that raises, NaN output)."""
+
+
+class UnsupportedOpError(MixqError):
+    """An op in the model cannot be quantized as asked."""
+
+
+class BackendUnavailableError(MixqError):
+    """An optional dependency a backend needs is not installed."""
+
+
+class InfeasibleBudgetError(MixqError):
+    """No configuration meets the budget; ``reachable`` says what can be met."""
+
+    def __init__(self, message: str, reachable: float | None = None) -> None:
+        super().__init__(message)
+        self.reachable = reachable
+
+
+class RunDirectoryError(MixqError):
+    """The run directory cannot be written, or holds a run made with other settings."""
