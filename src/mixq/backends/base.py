@@ -7,7 +7,6 @@ against these protocols and numpy arrays, and never branches on the framework.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -43,7 +42,18 @@ class Simulation(Protocol):
 
     def isolate(self, inputs: np.ndarray) -> IsolatedRuns: ...
 
-    def export(self, assignment: Assignment, path: Path) -> Path: ...
+    def cache_bytes_per_sample(self) -> int:
+        """Memory ``isolate`` keeps per input sample, so callers can size their chunks."""
+        ...
+
+
+class Traced(Protocol):
+    """A captured model: its quantizer groups, ready to be calibrated."""
+
+    graph: QuantGraph
+
+    def prepare(self, calibration: np.ndarray, scheme: QuantScheme, progress: Progress | None = None) -> Simulation:
+        ...
 
 
 class Backend(Protocol):
@@ -51,13 +61,4 @@ class Backend(Protocol):
 
     def accepts(self, model: object) -> bool: ...
 
-    def trace(self, model: object, sample: np.ndarray, candidates: Sequence[Precision]) -> QuantGraph: ...
-
-    def prepare(
-        self,
-        model: object,
-        graph: QuantGraph,
-        calibration: np.ndarray,
-        scheme: QuantScheme,
-        progress: Progress | None = None,
-    ) -> Simulation: ...
+    def trace(self, model: object, sample: np.ndarray, candidates: Sequence[Precision]) -> Traced: ...

@@ -77,6 +77,10 @@ class QuantizerGroup:
         return sum(op.out_channels for op in _unique_weights(self.ops))
 
     @property
+    def weight_tensors(self) -> int:
+        return len(_unique_weights(self.ops))
+
+    @property
     def kinds(self) -> tuple[OpKind, ...]:
         return tuple(dict.fromkeys(op.kind for op in self.ops))
 

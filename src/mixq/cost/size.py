@@ -24,7 +24,7 @@ class WeightSize:
     def cost(self, group: QuantizerGroup, precision: Precision) -> float:
         if precision.is_float:
             return group.weight_numel * precision.weight_bits / 8
-        scales = group.weight_channels if self.per_channel else len(group.ops)
+        scales = group.weight_channels if self.per_channel else group.weight_tensors
         return group.weight_numel * precision.weight_bits / 8 + (scales * SCALE_BYTES if group.weight_numel else 0)
 
     def reference(self, graph: QuantGraph) -> float:

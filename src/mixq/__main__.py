@@ -1,0 +1,3 @@
+from mixq.cli.main import main
+
+raise SystemExit(main())

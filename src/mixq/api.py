@@ -1,0 +1,296 @@
+"""The public verbs: ``search``, ``evaluate``, ``apply``. Orchestration only, no math."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixq import backends
+from mixq.backends.base import Progress, Simulation, Traced
+from mixq.config import SearchConfig, scheme_to_dict
+from mixq.core.assignment import Assignment, uniform
+from mixq.core.budget import QualityTarget
+from mixq.core.graph import QuantGraph
+from mixq.core.precision import Precision, QuantScheme, parse_candidates
+from mixq.core.quality import Quality
+from mixq.core.tables import SensitivityTable
+from mixq.cost import COST_MODELS, total_cost
+from mixq.data.dataset import ArrayDataset, Dataset
+from mixq.errors import ConfigError, DataError
+from mixq.evaluation import Evaluator
+from mixq.plan import Plan
+from mixq.rundir import MEASUREMENTS, JsonlMeasurementLog, RunDirectory
+from mixq.sensitivity.sqnr import MeasurementLog, MemoryLog, chunk_size, measure_sensitivity
+from mixq.solvers import get_solver
+from mixq.solvers.base import AllocationProblem, ParetoCurve
+from mixq.solvers.select import feasible_indices, select_by_cost, select_by_quality
+from mixq.version import __version__
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Everything a search produced; the same content is in the run directory."""
+
+    plan: Plan
+    graph: QuantGraph
+    sensitivity: SensitivityTable
+    curve: ParetoCurve
+    evaluations: tuple[dict[str, Any], ...] = ()
+    timings: Mapping[str, float] = field(default_factory=dict)
+    run_dir: Path | None = None
+
+
+@dataclass
+class Session:
+    """A traced and calibrated model: reused by search, evaluation and apply."""
+
+    backend: Any
+    traced: Traced
+    sim: Simulation
+    calibration: np.ndarray
+    timings: dict[str, float]
+
+    @property
+    def graph(self) -> QuantGraph:
+        return self.traced.graph
+
+
+def as_dataset(data: Dataset | np.ndarray) -> Dataset:
+    if isinstance(data, np.ndarray):
+        return ArrayDataset(data.astype(np.float32, copy=False))
+    return data
+
+
+def prepare(model: object, data: Dataset | np.ndarray, candidates: Any, scheme: QuantScheme, num_samples: int,
+            threads: int | None = None, progress: Progress | None = None) -> Session:
+    """Trace and calibrate ``model`` on the first ``num_samples`` samples of ``data``."""
+    data = as_dataset(data)
+    if len(data) == 0:
+        raise DataError("the data set is empty: give at least one sample")
+    backend = backends.resolve(model)
+    if threads is not None:
+        _set_threads(threads)
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    calibration = data.subset(min(num_samples, len(data))).load(0, min(num_samples, len(data)))
+    timings["load_calibration_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    traced = backend.trace(model, calibration[:1], parse_candidates(candidates))
+    timings["trace_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    sim = traced.prepare(calibration, scheme, progress)
+    timings["calibration_s"] = time.perf_counter() - started
+    return Session(backend, traced, sim, calibration, timings)
+
+
+def search(
+    model: object,
+    data: Dataset | np.ndarray,
+    config: SearchConfig,
+    out: str | Path | None = None,
+    progress: Progress | None = None,
+    eval_data: Dataset | None = None,
+    command: str | None = None,
+) -> SearchResult:
+    """Pandey et al.'s two phases: sensitivity per group (phase 1), then the Pareto search (phase 2).
+
+    Args:
+        model: the float model (a torch ``nn.Module``).
+        data: unlabeled calibration data; its first ``config.num_samples`` samples are used.
+        config: candidates, budgets and settings.
+        out: run directory; an existing one is resumed (finished measurements are not repeated).
+        eval_data: data for quality targets (default: ``data``, first ``config.eval_samples``).
+        command: the command line, stored for reproduction.
+    """
+    if not config.budgets:
+        raise ConfigError('give at least one budget, e.g. --budget "bops<=0.375" or --budget "agreement>=0.99"')
+    started_all = time.perf_counter()
+    run = RunDirectory(out) if out is not None else None
+    session = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
+    graph = session.graph
+    if run is not None:
+        run.write_json("config.json", {"mixq_version": __version__, "command": command, **config.to_dict()})
+        run.write_json("graph.json", graph_records(graph))
+    log: MeasurementLog = MemoryLog()
+    if run is not None:
+        key = {**config.measurement_key(), "model": fingerprint(session), "data": _hash_array(session.calibration),
+               "chunk": chunk_size(session.sim, len(session.calibration), config.cache_mb)}
+        resumed = run.bind(key)
+        log = JsonlMeasurementLog(run.file(MEASUREMENTS))
+        if resumed:
+            logger.info("resuming: %d measurements already in %s", len(list(log.done())), run.path)
+    sensitivity = measure_sensitivity(session.sim, session.calibration, config.cache_mb, log, progress)
+    session.timings["phase1_s"] = sensitivity.seconds
+    problem = AllocationProblem(graph, sensitivity, {name: cls() for name, cls in COST_MODELS.items()}, config.cost)
+    started = time.perf_counter()
+    curve = get_solver(config.solver).curve(problem)
+    session.timings["phase2_s"] = time.perf_counter() - started
+    if run is not None:
+        run.write_json("sensitivity.json", sensitivity.to_records())
+        run.write_json("curve.json", curve.to_records())
+
+    target = config.quality_target
+    evaluator = _evaluator(session, data, eval_data, config, progress)
+    evaluations: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
+    if target is None:
+        point = select_by_cost(curve, problem, config.cost_budgets)
+    else:
+        allowed = feasible_indices(curve, problem, config.cost_budgets)
+        if not allowed:
+            select_by_cost(curve, problem, config.cost_budgets)  # raises with the minimum reachable
+        selection = select_by_quality(curve, target, evaluator.quality, float_quality, candidates=allowed)
+        point = selection.point
+        evaluations = [{"index": i, **q.to_dict(), "target_value": _safe_value(target, q, float_quality)}
+                       for i, q in selection.evaluations]
+    quality = evaluator.quality(point.assignment, "evaluating the chosen configuration")
+    session.timings["evaluation_s"] = time.perf_counter() - started
+    session.timings["total_s"] = time.perf_counter() - started_all
+    plan = Plan(
+        assignment=point.assignment,
+        costs=costs_of(problem.graph, point.assignment),
+        predicted_sqnr_db=point.predicted_sqnr_db,
+        quality={**quality.to_dict(), "evaluations": evaluator.count},
+        budgets=tuple(str(b) for b in config.budgets),
+        provenance={"mixq_version": __version__, "model_fingerprint": fingerprint(session), "seed": config.seed,
+                    "strategy": "two-phase", "solver": config.solver, "num_samples": len(session.calibration),
+                    "scheme": scheme_to_dict(config.scheme)},
+    )
+    if run is not None:
+        plan.save(run.file("plan.json"))
+        run.write_json("evaluations.json", evaluations)
+        run.write_json("timings.json", session.timings)
+    return SearchResult(plan, graph, sensitivity, curve, tuple(evaluations), dict(session.timings),
+                        run.path if run else None)
+
+
+def _evaluator(session: Session, data: Dataset | np.ndarray, eval_data: Dataset | None, config: SearchConfig,
+               progress: Progress | None) -> Evaluator:
+    chosen = as_dataset(eval_data if eval_data is not None else data)
+    if config.eval_samples is not None:
+        chosen = chosen.subset(min(config.eval_samples, len(chosen)))
+    return Evaluator(session.sim, chosen, progress)
+
+
+def _safe_value(target: QualityTarget, quality: Quality, float_quality: Quality | None) -> float | None:
+    try:
+        return target.value(quality, float_quality)
+    except ConfigError:
+        return None
+
+
+def costs_of(graph: QuantGraph, assignment: Assignment) -> dict[str, float]:
+    """BOPs and weight bytes, absolute and relative (BOPs to all-W8A16, size to float32)."""
+    out: dict[str, float] = {}
+    for name, cls in COST_MODELS.items():
+        model = cls()
+        value = total_cost(model, graph, assignment)
+        key = "weight_bytes" if name == "size" else name
+        out[key] = value
+        out[f"{name}_ratio"] = value / max(model.reference(graph), 1e-30)
+    return out
+
+
+def evaluate(
+    model: object,
+    data: Dataset | np.ndarray,
+    assignment: Assignment | Plan | Precision | str | None,
+    calibration: Dataset | np.ndarray | None = None,
+    num_samples: int = 64,
+    scheme: QuantScheme | None = None,
+    threads: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, float]:
+    """Measure one configuration: a plan, a uniform precision (``"w6a8"``), or ``None`` for float.
+
+    Quantizer ranges are calibrated on the first ``num_samples`` of ``calibration`` (default:
+    ``data``), exactly as in ``search``, so uniform and mixed configurations compare fairly.
+    """
+    data = as_dataset(data)
+    calib = as_dataset(calibration) if calibration is not None else data
+    session = prepare(model, calib, ["w8a8"], scheme or QuantScheme(), num_samples, threads, progress)
+    resolved = resolve_assignment(session.graph, assignment)
+    evaluator = Evaluator(session.sim, data, progress)
+    if resolved is None:
+        quality_dict = {**evaluator.float_quality().to_dict(), "agreement": 1.0}
+        costs = costs_of(session.graph, uniform(session.graph, Precision.parse("fp32")))
+    else:
+        quality_dict = evaluator.quality(resolved).to_dict()
+        costs = costs_of(session.graph, resolved)
+    return {**quality_dict, "bops_ratio": costs["bops_ratio"], "weight_bytes": costs["weight_bytes"]}
+
+
+def resolve_assignment(graph: QuantGraph, what: Assignment | Plan | Precision | str | None) -> Assignment | None:
+    if what is None:
+        return None
+    if isinstance(what, Plan):
+        return Assignment.from_dict(what.assignment.to_dict(), graph)
+    if isinstance(what, Assignment):
+        return Assignment.from_dict(what.to_dict(), graph)
+    precision = what if isinstance(what, Precision) else Precision.parse(what)
+    return uniform(graph, precision)
+
+
+def apply(model: object, plan: Plan | Assignment, calibration: Dataset | np.ndarray, num_samples: int = 64,
+          scheme: QuantScheme | None = None) -> Any:
+    """A quantized (fake-quant) copy of ``model`` following ``plan``; the original is untouched."""
+    session = prepare(model, calibration, ["w8a8"], scheme or QuantScheme(), num_samples)
+    resolved = resolve_assignment(session.graph, plan)
+    return session.sim.module(resolved)  # type: ignore[attr-defined]
+
+
+def graph_records(graph: QuantGraph) -> list[dict[str, Any]]:
+    return [{"id": g.id, "ops": [op.name for op in g.ops], "kinds": [k.value for k in g.kinds], "macs": g.macs,
+             "weight_params": g.weight_numel, "candidates": [str(p) for p in g.candidates]} for g in graph]
+
+
+def fingerprint(session: Session) -> str:
+    """Identifies model + preprocessing: the graph's structure and the float outputs on two samples."""
+    digest = hashlib.sha256(json.dumps(graph_records(session.graph)).encode())
+    digest.update(np.ascontiguousarray(session.sim.run(session.calibration[:2])).round(5).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _hash_array(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
+
+
+def _set_threads(threads: int) -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(threads)
+    except ImportError:
+        pass
+
+
+
+def inspect_model(model: object, data: Dataset | np.ndarray | None, preprocess: Any = None) -> dict[str, Any]:
+    """What mixq sees in a model: groups, ops, MACs, parameters, ops left in float."""
+    if data is not None:
+        sample = as_dataset(data).load(0, 1)
+    elif preprocess is not None and getattr(preprocess, "crop", None):
+        height, width = preprocess.crop
+        sample = np.zeros((1, 3, height, width), np.float32)
+    else:
+        raise ConfigError("inspect needs --data (one sample is enough) to know the model's input size")
+    traced = backends.resolve(model).trace(model, sample, parse_candidates("w8a8"))
+    graph = traced.graph
+    return {
+        "groups": graph_records(graph),
+        "total_macs": graph.total_macs,
+        "float_params": graph.float_params,
+        "quantized_ops": sum(len(g.ops) for g in graph),
+        "kept_in_float": list(graph.unquantized),
+    }

@@ -1,0 +1,207 @@
+"""Fake-quant simulation of any assignment on a captured torch model.
+
+Weights are quantized per (weight, bit-width) once and cached; activation ranges come from one
+calibration pass and are set per (tensor, bit-width) on first use, then cached. The user's model
+is never changed: quantized ops run with swapped-in tensors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+from torch.func import functional_call
+
+from mixq.backends.torch.executor import GraphExecutor, Override, flatten_output
+from mixq.backends.torch.trace import OpSite
+from mixq.core.assignment import Assignment
+from mixq.core.graph import GroupId, QuantGraph
+from mixq.core.precision import Precision, QuantScheme
+from mixq.core.ranges import ActivationStats, activation_params, weight_params
+from mixq.errors import UnsupportedModelError
+
+logger = logging.getLogger(__name__)
+
+
+class Quantizers:
+    """Cached fake-quantizers for weights and activations at every bit-width asked for."""
+
+    def __init__(self, weights: dict[str, torch.Tensor], stats: dict[str, ActivationStats], scheme: QuantScheme,
+                 weight_axes: dict[str, int]) -> None:
+        self.weights = weights
+        self.stats = stats
+        self.scheme = scheme
+        self.weight_axes = weight_axes
+        self._weights: dict[tuple[str, Precision], torch.Tensor] = {}
+        self._acts: dict[tuple[str, int], tuple[float, int, int, int]] = {}
+
+    def weight(self, key: str, precision: Precision) -> torch.Tensor:
+        cached = self._weights.get((key, precision))
+        if cached is None:
+            cached = self._quantize_weight(key, precision)
+            self._weights[(key, precision)] = cached
+        return cached
+
+    def _quantize_weight(self, key: str, precision: Precision) -> torch.Tensor:
+        w = self.weights[key].detach()
+        if precision.is_float:
+            return w.to(torch.float16).to(w.dtype) if precision.weight_bits == 16 else w
+        axis = self.weight_axes[key]
+        moved = w.movedim(axis, 0)
+        scheme = self.scheme
+        params = weight_params(moved.cpu().numpy(), precision.weight_bits, scheme.weight_range,
+                               scheme.weight_symmetric, scheme.weight_per_channel, scheme.percentile)
+        if scheme.weight_per_channel:
+            q = torch.fake_quantize_per_channel_affine(
+                moved.float(), torch.tensor(params.scale, dtype=torch.float32),
+                torch.tensor(params.zero_point, dtype=torch.int32), 0, params.qmin, params.qmax)
+        else:
+            q = torch.fake_quantize_per_tensor_affine(
+                moved.float(), float(params.scale), int(params.zero_point), params.qmin, params.qmax)
+        return q.movedim(0, axis).to(w.dtype).contiguous()
+
+    def activation(self, tensor: str, x: torch.Tensor, bits: int, is_float: bool) -> torch.Tensor:
+        if is_float:
+            return x.to(torch.float16).to(x.dtype) if bits == 16 else x
+        params = self._acts.get((tensor, bits))
+        if params is None:
+            scheme = self.scheme
+            p = activation_params(self.stats[tensor], bits, scheme.act_range, scheme.act_symmetric, scheme.percentile)
+            params = (float(p.scale), int(p.zero_point), p.qmin, p.qmax)
+            self._acts[(tensor, bits)] = params
+        return torch.fake_quantize_per_tensor_affine(x, *params)
+
+
+class TorchSimulation:
+    """Implements the ``Simulation`` protocol for a captured torch model."""
+
+    def __init__(self, executor: GraphExecutor, graph: QuantGraph, sites: list[OpSite],
+                 quantizers: Quantizers, bytes_per_sample: int) -> None:
+        self.executor = executor
+        self.graph = graph
+        self.quantizers = quantizers
+        self._sites = {site.op.name: site for site in sites}
+        self._group_sites = {g.id: [self._sites[op.name] for op in g.ops] for g in graph}
+        self._affected = {
+            g.id: executor.descendants(site.node for site in self._group_sites[g.id]) for g in graph
+        }
+        self._bytes_per_sample = bytes_per_sample
+
+    def cache_bytes_per_sample(self) -> int:
+        return self._bytes_per_sample
+
+    # -- overrides ---------------------------------------------------------------------------
+    def _override(self, site: OpSite, precision: Precision) -> Override:
+        quant = self.quantizers
+        op = site.op
+
+        def run(node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            new_args = list(args)
+            for position in site.act_args:
+                new_args[position] = quant.activation(op.inputs[position], args[position], precision.act_bits,
+                                                      precision.is_float)
+            if site.weight_key is None:  # activation x activation matmul: operand B takes the weight bits
+                new_args[1] = quant.activation(op.inputs[1], args[1], precision.weight_bits, precision.is_float)
+                return self.executor.call(node, tuple(new_args), kwargs)
+            weight = quant.weight(site.weight_key, precision)
+            if site.weight_arg is None:
+                module = self.executor.modules[str(node.target)]
+                return functional_call(module, {"weight": weight}, tuple(new_args), kwargs)
+            new_args[site.weight_arg] = weight
+            return self.executor.call(node, tuple(new_args), kwargs)
+
+        return run
+
+    def _overrides(self, precisions: dict[GroupId, Precision]) -> dict[str, Override]:
+        out: dict[str, Override] = {}
+        for group, precision in precisions.items():
+            if precision.keeps_float32:
+                continue
+            for site in self._group_sites[group]:
+                out[site.node] = self._override(site, precision)
+        return out
+
+    # -- Simulation protocol -----------------------------------------------------------------
+    @torch.inference_mode()
+    def run(self, inputs: np.ndarray, assignment: Assignment | None = None) -> np.ndarray:
+        overrides = self._overrides(dict(assignment.items())) if assignment is not None else {}
+        output, _ = self.executor.run(torch.from_numpy(np.ascontiguousarray(inputs)), overrides)
+        return _checked(flatten_output(output)).numpy()
+
+    @torch.inference_mode()
+    def isolate(self, inputs: np.ndarray) -> IsolatedTorchRuns:
+        output, cache = self.executor.run(torch.from_numpy(np.ascontiguousarray(inputs)), keep=True)
+        reference = _checked(flatten_output(output)).numpy()
+        return IsolatedTorchRuns(self, cache, reference)
+
+    def module(self, assignment: Assignment) -> nn.Module:
+        """A module computing the quantized model (for the user's own evaluation loops)."""
+        return QuantizedModule(self, assignment)
+
+
+class IsolatedTorchRuns:
+    """Phase 1 for one batch: the float run is cached; a group's run recomputes only its descendants."""
+
+    def __init__(self, sim: TorchSimulation, cache: dict[fx.Node, Any], reference: np.ndarray) -> None:
+        self._sim = sim
+        self._cache = cache
+        self.reference = reference
+
+    @torch.inference_mode()
+    def run(self, group: GroupId, precision: Precision) -> np.ndarray:
+        sim = self._sim
+        if precision.keeps_float32:
+            return self.reference
+        nodes = sim._affected[group]
+        if not any(node.op == "output" for node in nodes):
+            return self.reference  # the group does not reach the output (dead branch)
+        output, _ = sim.executor.run(torch.empty(0), sim._overrides({group: precision}), nodes=nodes,
+                                     base=self._cache)
+        return flatten_output(output).numpy()
+
+
+class QuantizedModule(nn.Module):
+    """``forward`` runs the captured graph with the assignment's fake quantizers."""
+
+    def __init__(self, sim: TorchSimulation, assignment: Assignment) -> None:
+        super().__init__()
+        self._sim = sim
+        self._overrides = sim._overrides(dict(assignment.items()))
+        self.assignment = assignment
+
+    def forward(self, x: torch.Tensor) -> Any:
+        output, _ = self._sim.executor.run(x, self._overrides)
+        return output
+
+
+def _checked(output: torch.Tensor) -> torch.Tensor:
+    if not torch.isfinite(output).all():
+        raise UnsupportedModelError(
+            "the float model's output contains NaN or Inf on the calibration data; "
+            "check the preprocessing (--preprocess) and the model's weights"
+        )
+    return output
+
+
+def collect_stats(executor: GraphExecutor, tensors: set[str], batches: Callable[[], Any],
+                  max_sample: int = 1 << 18, seed: int = 0) -> dict[str, ActivationStats]:
+    """One float pass: exact extremes and a strided value sample of every quantized input tensor."""
+    parts: dict[str, list[ActivationStats]] = {name: [] for name in tensors}
+
+    def observe(name: str, value: torch.Tensor) -> None:
+        flat = value.detach().reshape(-1).float()
+        step = max(1, flat.numel() // (max_sample // 4))
+        parts[name].append(ActivationStats(float(flat.min()), float(flat.max()), flat[::step].cpu().numpy()))
+
+    with torch.inference_mode():
+        for batch in batches():
+            executor.run(torch.from_numpy(np.ascontiguousarray(batch)), observe=(tensors, observe))
+    missing = [name for name, items in parts.items() if not items]
+    if missing:
+        raise UnsupportedModelError(f"calibration never saw tensors {missing[:3]}; is the graph input-dependent?")
+    return {name: ActivationStats.merge(items, max_sample, seed) for name, items in parts.items()}

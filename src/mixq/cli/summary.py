@@ -1,0 +1,59 @@
+"""What the CLI prints after a command: short rich tables, the numbers a person decides on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mixq.api import SearchResult
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def print_search(console: Console, result: SearchResult) -> None:
+    plan = result.plan
+    table = Table(title="mixq search: chosen configuration", show_header=False)
+    table.add_row("budgets", ", ".join(plan.budgets))
+    table.add_row("precisions", ", ".join(f"{k}: {v}" for k, v in sorted(plan.assignment.counts().items())))
+    table.add_row("BOPs ratio (to all-W8A16)", _fmt(plan.costs.get("bops_ratio")))
+    table.add_row("weight size", f"{plan.costs.get('weight_bytes', 0) / 1e6:.3f} MB "
+                                 f"({100 * plan.costs.get('size_ratio', 0):.1f}% of float)")
+    table.add_row("predicted SQNR (phase 1 sum)", f"{plan.predicted_sqnr_db:.2f} dB")
+    quality = plan.quality
+    for key, label in (("sqnr_db", "measured SQNR (dB)"), ("agreement", "top-1 agreement with float"),
+                       ("top1", "top-1"), ("top5", "top-5"), ("n_samples", "evaluation samples"),
+                       ("evaluations", "real evaluations made")):
+        if key in quality:
+            table.add_row(label, _fmt(quality[key]))
+    timings = result.timings
+    table.add_row("time", ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in timings.items()
+                                    if k in ("calibration_s", "phase1_s", "phase2_s", "evaluation_s", "total_s")))
+    console.print(table)
+    top = result.graph.ids
+    highest = [g for g in top if plan.assignment[g] == max(result.graph[g].candidates, key=lambda p: p.bits_per_mac)]
+    if highest and len(highest) < len(top):
+        shown = ", ".join(highest[:12]) + (f" (+{len(highest) - 12} more)" if len(highest) > 12 else "")
+        console.print(f"kept at the highest precision: {shown}")
+    if result.run_dir is not None:
+        console.print(f"run directory: {result.run_dir} (plan.json, sensitivity.json, curve.json, config.json)")
+
+
+def print_inspect(console: Console, report: dict[str, Any]) -> None:
+    table = Table(title=f"{len(report['groups'])} quantizer groups, {report['quantized_ops']} ops, "
+                        f"{report['total_macs'] / 1e6:.1f} M MACs per sample, {report['float_params'] / 1e6:.2f} M params")
+    for column in ("#", "group", "kinds", "ops", "MACs", "weights", "candidates"):
+        table.add_column(column)
+    for index, group in enumerate(report["groups"]):
+        table.add_row(str(index), group["id"], ",".join(group["kinds"]), str(len(group["ops"])),
+                      f"{group['macs']:,}", f"{group['weight_params']:,}", ",".join(group["candidates"]))
+    console.print(table)
+    for reason in report["kept_in_float"]:
+        console.print(f"kept in float: {reason}")

@@ -1,0 +1,126 @@
+"""The run directory: every search leaves its settings, measurements, curve, plan and report here.
+
+Phase-1 measurements are appended to ``measurements.jsonl`` one line at a time (flushed and
+fsynced), so a killed run loses at most the measurement in flight; a resumed run reads them back
+and repeats none, provided the settings they depend on are unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from mixq.core.precision import Precision
+from mixq.errors import RunDirectoryError
+from mixq.plan import write_json
+from mixq.sensitivity.sqnr import Measurement
+
+logger = logging.getLogger(__name__)
+
+KEY_FILE = "measurement_key.json"
+MEASUREMENTS = "measurements.jsonl"
+
+
+class RunDirectory:
+    """One search's files. Creating it checks that it can be written."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            probe = self.path / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise RunDirectoryError(
+                f"cannot write the run directory {self.path}: {exc.strerror or exc}; choose another --out"
+            ) from None
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def write_json(self, name: str, data: Any) -> Path:
+        path = self.file(name)
+        try:
+            write_json(path, data)
+        except OSError as exc:
+            raise RunDirectoryError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return path
+
+    def write_text(self, name: str, text: str) -> Path:
+        path = self.file(name)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(text)
+            tmp.replace(path)
+        except OSError as exc:
+            raise RunDirectoryError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return path
+
+    def bind(self, key: dict[str, Any]) -> bool:
+        """Tie the stored measurements to the settings they depend on.
+
+        Returns True when earlier measurements exist and are reused; raises when they exist but
+        were made with other settings.
+        """
+        key_path = self.file(KEY_FILE)
+        has_measurements = self.file(MEASUREMENTS).exists()
+        if key_path.exists():
+            stored = json.loads(key_path.read_text())
+            if stored != json.loads(json.dumps(key)):
+                changed = sorted(k for k in set(stored) | set(key) if stored.get(k) != json.loads(json.dumps(key.get(k))))
+                raise RunDirectoryError(
+                    f"{self.path} holds measurements made with other settings (changed: {', '.join(changed)}); "
+                    "use a new --out directory, or delete this one to start over"
+                )
+            return has_measurements
+        if has_measurements:
+            raise RunDirectoryError(f"{self.path} has measurements but no {KEY_FILE}; use a new --out directory")
+        self.write_json(KEY_FILE, key)
+        return False
+
+
+class JsonlMeasurementLog:
+    """``MeasurementLog`` backed by an append-only JSON-lines file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._drop_torn_tail()
+        self._items = list(self._read())
+
+    def _drop_torn_tail(self) -> None:
+        """A run killed mid-write leaves a partial last line; cut it so appends start clean."""
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            with self.path.open("r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
+
+    def _read(self) -> Iterable[Measurement]:
+        if not self.path.exists():
+            return
+        with self.path.open() as handle:
+            for line in handle:
+                try:
+                    r = json.loads(line)
+                    yield Measurement(int(r["chunk"]), str(r["group"]), Precision.parse(r["precision"]),
+                                      float(r["ratio_sum"]), int(r["count"]))
+                except (json.JSONDecodeError, KeyError, ValueError):
+                    logger.warning("ignoring a torn line in %s (the run was killed while writing it)", self.path)
+
+    def done(self) -> Iterable[Measurement]:
+        return list(self._items)
+
+    def add(self, measurement: Measurement) -> None:
+        record = {"chunk": measurement.chunk, "group": measurement.group, "precision": str(measurement.precision),
+                  "ratio_sum": measurement.ratio_sum, "count": measurement.count}
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._items.append(measurement)

@@ -1,0 +1,235 @@
+"""Exact allocation as a 0/1 program (HiGHS via ``scipy.optimize.milp``), with every cost budget at once.
+
+One binary per (group, candidate) and one "exactly one candidate" row per group; minimize the
+summed table noise subject to every budget. Unlike the greedy walk it meets several budgets at
+once (BOPs and size) and cannot be trapped by a locally good move; it is the same additive model,
+so it is exact only with respect to the prediction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import math
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mixq.core.budget import CostBudget
+from mixq.errors import ConfigError, InfeasibleBudgetError, MixqError
+from mixq.solvers.base import COST_RTOL, AllocationProblem, CurvePoint, ParetoCurve, within
+from mixq.solvers.pareto import front_indices
+from mixq.solvers.select import format_cost, in_budget_unit, infeasible_cost_error
+
+logger = logging.getLogger(__name__)
+
+#: HiGHS stops at an absolute gap of 1e-6 (not settable through scipy), so the largest objective
+#: coefficient is scaled to this: differences down to 1e-9 of the noisiest move still count.
+OBJECTIVE_SCALE = 1e3
+#: How often a solution that rounding pushed over a budget is re-solved with a tightened limit.
+MAX_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class IlpConfig:
+    """Settings of the ILP solver.
+
+    Attributes:
+        time_limit_s: wall-time limit of each HiGHS solve (a curve runs ``curve_points`` of them); the
+            best solution found by then is used.
+        curve_points: primary-cost limits swept, evenly spaced from cheapest to most expensive.
+        mip_rel_gap: relative optimality gap at which HiGHS may stop.
+    """
+
+    time_limit_s: float = 60.0
+    curve_points: int = 30
+    mip_rel_gap: float = 1e-9
+
+    def __post_init__(self) -> None:
+        if not self.time_limit_s > 0:
+            raise ConfigError(f"time_limit_s must be positive, got {self.time_limit_s}")
+        if self.curve_points < 2:
+            raise ConfigError(f"curve_points must be at least 2, got {self.curve_points}")
+        if not 0 <= self.mip_rel_gap < 1:
+            raise ConfigError(f"mip_rel_gap must be in [0, 1), got {self.mip_rel_gap}")
+
+
+@dataclass(frozen=True)
+class _Program:
+    """The matrices of one problem; budgets change only right-hand sides.
+
+    Every row and the objective are shifted by each group's minimum (a constant, since exactly one
+    candidate is taken) and divided by their largest entry, so values from 1e-8 to 1 keep their
+    differences within HiGHS's tolerances.
+    """
+
+    sizes: tuple[int, ...]
+    objective: np.ndarray
+    rows: Mapping[str, np.ndarray]  # per cost: excess over the group minimum, scaled to max 1
+    offsets: Mapping[str, float]  # per cost: fixed part + sum of group minima
+    scales: Mapping[str, float]  # per cost: what the row was divided by
+
+
+def _program(problem: AllocationProblem) -> _Program:
+    options = problem.options
+    noise = np.concatenate([np.asarray(o.noise) - min(o.noise) for o in options])
+    objective = noise * (OBJECTIVE_SCALE / noise.max()) if noise.max() > 0 else noise
+    rows: dict[str, np.ndarray] = {}
+    scales: dict[str, float] = {}
+    for name in problem.costs:
+        excess = np.concatenate([np.asarray(o.costs[name]) - min(o.costs[name]) for o in options])
+        scales[name] = float(excess.max()) if excess.max() > 0 else 1.0
+        rows[name] = excess / scales[name]
+    offsets = {name: problem.min_cost(name) for name in problem.costs}
+    return _Program(tuple(len(o.precisions) for o in options), objective, rows, offsets, scales)
+
+
+class IlpSolver:
+    """Minimum predicted noise under any number of cost budgets, solved exactly by HiGHS."""
+
+    name = "ilp"
+
+    def __init__(self, config: IlpConfig | None = None) -> None:
+        self.config = config or IlpConfig()
+
+    def solve(self, problem: AllocationProblem, budgets: Sequence[CostBudget]) -> CurvePoint:
+        """The least predicted noise meeting every budget.
+
+        Raises:
+            InfeasibleBudgetError: with the minimum reachable cost of the budget that fails.
+        """
+        for budget in budgets:
+            if not within(problem.min_cost(budget.cost), problem.limit(budget)):
+                raise infeasible_cost_error(problem, [budget])
+        program = _program(problem)
+        limits = [(b.cost, problem.limit(b)) for b in budgets]
+        choice = self._minimize(problem, program, program.objective, limits)
+        if choice is None:
+            raise self._jointly_infeasible(problem, program, budgets)
+        return problem.point_from_choice(choice)
+
+    def curve(self, problem: AllocationProblem) -> ParetoCurve:
+        """Non-dominated optima for primary-cost limits swept evenly from cheapest to most expensive."""
+        program = _program(problem)
+        primary = problem.primary
+        found: dict[tuple[int, ...], CurvePoint] = {}
+        for limit in np.linspace(problem.min_cost(primary), problem.max_cost(primary), self.config.curve_points):
+            choice = self._minimize(problem, program, program.objective, [(primary, float(limit))])
+            if choice is not None and tuple(choice) not in found:
+                found[tuple(choice)] = problem.point_from_choice(choice)
+        points = list(found.values())
+        cost = np.array([p.costs[primary] for p in points])
+        noise = np.array([p.predicted_noise for p in points])
+        front = front_indices(cost, -noise)
+        return ParetoCurve(tuple(points[i] for i in reversed(front)), primary)
+
+    def _minimize(
+        self,
+        problem: AllocationProblem,
+        program: _Program,
+        objective: np.ndarray,
+        limits: Sequence[tuple[str, float]],
+    ) -> list[int] | None:
+        """Candidate index per group minimizing ``objective`` under ``limits``; None if infeasible."""
+        from scipy.optimize import Bounds, LinearConstraint, milp
+        from scipy.sparse import csr_matrix, vstack
+
+        sizes, n = program.sizes, sum(program.sizes)
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        group_of = np.repeat(np.arange(len(sizes)), sizes)
+        one_each = csr_matrix((np.ones(n), (group_of, np.arange(n))), shape=(len(sizes), n))
+        slack = dict.fromkeys((name for name, _ in limits), 0.0)
+        for _ in range(MAX_RETRIES + 1):
+            constraints = [LinearConstraint(one_each, 1.0, 1.0)]
+            if limits:
+                upper = np.array([
+                    (lim + COST_RTOL * max(abs(lim), 1.0) - slack[name] - program.offsets[name]) / program.scales[name]
+                    for name, lim in limits
+                ])
+                if upper.min() < 0:
+                    return None
+                rows = vstack([csr_matrix(program.rows[name]) for name, _ in limits])
+                constraints.append(LinearConstraint(rows, -np.inf, upper))
+            with _quiet_c_stdout():
+                result = milp(
+                    objective,
+                    integrality=np.ones(n),
+                    bounds=Bounds(0.0, 1.0),
+                    constraints=constraints,
+                    options={"time_limit": self.config.time_limit_s, "mip_rel_gap": self.config.mip_rel_gap},
+                )
+            if result.x is None:
+                if result.status == 2:
+                    return None
+                raise MixqError(
+                    f"the ILP found no solution within {self.config.time_limit_s:g} s ({result.message}); "
+                    "raise the time limit or use --solver greedy"
+                )
+            if result.status != 0:
+                logger.warning("ILP stopped early (%s); using the best solution found", result.message)
+            choice = [int(np.argmax(result.x[s : s + k])) for s, k in zip(starts, sizes)]
+            costs = problem.point_from_choice(choice).costs
+            if all(within(costs[name], lim) for name, lim in limits):
+                return choice
+            # HiGHS accepts near-integral values; rounding them can overshoot a limit by a hair.
+            for name, lim in limits:
+                if not within(costs[name], lim):
+                    slack[name] += costs[name] - lim + COST_RTOL * max(abs(lim), 1.0)
+        raise MixqError(
+            f"the ILP kept overshooting the budgets after rounding {MAX_RETRIES} times; use --solver greedy"
+        )
+
+    def _jointly_infeasible(
+        self, problem: AllocationProblem, program: _Program, budgets: Sequence[CostBudget]
+    ) -> InfeasibleBudgetError:
+        """Each budget is reachable alone but not together: report the first one's best under the rest."""
+        first, others = budgets[0], budgets[1:]
+        limits = [(b.cost, problem.limit(b)) for b in others]
+        choice = self._minimize(problem, program, program.rows[first.cost], limits)
+        names = " and ".join(str(b) for b in budgets)
+        if choice is None:
+            return InfeasibleBudgetError(f"{names} cannot be met together; relax one of them")
+        lowest = problem.point_from_choice(choice).costs[first.cost]
+        reachable = in_budget_unit(problem, first, lowest)
+        return InfeasibleBudgetError(
+            f"{names} cannot be met together although each can be met alone: under the other budgets the "
+            f"cheapest configuration reaches {format_cost(problem, first, lowest)}; relax one of them",
+            reachable=None if math.isnan(reachable) else reachable,
+        )
+
+
+@contextlib.contextmanager
+def _quiet_c_stdout() -> Iterator[None]:
+    """Send file descriptor 1 to /dev/null while HiGHS runs.
+
+    HiGHS 1.12 (bundled with scipy 1.17) prints a stray debug line,
+    ``HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();``, straight to C
+    stdout whatever ``disp`` says (ERGO-Code/HiGHS#2783); it would corrupt ``--json`` output.
+    Process-wide for the few milliseconds of a solve.
+    """
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # sys.stdout may be None or closed
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (some embedded interpreters): nothing to protect
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        _flush_c_stdio()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _flush_c_stdio() -> None:
+    """Flush C stdio buffers so text written during the redirect lands in /dev/null, not later."""
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        ctypes.CDLL(None).fflush(None)

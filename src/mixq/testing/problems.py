@@ -1,0 +1,108 @@
+"""Synthetic allocation problems for solver tests: no model, no torch, milliseconds to build.
+
+The noise model mimics what phase 1 measures on real networks: each group has a weight and an
+activation sensitivity spread over orders of magnitude, noise power falls by 4x per extra bit, and
+a log-normal jitter keeps the table from being perfectly structured (which would flatter greedy).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup, QuantOp
+from mixq.core.precision import Precision, parse_candidates
+from mixq.core.tables import SensitivityTable, nsr_to_db
+from mixq.cost import Bops, WeightSize
+from mixq.solvers.base import AllocationProblem
+
+DEFAULT_CANDIDATES = ("w4a8", "w8a8", "w8a16")
+
+
+def conv_op(name: str, macs: int, weight_numel: int, out_channels: int = 16) -> QuantOp:
+    """A conv with its own input tensor and weight, so it forms a group alone."""
+    return QuantOp(name, OpKind.CONV, macs, weight_numel, out_channels, inputs=(f"{name}:in",), weight=f"{name}:w")
+
+
+def graph_of(
+    ops: Sequence[QuantOp], candidates: Mapping[str, Sequence[Precision]], extra_params: int = 0
+) -> QuantGraph:
+    """One group per op, op name = group id; ``float_params`` = all weights + ``extra_params``."""
+    groups = {op.name: QuantizerGroup(op.name, (op,), tuple(candidates[op.name])) for op in ops}
+    return QuantGraph(groups, float_params=sum(op.weight_numel for op in ops) + extra_params)
+
+
+def problem_from_sqnr(
+    sqnr_db: Mapping[str, Mapping[str, float]],
+    macs: Mapping[str, int] | None = None,
+    weight_numel: Mapping[str, int] | None = None,
+    primary: str = "bops",
+) -> AllocationProblem:
+    """A hand-written problem: ``{group: {precision: sqnr_db}}``; a group's candidates are its keys.
+
+    >>> p = problem_from_sqnr({"a": {"w4a8": 20.0, "w8a8": 40.0}}, macs={"a": 1000})
+    >>> p.graph["a"].macs, [str(c) for c in p.graph["a"].candidates]
+    (1000, ['w4a8', 'w8a8'])
+    """
+    ops = [
+        conv_op(group, (macs or {}).get(group, 1000), (weight_numel or {}).get(group, 100)) for group in sqnr_db
+    ]
+    candidates = {group: parse_candidates(list(table)) for group, table in sqnr_db.items()}
+    graph = graph_of(ops, candidates)
+    table = SensitivityTable(
+        {(group, Precision.parse(p)): float(v) for group, entries in sqnr_db.items() for p, v in entries.items()}
+    )
+    return AllocationProblem(graph, table, {"bops": Bops(), "size": WeightSize()}, primary=primary)
+
+
+def random_problem(
+    n_groups: int,
+    candidates: Sequence[str] = DEFAULT_CANDIDATES,
+    seed: int = 0,
+    *,
+    varied_candidates: bool = False,
+    primary: str = "bops",
+) -> AllocationProblem:
+    """A random problem with realistic spreads of MACs, weights and sensitivities.
+
+    Args:
+        n_groups: number of quantizer groups (one op each).
+        candidates: the precisions every group may take.
+        seed: everything is drawn from ``numpy.random.default_rng(seed)``.
+        varied_candidates: give each group a random non-empty subset of ``candidates``, as a
+            target with per-kernel-kind support would.
+        primary: the cost the curve is walked along.
+    """
+    rng = np.random.default_rng(seed)
+    precisions = parse_candidates(list(candidates))
+    macs = np.round(10 ** rng.uniform(4, 7, n_groups)).astype(np.int64)
+    spatial = rng.choice([1, 49, 196, 784], n_groups)
+    weight_numel = np.maximum(macs // spatial, 1)
+    out_channels = rng.integers(8, 257, n_groups)
+    weight_sens = 10 ** rng.uniform(-1, 3, n_groups) / n_groups
+    act_sens = 10 ** rng.uniform(-1, 3, n_groups) / n_groups
+    ops, allowed, table = [], {}, {}
+    for i in range(n_groups):
+        name = f"layer{i:03d}"
+        ops.append(conv_op(name, int(macs[i]), int(weight_numel[i]), int(out_channels[i])))
+        if varied_candidates:
+            mask = rng.random(len(precisions)) < 0.7
+            mask[rng.integers(len(precisions))] = True
+            allowed[name] = tuple(p for p, keep in zip(precisions, mask) if keep)
+        else:
+            allowed[name] = precisions
+        for precision in precisions:
+            table[(name, precision)] = nsr_to_db(_noise(precision, weight_sens[i], act_sens[i], rng))
+    graph = graph_of(ops, allowed, extra_params=int(out_channels.sum()))
+    return AllocationProblem(graph, SensitivityTable(table), {"bops": Bops(), "size": WeightSize()}, primary=primary)
+
+
+def _noise(precision: Precision, weight_sens: float, act_sens: float, rng: np.random.Generator) -> float:
+    """Noise power ~ sensitivity x 4^-bits (float formats: their mantissa bits), jittered."""
+    weight_bits = 11 if precision.is_float else precision.weight_bits
+    act_bits = 11 if precision.is_float else precision.act_bits
+    if precision.keeps_float32:
+        weight_bits = act_bits = 24
+    jitter = float(np.exp(rng.normal(0.0, 0.5)))
+    return jitter * (weight_sens * 4.0**-weight_bits + act_sens * 4.0**-act_bits)
