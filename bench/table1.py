@@ -54,6 +54,10 @@ def run_model(key: str, threads: int, out: Path, num_samples: int) -> dict:
         result, _ = mixq("eval", model, "--uniform", precision, "--data", data, "--num-samples", str(num_samples),
                          "--json", threads=threads)
         rows[precision.upper()] = result
+    for precision in UNIFORM:  # the reference point: plain min-max ranges
+        result, _ = mixq("eval", model, "--uniform", precision, "--data", data, "--num-samples", str(num_samples),
+                         "--weight-range", "minmax", "--act-range", "minmax", "--json", threads=threads)
+        rows[f"{precision.upper()} (min-max ranges)"] = result
     run = out / f"{key}-run"
     shutil.rmtree(run, ignore_errors=True)
     for ratio in RATIOS:

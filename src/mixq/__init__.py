@@ -1,1 +1,26 @@
+"""mixq: automatic mixed-precision post-training quantization.
+
+The verbs are importable from the top level (``mixq.search``, ``mixq.evaluate``, ``mixq.apply``);
+they are loaded on first use so that ``import mixq`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
 from mixq.version import __version__
+
+_LAZY = {
+    "search": "mixq.api", "evaluate": "mixq.api", "apply": "mixq.api", "inspect_model": "mixq.api",
+    "SearchConfig": "mixq.config", "Plan": "mixq.plan", "load_data": "mixq.data", "Preprocess": "mixq.data",
+    "load_model": "mixq.models",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mixq' has no attribute {name!r}")

@@ -25,7 +25,7 @@ from mixq.core.tables import SensitivityTable
 from mixq.cost import COST_MODELS, total_cost
 from mixq.data.dataset import ArrayDataset, Dataset
 from mixq.errors import ConfigError, DataError
-from mixq.evaluation import Evaluator
+from mixq.evaluation import Evaluator, ScoreFn
 from mixq.plan import Plan
 from mixq.rundir import MEASUREMENTS, JsonlMeasurementLog, RunDirectory
 from mixq.sensitivity.sqnr import MeasurementLog, MemoryLog, chunk_size, measure_sensitivity
@@ -101,6 +101,7 @@ def search(
     progress: Progress | None = None,
     eval_data: Dataset | None = None,
     command: str | None = None,
+    score: ScoreFn | None = None,
 ) -> SearchResult:
     """Pandey et al.'s two phases: sensitivity per group (phase 1), then the Pareto search (phase 2).
 
@@ -111,6 +112,8 @@ def search(
         out: run directory; an existing one is resumed (finished measurements are not repeated).
         eval_data: data for quality targets (default: ``data``, first ``config.eval_samples``).
         command: the command line, stored for reproduction.
+        score: your own accuracy measurement for ``drop<=`` targets: called with the quantized model
+            (an ``nn.Module``), returns a score in [0, 1]; used instead of labels.
     """
     if not config.budgets:
         raise ConfigError('give at least one budget, e.g. --budget "bops<=0.375" or --budget "agreement>=0.99"')
@@ -140,7 +143,7 @@ def search(
         run.write_json("curve.json", curve.to_records())
 
     target = config.quality_target
-    evaluator = _evaluator(session, data, eval_data, config, progress)
+    evaluator = _evaluator(session, data, eval_data, config, progress, score)
     evaluations: list[dict[str, Any]] = []
     started = time.perf_counter()
     float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
@@ -176,11 +179,11 @@ def search(
 
 
 def _evaluator(session: Session, data: Dataset | np.ndarray, eval_data: Dataset | None, config: SearchConfig,
-               progress: Progress | None) -> Evaluator:
+               progress: Progress | None, score: ScoreFn | None = None) -> Evaluator:
     chosen = as_dataset(eval_data if eval_data is not None else data)
     if config.eval_samples is not None:
         chosen = chosen.subset(min(config.eval_samples, len(chosen)))
-    return Evaluator(session.sim, chosen, progress)
+    return Evaluator(session.sim, chosen, progress, score=score)
 
 
 def _safe_value(target: QualityTarget, quality: Quality, float_quality: Quality | None) -> float | None:

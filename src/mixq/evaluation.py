@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
@@ -11,10 +13,15 @@ from mixq.backends.base import Progress, Simulation
 from mixq.core.assignment import Assignment
 from mixq.core.quality import Quality, measure_quality
 from mixq.data.dataset import Dataset
+from mixq.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 EVAL_BATCH = 32
+
+#: A user's accuracy measurement: takes the model as the backend gives it (an ``nn.Module`` for
+#: torch), returns a score in [0, 1] (e.g. top-1 on the user's own labelled loader, or mAP).
+ScoreFn = Callable[[object], float]
 
 
 class Evaluator:
@@ -24,8 +31,9 @@ class Evaluator:
     """
 
     def __init__(self, sim: Simulation, data: Dataset, progress: Progress | None = None,
-                 batch_size: int = EVAL_BATCH) -> None:
+                 batch_size: int = EVAL_BATCH, score: ScoreFn | None = None) -> None:
         self.sim = sim
+        self.score = score
         self.data = data
         self.labels = data.labels
         self.batch_size = batch_size
@@ -51,12 +59,21 @@ class Evaluator:
         return self._reference
 
     def float_quality(self) -> Quality:
-        return measure_quality(self.reference, None, self.labels)
+        return self._scored(measure_quality(self.reference, None, self.labels), Assignment({}))
 
     def quality(self, assignment: Assignment, what: str = "evaluating a configuration") -> Quality:
         reference = self.reference
         self.count += 1
-        return measure_quality(self._outputs(assignment, what), reference, self.labels)
+        return self._scored(measure_quality(self._outputs(assignment, what), reference, self.labels), assignment)
+
+    def _scored(self, quality: Quality, assignment: Assignment) -> Quality:
+        """With a user score, it is the ``top1`` that ``drop<=`` targets compare."""
+        if self.score is None:
+            return quality
+        value = float(self.score(self.sim.module(assignment)))
+        if not math.isfinite(value):
+            raise ConfigError(f"the evaluation callback returned {value}; it must return a finite score in [0, 1]")
+        return replace(quality, top1=value, top5=None)
 
 
 EvaluateFn = Callable[[Assignment], Quality]

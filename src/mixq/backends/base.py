@@ -46,6 +46,11 @@ class Simulation(Protocol):
         """Memory ``isolate`` keeps per input sample, so callers can size their chunks."""
         ...
 
+    def module(self, assignment: Assignment) -> object:
+        """The quantized model in the framework's own form (an ``nn.Module`` for torch), for the
+        user's evaluation code; an empty assignment is the float model."""
+        ...
+
 
 class Traced(Protocol):
     """A captured model: its quantizer groups, ready to be calibrated."""

@@ -161,7 +161,7 @@ class FunctionalConvNet(nn.Module):
 
 
 class ChannelOffset(nn.Module):
-    """Adds a constant to one channel: an activation outlier the next layer's bias cancels exactly."""
+    """Adds a constant to one channel: an activation outlier (the next layer gives it zero weights)."""
 
     def __init__(self, channels: int, value: float, channel: int = 0) -> None:
         super().__init__()
@@ -186,9 +186,9 @@ class OutlierNet(nn.Module):
     - ``"weights"``: the conv reads one extra, always-zero input channel (``F.pad`` of the channels)
       whose weights are ``OUTLIER_SCALE`` times the largest other weight of each output channel, so a
       per-channel (or per-tensor) weight scale leaves no resolution for the real weights;
-    - ``"activations"``: ``ChannelOffset`` adds ``OUTLIER_SCALE`` times the largest input activation to
-      channel 0 of its input, and its bias subtracts the effect again (exact, the convs are unpadded),
-      so the input range is dominated by the outlier.
+    - ``"activations"``: the conv reads one extra channel holding a constant ``OUTLIER_SCALE`` times the
+      largest input activation, with all-zero weights, so the input range is dominated by the
+      outlier while no weight ever multiplies it (quantizing the weights cannot break the identity).
     """
 
     def __init__(self, seed: int = 0, layer_index: int | None = None, kind: OutlierKind = "weights") -> None:
@@ -215,28 +215,25 @@ class OutlierNet(nn.Module):
 
     def _add_outlier(self, index: int, kind: OutlierKind) -> None:
         conv: nn.Conv2d = getattr(self, f"conv{index}")
+        wider = nn.Conv2d(conv.in_channels + 1, conv.out_channels, 3)
+        wider.weight.zero_()
+        wider.weight[:, :-1] = conv.weight
+        wider.bias.copy_(conv.bias)
         if kind == "weights":
-            wider = nn.Conv2d(conv.in_channels + 1, conv.out_channels, 3)
-            wider.weight.zero_()
-            wider.weight[:, :-1] = conv.weight
-            wider.bias.copy_(conv.bias)
             largest = conv.weight.abs().amax(dim=(1, 2, 3))
             signs = torch.where(torch.arange(conv.out_channels) % 2 == 0, 1.0, -1.0)
             wider.weight[:, -1, 1, 1] = OUTLIER_SCALE * largest * signs
-            setattr(self, f"conv{index}", wider)
         else:
             sample = torch.from_numpy(random_images(8, INPUT_SHAPE, seed=1))
             value = OUTLIER_SCALE * float(self._features(sample, stop=index).abs().max())
-            self.offset = ChannelOffset(conv.in_channels, value)
-            conv.bias -= value * conv.weight[:, 0].sum(dim=(1, 2))
+            self.offset = ChannelOffset(conv.in_channels + 1, value, channel=conv.in_channels)
+        setattr(self, f"conv{index}", wider)
 
     def _features(self, x: torch.Tensor, stop: int = 4) -> torch.Tensor:
         """The input of ``conv{stop}`` (or of the head for ``stop=4``)."""
         for index in range(stop):
             if index == self.layer_index:
-                x = self.offset(x)
-                if self.kind == "weights":
-                    x = F.pad(x, (0, 0, 0, 0, 0, 1))
+                x = self.offset(F.pad(x, (0, 0, 0, 0, 0, 1)))
             x = F.relu(getattr(self, f"conv{index}")(x))
         return x
 

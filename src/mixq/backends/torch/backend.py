@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mixq.backends.base import Progress
+from mixq.backends.torch.fold import fold_batchnorm
 from mixq.backends.torch.executor import GraphExecutor, flatten_output
 from mixq.backends.torch.simulation import Quantizers, TorchSimulation, collect_stats
 from mixq.backends.torch.trace import OpSite, capture, find_sites
@@ -46,6 +47,7 @@ class TorchBackend:
                     f"Input shape was {tuple(x.shape)}; check --preprocess (e.g. resize/crop to the model's size)"
                 ) from exc
         gm = capture(model, x)
+        fold_batchnorm(gm)
         executor = GraphExecutor(gm)
         with torch.inference_mode():
             _, env = executor.run(x, keep=True)
