@@ -12,7 +12,7 @@ import torch
 from mixq import api
 from mixq.config import SearchConfig
 from mixq.core.precision import Precision
-from mixq.errors import ConfigError, InfeasibleBudgetError, RunDirectoryError
+from mixq.errors import ConfigError, InfeasibleBudgetError, MixqError, RunDirectoryError
 from mixq.plan import Plan
 from mixq.testing.models import ResidualNet, SharedInputNet, TinyConvNet, outlier_net, random_images
 
@@ -125,9 +125,25 @@ def test_drop_target_without_labels_or_score_says_what_is_missing(images: np.nda
         api.search(ResidualNet().eval(), images, config("drop<=1"))
 
 
-def test_budget_below_the_cheapest_configuration_names_the_minimum(images: np.ndarray) -> None:
-    with pytest.raises(InfeasibleBudgetError, match=r"0\.25"):
-        api.search(TinyConvNet().eval(), images, config("bops<=0.1"))
+def test_budget_below_the_cheapest_configuration_names_the_minimum(tmp_path: Path, images: np.ndarray) -> None:
+    with pytest.raises(InfeasibleBudgetError, match=r"0\.25") as caught:
+        api.search(TinyConvNet().eval(), images, config("bops<=0.1"), out=tmp_path / "run")
+    assert caught.value.reachable == pytest.approx(0.25)
+    assert not (tmp_path / "run").exists()  # refused before phase 1, nothing written
+
+
+def test_unusable_output_directory_is_refused_before_any_work(tmp_path: Path, images: np.ndarray) -> None:
+    (tmp_path / "file.txt").write_text("not a directory")
+    for out in (tmp_path / "file.txt", tmp_path / "file.txt" / "run"):
+        with pytest.raises(RunDirectoryError, match="choose another --out"):
+            api.search(TinyConvNet().eval(), images, config("bops<=0.5"), out=out)
+
+
+def test_model_that_cannot_run_on_the_data_leaves_no_run_directory(tmp_path: Path) -> None:
+    wrong = random_images(4, (3, 8, 8))[:, :1]  # one channel where the first conv expects three
+    with pytest.raises(MixqError):
+        api.search(TinyConvNet().eval(), wrong, config("bops<=0.5"), out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_no_budget_is_a_config_error(images: np.ndarray) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,11 +28,11 @@ from mixq.data.dataset import ArrayDataset, Dataset
 from mixq.errors import ConfigError, DataError
 from mixq.evaluation import Evaluator, ScoreFn
 from mixq.plan import Plan
-from mixq.rundir import MEASUREMENTS, JsonlMeasurementLog, RunDirectory
+from mixq.rundir import MEASUREMENTS, JsonlMeasurementLog, RunDirectory, check_writable
 from mixq.sensitivity.sqnr import MeasurementLog, MemoryLog, chunk_size, measure_sensitivity
 from mixq.solvers import get_solver
-from mixq.solvers.base import AllocationProblem, ParetoCurve
-from mixq.solvers.select import feasible_indices, select_by_cost, select_by_quality
+from mixq.solvers.base import AllocationProblem, ParetoCurve, within
+from mixq.solvers.select import feasible_indices, infeasible_cost_error, select_by_cost, select_by_quality
 from mixq.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -118,9 +119,12 @@ def search(
     if not config.budgets:
         raise ConfigError('give at least one budget, e.g. --budget "bops<=0.375" or --budget "agreement>=0.99"')
     started_all = time.perf_counter()
-    run = RunDirectory(out) if out is not None else None
+    if out is not None:
+        check_writable(out)
     session = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
     graph = session.graph
+    _check_reachable(graph, config)
+    run = RunDirectory(out) if out is not None else None
     if run is not None:
         run.write_json("config.json", {"mixq_version": __version__, "command": command, **config.to_dict()})
         run.write_json("graph.json", graph_records(graph))
@@ -176,6 +180,17 @@ def search(
         run.write_json("timings.json", session.timings)
     return SearchResult(plan, graph, sensitivity, curve, tuple(evaluations), dict(session.timings),
                         run.path if run else None)
+
+
+def _check_reachable(graph: QuantGraph, config: SearchConfig) -> None:
+    """Cost budgets depend on the graph alone: refuse an impossible one before phase 1, not after."""
+    if not config.cost_budgets:
+        return
+    noiseless = SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates})
+    problem = AllocationProblem(graph, noiseless, {name: cls() for name, cls in COST_MODELS.items()}, config.cost)
+    for budget in config.cost_budgets:
+        if not within(problem.min_cost(budget.cost), problem.limit(budget)):
+            raise infeasible_cost_error(problem, [budget])
 
 
 def _evaluator(session: Session, data: Dataset | np.ndarray, eval_data: Dataset | None, config: SearchConfig,

@@ -25,11 +25,29 @@ KEY_FILE = "measurement_key.json"
 MEASUREMENTS = "measurements.jsonl"
 
 
+def check_writable(path: str | Path) -> Path:
+    """Fail early, before any work, if ``path`` cannot become a run directory; create nothing.
+
+    Creation is left to ``RunDirectory``, after the model and data were accepted, so bad input
+    never leaves an empty or partial run directory behind.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirectoryError(f"{path} is a file, not a directory; choose another --out")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise RunDirectoryError(f"cannot write the run directory {path}: {existing} is not writable; "
+                                "choose another --out")
+    return path
+
+
 class RunDirectory:
     """One search's files. Creating it checks that it can be written."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        self.path = check_writable(path)
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             probe = self.path / ".write-test"
