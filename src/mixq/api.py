@@ -21,7 +21,6 @@ from mixq.core.assignment import Assignment, uniform
 from mixq.core.budget import QualityTarget
 from mixq.core.graph import QuantGraph
 from mixq.core.precision import Precision, QuantScheme, parse_candidates
-from mixq.core.quality import Quality
 from mixq.core.tables import SensitivityTable
 from mixq.cost import COST_MODELS, total_cost
 from mixq.data.dataset import ArrayDataset, Dataset
@@ -29,10 +28,12 @@ from mixq.errors import ConfigError, DataError
 from mixq.evaluation import Evaluator, ScoreFn
 from mixq.plan import Plan
 from mixq.rundir import MEASUREMENTS, JsonlMeasurementLog, RunDirectory, check_writable
+from mixq.sensitivity.pairs import SimulationPairs
 from mixq.sensitivity.sqnr import MeasurementLog, MemoryLog, chunk_size, measure_sensitivity
-from mixq.solvers import get_solver
-from mixq.solvers.base import AllocationProblem, ParetoCurve, within
-from mixq.solvers.select import feasible_indices, infeasible_cost_error, select_by_cost, select_by_quality
+from mixq.solvers import Loop, get_solver
+from mixq.solvers.base import ParetoCurve, within
+from mixq.solvers.run import allocate, build_problem, timed
+from mixq.solvers.select import infeasible_cost_error
 from mixq.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def search(
     started_all = time.perf_counter()
     if out is not None:
         check_writable(out)
+    _check_labels(config.quality_target, as_dataset(eval_data if eval_data is not None else data), score)
     session = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
     graph = session.graph
     _check_reachable(graph, config)
@@ -138,31 +140,27 @@ def search(
             logger.info("resuming: %d measurements already in %s", len(list(log.done())), run.path)
     sensitivity = measure_sensitivity(session.sim, session.calibration, config.cache_mb, log, progress)
     session.timings["phase1_s"] = sensitivity.seconds
-    problem = AllocationProblem(graph, sensitivity, {name: cls() for name, cls in COST_MODELS.items()}, config.cost)
-    started = time.perf_counter()
-    curve = get_solver(config.solver).curve(problem)
-    session.timings["phase2_s"] = time.perf_counter() - started
+    # phase 2: the solver decides between curve-then-select and a closed loop (mixq.solvers.run.allocate)
+    problem = build_problem(graph, sensitivity, config.cost, config.restrictions, config.hardware)
     if run is not None:
         run.write_json("sensitivity.json", sensitivity.to_records())
-        run.write_json("curve.json", curve.to_records())
-
     target = config.quality_target
     evaluator = _evaluator(session, data, eval_data, config, progress, score)
-    evaluations: list[dict[str, Any]] = []
     started = time.perf_counter()
     float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
-    if target is None:
-        point = select_by_cost(curve, problem, config.cost_budgets)
-    else:
-        allowed = feasible_indices(curve, problem, config.cost_budgets)
-        if not allowed:
-            select_by_cost(curve, problem, config.cost_budgets)  # raises with the minimum reachable
-        selection = select_by_quality(curve, target, evaluator.quality, float_quality, candidates=allowed)
-        point = selection.point
-        evaluations = [{"index": i, **q.to_dict(), "target_value": _safe_value(target, q, float_quality)}
-                       for i, q in selection.evaluations]
-    quality = evaluator.quality(point.assignment, "evaluating the chosen configuration")
-    session.timings["evaluation_s"] = time.perf_counter() - started
+    pairs = SimulationPairs(session.sim, session.calibration, run.file("pairs.json") if run else None, progress)
+    spent: dict[str, float] = {}
+    loop = Loop(timed(evaluator.quality, spent, "evaluation_s"), float_quality, timed(pairs, spent, "pairs_s"))
+    outcome = allocate(problem, get_solver(config.solver, config.solver_settings()), config.cost_budgets, target,
+                       loop)
+    curve, point, evaluations = outcome.curve, outcome.point, list(outcome.evaluations)
+    session.timings["phase2_s"] = time.perf_counter() - started - sum(spent.values())
+    if run is not None:
+        run.write_json("curve.json", curve.to_records())
+    started = time.perf_counter()
+    quality = outcome.quality or evaluator.quality(point.assignment, "evaluating the chosen configuration")
+    session.timings.update(spent)
+    session.timings["evaluation_s"] = spent.get("evaluation_s", 0.0) + time.perf_counter() - started
     session.timings["total_s"] = time.perf_counter() - started_all
     plan = Plan(
         assignment=point.assignment,
@@ -172,7 +170,8 @@ def search(
         budgets=tuple(str(b) for b in config.budgets),
         provenance={"mixq_version": __version__, "model_fingerprint": fingerprint(session), "seed": config.seed,
                     "strategy": "two-phase", "solver": config.solver, "num_samples": len(session.calibration),
-                    "scheme": scheme_to_dict(config.scheme)},
+                    "scheme": scheme_to_dict(config.scheme), "hardware": config.hardware,
+                    "restrictions": [str(r) for r in config.restrictions], "solver_details": dict(outcome.details)},
     )
     if run is not None:
         plan.save(run.file("plan.json"))
@@ -182,12 +181,19 @@ def search(
                         run.path if run else None)
 
 
+def _check_labels(target: QualityTarget | None, data: Dataset, score: ScoreFn | None) -> None:
+    if target is not None and target.needs_labels and score is None and data.labels is None:
+        raise ConfigError(
+            f"{target} compares accuracy with the float model's, which needs labels: give a folder with labels.csv, "
+            "--labels CSV, an .npz with y, or (in Python) search(..., score=fn); or use a label-free target "
+            'such as --budget "agreement>=0.99"')
+
+
 def _check_reachable(graph: QuantGraph, config: SearchConfig) -> None:
-    """Cost budgets depend on the graph alone: refuse an impossible one before phase 1, not after."""
-    if not config.cost_budgets:
-        return
+    """Cost budgets, restrictions and hardware depend on the graph alone: refuse an impossible one
+    before phase 1, not after."""
     noiseless = SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates})
-    problem = AllocationProblem(graph, noiseless, {name: cls() for name, cls in COST_MODELS.items()}, config.cost)
+    problem = build_problem(graph, noiseless, config.cost, config.restrictions, config.hardware)
     for budget in config.cost_budgets:
         if not within(problem.min_cost(budget.cost), problem.limit(budget)):
             raise infeasible_cost_error(problem, [budget])
@@ -199,13 +205,6 @@ def _evaluator(session: Session, data: Dataset | np.ndarray, eval_data: Dataset 
     if config.eval_samples is not None:
         chosen = chosen.subset(min(config.eval_samples, len(chosen)))
     return Evaluator(session.sim, chosen, progress, score=score)
-
-
-def _safe_value(target: QualityTarget, quality: Quality, float_quality: Quality | None) -> float | None:
-    try:
-        return target.value(quality, float_quality)
-    except ConfigError:
-        return None
 
 
 def costs_of(graph: QuantGraph, assignment: Assignment) -> dict[str, float]:

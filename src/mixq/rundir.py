@@ -37,7 +37,9 @@ def check_writable(path: str | Path) -> Path:
     existing = path
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    if not existing.is_dir():
+        raise RunDirectoryError(f"cannot create the run directory {path}: {existing} is a file; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
         raise RunDirectoryError(f"cannot write the run directory {path}: {existing} is not writable; "
                                 "choose another --out")
     return path

@@ -41,11 +41,11 @@ def load_data(path: str | Path, preprocess: Preprocess | None = None, labels: st
         dataset: Dataset = _image_folder(path, preprocess, labels, limit)
     elif path.suffix.lower() in (".npz", ".npy"):
         if labels is not None:
-            raise ConfigError(f"labels= applies to image folders; {path.name} carries its labels in its array y")
+            raise ConfigError(f"--labels (labels=) applies to image folders; {path.name} carries its labels in its array y")
         dataset = _arrays(path, preprocess, limit)
     elif path.suffix.lower() in IMAGE_EXTENSIONS:
         if labels is not None:
-            raise ConfigError(f"labels= applies to image folders, not to the single image {path.name}")
+            raise ConfigError(f"--labels (labels=) applies to image folders, not to the single image {path.name}")
         dataset = ImageDataset([path], preprocess)
     else:
         raise DataError(f"cannot read data from {path.name}: give a folder of images "

@@ -131,12 +131,12 @@ class TorchSimulation:
     def run(self, inputs: np.ndarray, assignment: Assignment | None = None) -> np.ndarray:
         overrides = self._overrides(dict(assignment.items())) if assignment is not None else {}
         output, _ = self.executor.run(torch.from_numpy(np.ascontiguousarray(inputs)), overrides)
-        return _checked(flatten_output(output)).numpy()
+        return checked_output(flatten_output(output)).numpy()
 
     @torch.inference_mode()
     def isolate(self, inputs: np.ndarray) -> IsolatedTorchRuns:
         output, cache = self.executor.run(torch.from_numpy(np.ascontiguousarray(inputs)), keep=True)
-        reference = _checked(flatten_output(output)).numpy()
+        reference = checked_output(flatten_output(output)).numpy()
         return IsolatedTorchRuns(self, cache, reference)
 
     def module(self, assignment: Assignment) -> nn.Module:
@@ -179,7 +179,7 @@ class QuantizedModule(nn.Module):
         return output
 
 
-def _checked(output: torch.Tensor) -> torch.Tensor:
+def checked_output(output: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(output).all():
         raise UnsupportedModelError(
             "the float model's output contains NaN or Inf on the calibration data; "

@@ -1,0 +1,165 @@
+"""A catalogue of bad inputs and the one-line error each must produce.
+
+Shared by the test that checks every message (``tests/cli/test_bad_input.py``) and by the script
+that writes the table in ``docs/bad-input.md``, so the documentation cannot drift from the code.
+Each case builds its files in a scratch folder and returns the ``mixq`` arguments to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+GOOD_MODEL = """
+from mixq.testing.models import TinyConvNet
+
+def build():
+    return TinyConvNet().eval()
+"""
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """One bad input: what it is, how to make it, and words the error message must contain."""
+
+    name: str
+    build: Callable[[Path], list[str]]
+    expect: str
+
+
+def _model(folder: Path, body: str = GOOD_MODEL, name: str = "model.py") -> str:
+    path = folder / name
+    path.write_text(body)
+    return f"{path}:build"
+
+
+def _npz(folder: Path, n: int = 8, size: int = 16) -> str:
+    path = folder / "data.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, x=rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), y=rng.integers(0, 10, n))
+    return str(path)
+
+
+def _images(folder: Path, sizes: tuple[int, ...] = (16, 16, 16)) -> Path:
+    images = folder / "images"
+    images.mkdir(exist_ok=True)
+    rng = np.random.default_rng(1)
+    for index, size in enumerate(sizes):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(images / f"img{index}.png")
+    return images
+
+
+def _search(model: str, data: str, folder: Path, *extra: str, budget: str = "bops<=0.5") -> list[str]:
+    return ["search", model, "--data", data, "--budget", budget, "--out", str(folder / "run"), "-q", *extra]
+
+
+def _syntax_error(tmp: Path) -> list[str]:
+    return _search(_model(tmp, "def build(:\n"), _npz(tmp), tmp)
+
+
+def _truncated_onnx(tmp: Path) -> list[str]:
+    path = tmp / "model.onnx"
+    path.write_bytes(b"\x08\x07\x12\x07pytorch\x1a\x05")  # the first bytes of a real file, cut short
+    return ["eval", str(path), "--float", "--data", _npz(tmp), "-q"]
+
+
+def _factory_raises(tmp: Path) -> list[str]:
+    return _search(_model(tmp, "def build():\n    raise RuntimeError('weights file missing')\n"), _npz(tmp), tmp)
+
+
+def _output_not_a_tensor(tmp: Path) -> list[str]:
+    body = GOOD_MODEL.replace("return TinyConvNet().eval()", "return Wrapped().eval()") + (
+        "\nimport torch\n\nclass Wrapped(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.net = TinyConvNet()\n"
+        "    def forward(self, x):\n        return {'label': 'cat'}\n")
+    return _search(_model(tmp, body), _npz(tmp), tmp)
+
+
+def _nan_output(tmp: Path) -> list[str]:
+    body = GOOD_MODEL.replace("return TinyConvNet().eval()", "return Broken().eval()") + (
+        "\nimport torch\n\nclass Broken(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.net = TinyConvNet()\n"
+        "    def forward(self, x):\n        return self.net(x) * float('nan')\n")
+    return _search(_model(tmp, body), _npz(tmp), tmp)
+
+
+def _nothing_to_quantize(tmp: Path) -> list[str]:
+    body = ("import torch\n\ndef build():\n"
+            "    return torch.nn.Sequential(torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())\n")
+    return _search(_model(tmp, body), _npz(tmp), tmp)
+
+
+def _empty_folder(tmp: Path) -> list[str]:
+    (tmp / "empty").mkdir()
+    return _search(_model(tmp), str(tmp / "empty"), tmp)
+
+
+def _unreadable_image(tmp: Path) -> list[str]:
+    images = _images(tmp)
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    return _search(_model(tmp), str(images), tmp)
+
+
+def _mixed_sizes(tmp: Path) -> list[str]:
+    return _search(_model(tmp), str(_images(tmp, (16, 16, 20))), tmp)
+
+
+def _wrong_input_size(tmp: Path) -> list[str]:
+    body = GOOD_MODEL.replace("return TinyConvNet().eval()", "return Fixed().eval()") + (
+        "\nimport torch\n\nclass Fixed(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = torch.nn.Linear(3 * 32 * 32, 10)\n"
+        "    def forward(self, x):\n        return self.fc(x.flatten(1))\n")
+    return _search(_model(tmp, body), _npz(tmp), tmp)
+
+
+def _unknown_precision(tmp: Path) -> list[str]:
+    return _search(_model(tmp), _npz(tmp), tmp, "--candidates", "w4a8,int8")
+
+
+def _drop_without_labels(tmp: Path) -> list[str]:
+    return _search(_model(tmp), str(_images(tmp)), tmp, budget="drop<=1")
+
+
+def _labels_with_npz(tmp: Path) -> list[str]:
+    labels = tmp / "labels.csv"
+    labels.write_text("file,class_index\n")
+    return _search(_model(tmp), _npz(tmp), tmp, "--labels", str(labels))
+
+
+def _infeasible(tmp: Path) -> list[str]:
+    return _search(_model(tmp), _npz(tmp), tmp, "--candidates", "w4a8,w8a8", budget="bops<=0.1")
+
+
+def _output_is_a_file(tmp: Path) -> list[str]:
+    (tmp / "taken").write_text("a file")
+    args = _search(_model(tmp), _npz(tmp), tmp)
+    args[args.index("--out") + 1] = str(tmp / "taken" / "run")
+    return args
+
+
+def _unknown_plan(tmp: Path) -> list[str]:
+    return ["eval", _model(tmp), "--plan", str(tmp / "nowhere" / "plan.json"), "--data", _npz(tmp), "-q"]
+
+
+CASES: tuple[BadInput, ...] = (
+    BadInput("model file with a syntax error", _syntax_error, "SyntaxError"),
+    BadInput("truncated .onnx file", _truncated_onnx, "onnx"),
+    BadInput("factory that raises", _factory_raises, "weights file missing"),
+    BadInput("model output is not a tensor", _output_not_a_tensor, "output"),
+    BadInput("model output contains NaN/Inf", _nan_output, "NaN"),
+    BadInput("model with nothing to quantize", _nothing_to_quantize, "no quantizable op"),
+    BadInput("empty data folder", _empty_folder, "no images"),
+    BadInput("unreadable image", _unreadable_image, "broken.jpg"),
+    BadInput("images of different sizes", _mixed_sizes, "same shape"),
+    BadInput("input size the model cannot take", _wrong_input_size, "cannot run on the data"),
+    BadInput("unknown precision string", _unknown_precision, "int8"),
+    BadInput("accuracy-drop budget without labels", _drop_without_labels, "labels"),
+    BadInput("contradictory flags: --labels with an .npz", _labels_with_npz, "labels"),
+    BadInput("budget below the cheapest configuration", _infeasible, "cheapest configuration reaches"),
+    BadInput("output directory that cannot be written", _output_is_a_file, "choose another --out"),
+    BadInput("plan file that does not exist", _unknown_plan, "does not exist"),
+)
