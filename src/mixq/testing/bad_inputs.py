@@ -71,20 +71,26 @@ def _factory_raises(tmp: Path) -> list[str]:
     return _search(_model(tmp, "def build():\n    raise RuntimeError('weights file missing')\n"), _npz(tmp), tmp)
 
 
+def _wrapping_model(forward: str) -> str:
+    """A model file whose module wraps TinyConvNet as ``self.net`` with the given forward body."""
+    return ("import torch\nfrom mixq.testing.models import TinyConvNet\n\n"
+            "class Wrapped(torch.nn.Module):\n"
+            "    def __init__(self):\n        super().__init__()\n        self.net = TinyConvNet()\n"
+            f"    def forward(self, x):\n        {forward}\n\n"
+            "def build():\n    return Wrapped().eval()\n")
+
+
 def _output_not_a_tensor(tmp: Path) -> list[str]:
-    body = GOOD_MODEL.replace("return TinyConvNet().eval()", "return Wrapped().eval()") + (
-        "\nimport torch\n\nclass Wrapped(torch.nn.Module):\n"
-        "    def __init__(self):\n        super().__init__()\n        self.net = TinyConvNet()\n"
-        "    def forward(self, x):\n        return {'label': 'cat'}\n")
-    return _search(_model(tmp, body), _npz(tmp), tmp)
+    return _search(_model(tmp, _wrapping_model("return {'label': 'cat'}")), _npz(tmp), tmp)
 
 
 def _nan_output(tmp: Path) -> list[str]:
-    body = GOOD_MODEL.replace("return TinyConvNet().eval()", "return Broken().eval()") + (
-        "\nimport torch\n\nclass Broken(torch.nn.Module):\n"
-        "    def __init__(self):\n        super().__init__()\n        self.net = TinyConvNet()\n"
-        "    def forward(self, x):\n        return self.net(x) * float('nan')\n")
-    return _search(_model(tmp, body), _npz(tmp), tmp)
+    return _search(_model(tmp, _wrapping_model("return self.net(x) * float('nan')")), _npz(tmp), tmp)
+
+
+def _wrong_input_size(tmp: Path) -> list[str]:
+    return _search(_model(tmp, _wrapping_model("return self.net(x.reshape(len(x), 3, 32, 32))")),
+                   _npz(tmp), tmp)
 
 
 def _nothing_to_quantize(tmp: Path) -> list[str]:
@@ -106,14 +112,6 @@ def _unreadable_image(tmp: Path) -> list[str]:
 
 def _mixed_sizes(tmp: Path) -> list[str]:
     return _search(_model(tmp), str(_images(tmp, (16, 16, 20))), tmp)
-
-
-def _wrong_input_size(tmp: Path) -> list[str]:
-    body = GOOD_MODEL.replace("return TinyConvNet().eval()", "return Fixed().eval()") + (
-        "\nimport torch\n\nclass Fixed(torch.nn.Module):\n"
-        "    def __init__(self):\n        super().__init__()\n        self.fc = torch.nn.Linear(3 * 32 * 32, 10)\n"
-        "    def forward(self, x):\n        return self.fc(x.flatten(1))\n")
-    return _search(_model(tmp, body), _npz(tmp), tmp)
 
 
 def _unknown_precision(tmp: Path) -> list[str]:
