@@ -175,3 +175,16 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     plan = json.loads((tmp_path / "demo" / "plan.json").read_text())
     assert plan["costs"]["bops_ratio"] <= 0.375 + 1e-9
     assert set(plan["precision_counts"]) <= {"w4a8", "w8a8", "w8a16"}
+
+
+def test_search_json_mode_prints_one_object_and_progress_events(tmp_path: Path, model_spec: str, npz: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, stderr = run(capsys, "search", model_spec, "--data", str(npz), "--budget", "bops<=0.4",
+                               "--num-samples", "16", "--out", str(tmp_path / "run"), "--json")
+    assert code == 0
+    result = json.loads(stdout)  # nothing else on stdout
+    assert result["costs"]["bops_ratio"] <= 0.4 + 1e-9 and result["run_dir"] == str(tmp_path / "run")
+    events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    stages = {e["stage"] for e in events if e["event"] == "progress"}
+    assert any(stage.startswith("phase 1") for stage in stages)
+    assert all(e["done"] <= e["total"] for e in events)

@@ -30,6 +30,14 @@ class IsolatedRuns(Protocol):
 
     def run(self, group: GroupId, precision: Precision) -> np.ndarray: ...
 
+    def local(self, group: GroupId, precision: Precision) -> np.ndarray:
+        """The group's own outputs ``(batch, features)`` with only it quantized, on float inputs."""
+        ...
+
+    def float_outputs(self, group: GroupId) -> np.ndarray:
+        """The group's float outputs ``(batch, features)``."""
+        ...
+
 
 class Simulation(Protocol):
     """A calibrated simulator of a model under any assignment. Never mutates the user's model."""
@@ -44,6 +52,10 @@ class Simulation(Protocol):
 
     def cache_bytes_per_sample(self) -> int:
         """Memory ``isolate`` keeps per input sample, so callers can size their chunks."""
+        ...
+
+    def probe(self, inputs: np.ndarray, assignment: Assignment | None = None) -> dict[GroupId, np.ndarray]:
+        """Each group's outputs ``(batch, features)`` under ``assignment`` (layer-level errors, TuneQn)."""
         ...
 
     def module(self, assignment: Assignment) -> object:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
+from mixq.cli.configfile import add_config_file_flag, parse_with_config, resolved_command, typed_command
 from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
 from mixq.cli.summary import print_inspect, print_search
 from mixq.config import DEFAULT_CANDIDATES, SearchConfig, scheme_from_dict
@@ -31,11 +32,15 @@ examples:
   mixq search pkg.module:factory --data calib.npz --candidates w8a8,fp16 --budget "agreement>=0.99" --out runs/r2
   mixq eval model.py:build --plan runs/r1/plan.json --data val/ --json
   mixq eval model.py:build --uniform w8a8 --data val/ --json
+  mixq search --config-file search.yaml --budget "bops<=0.25"
+  mixq report runs/r1
 
 MODEL is a built-in name (demo, efficientnet-lite0, tiny-cnn, tiny-vit), path/to/file.py:factory or
 package.module:factory; the factory returns an nn.Module, or (module, preprocessing).
 DATA is a folder of images (optional labels.csv with columns file,class_index) or an .npz with x
 (NHWC uint8 or NCHW float) and optional y. No labels are needed except for drop<= targets and top-1.
+--config-file FILE.yaml|FILE.toml gives any flag of search/eval from a file (keys: flag names, e.g.
+num-samples: 16; model: for MODEL); flags on the command line override it.
 """
 
 
@@ -83,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"comma-separated precisions the target has kernels for: wNaM, fp16, fp32 "
                              f"(default {DEFAULT_CANDIDATES})")
     search.add_argument("--budget", action="append", default=[], metavar="EXPR",
-                        help=BUDGET_HELP + "; repeat to combine")
+                        help=BUDGET_HELP.replace("%", "%%") + "; repeat to combine")
     search.add_argument("--out", required=True, metavar="RUN",
                         help="run directory; an existing one is resumed without repeating measurements")
     search.add_argument("--solver", default="greedy", help="phase-2 solver: greedy (Pandey et al.), ilp, exhaustive")
@@ -93,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--eval-data", metavar="DATA", help="separate data for quality targets (default: DATA)")
     search.add_argument("--cache-mb", type=float, default=4096.0,
                         help="memory for phase 1's cached float activations (default 4096)")
+    search.add_argument("--no-report", action="store_true", help="do not write RUN/report.html and RUN/plots/")
+    add_config_file_flag(search)
+    search.add_argument("--json", action="store_true",
+                        help="machine-readable: progress as JSON lines on stderr, the plan as one JSON object on stdout")
     _add_output_flags(search)
 
     demo = sub.add_parser("demo", help="run a search end to end on EfficientNet-Lite0 and bundled sample photos",
@@ -102,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", metavar="RUN", help="run directory (default runs/demo)")
     demo.add_argument("--budget", action="append", default=[], metavar="EXPR", help="default bops<=0.375")
     demo.add_argument("--threads", type=int, metavar="N")
+    demo.add_argument("--no-report", action="store_true", help="do not write RUN/report.html and RUN/plots/")
+    demo.add_argument("--json", action="store_true",
+                        help="machine-readable: progress as JSON lines on stderr, the plan as one JSON object on stdout")
     _add_output_flags(demo)
 
     evaluate = sub.add_parser("eval", help="measure a plan, a uniform precision or the float model",
@@ -115,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--float", action="store_true", help="the float model itself")
     evaluate.add_argument("--calib-data", metavar="DATA", help="calibration data (default: DATA)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    add_config_file_flag(evaluate)
     _add_output_flags(evaluate)
 
     inspect = sub.add_parser("inspect", help="list the quantizer groups mixq finds in a model",
@@ -123,22 +136,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_data(inspect, data_required=False)
     inspect.add_argument("--json", action="store_true", help="print JSON")
     _add_output_flags(inspect)
+
+    report = sub.add_parser("report", help="write RUN/report.html and RUN/plots/*.png from a run directory",
+                            description="One self-contained HTML page (opens offline): sensitivity along depth, "
+                                        "the Pareto curve with uniform baselines and the chosen point, the bit-width "
+                                        "map, the groups kept high, measured quality, timings and the command. "
+                                        "Reads only the run directory's files. Needs: pip install 'mixq[report]'.")
+    report.add_argument("run", metavar="RUN", help="run directory written by mixq search")
+    report.add_argument("--no-png", action="store_true", help="skip the static PNG plots in RUN/plots/")
+    _add_output_flags(report)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    console = Console(stderr=True)
+    try:
+        args, parser = parse_with_config(words, build_parser)
+    except ConfigError as exc:
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return 2
     if args.command is None:
         parser.print_help()
         return 2
+    # A run from a config file records every resolved flag, so it reproduces even if the file changes.
+    args.command_line = resolved_command(build_parser, args) if getattr(args, "config_file", None) \
+        else typed_command(words)
     logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2) if not args.quiet else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
-    console = Console(stderr=True)
     try:
         return _COMMANDS[args.command](args, console)
     except MixqError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("interrupted; finished measurements are kept in the run directory (rerun to resume)")
@@ -178,11 +207,21 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                           cost=args.cost, cache_mb=args.cache_mb, threads=args.threads)
     loaded, preprocess, data = _load(args)
     eval_data = load_data(args.eval_data, preprocess, labels=args.labels) if args.eval_data else None
-    command = "mixq " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
     with _progress(args, console) as progress:
         result = search(loaded.model, data, config, out=args.out, progress=progress, eval_data=eval_data,
-                        command=command)
-    print_search(Console(), result)
+                        command=args.command_line)
+    return _finish_search(args, console, result)
+
+
+def _finish_search(args: argparse.Namespace, console: Console, result: Any) -> int:
+    """The summary (a table, or with --json the plan as one JSON object), then the report."""
+    if getattr(args, "json", False):
+        print(json.dumps({**result.plan.to_dict(), "run_dir": str(result.run_dir), "timings": result.timings}))
+    else:
+        print_search(Console(), result)
+    if not args.no_report and result.run_dir is not None:
+        # with --json, stdout holds only the JSON object
+        _write_report(result.run_dir, console, console if getattr(args, "json", False) else Console())
     return 0
 
 
@@ -196,8 +235,30 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
     config = SearchConfig(budgets=tuple(args.budget or ["bops<=0.375"]), num_samples=len(data), threads=args.threads)
     console.print(f"demo: EfficientNet-Lite0 on {len(data)} bundled sample photos, budget {', '.join(map(str, config.budgets))}")
     with _progress(args, console) as progress:
-        result = search(loaded.model, data, config, out=args.out, progress=progress, command="mixq demo")
-    print_search(Console(), result)
+        result = search(loaded.model, data, config, out=args.out, progress=progress, command=args.command_line)
+    return _finish_search(args, console, result)
+
+
+def _write_report(run_dir: Path, console: Console, out: Console) -> None:
+    """After a search: the report is a bonus, so a missing extra is a note, not a failed search."""
+    from mixq.report import write_report
+
+    try:
+        files = write_report(run_dir)
+    except MixqError as exc:  # e.g. BackendUnavailableError without mixq[report]; the plan is saved already
+        console.print(f"[yellow]no report:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return
+    out.print(f"report: {files.html}", highlight=False, soft_wrap=True)
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    from mixq.report import write_report
+
+    files = write_report(args.run, png=not args.no_png)
+    out = Console()
+    out.print(f"report: {files.html}", highlight=False, soft_wrap=True)
+    if files.pngs:
+        out.print(f"plots: {', '.join(str(p) for p in files.pngs)}", highlight=False, soft_wrap=True)
     return 0
 
 
@@ -242,7 +303,7 @@ def cmd_inspect(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-_COMMANDS = {"search": cmd_search, "demo": cmd_demo, "eval": cmd_eval, "inspect": cmd_inspect}
+_COMMANDS = {"search": cmd_search, "demo": cmd_demo, "eval": cmd_eval, "inspect": cmd_inspect, "report": cmd_report}
 
 
 if __name__ == "__main__":

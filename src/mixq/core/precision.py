@@ -122,6 +122,8 @@ class QuantScheme:
         weight_range: range setting for weights.
         act_range: range setting for activations.
         percentile: the percentile used by ``RangeMethod.PERCENTILE``.
+        act_dynamic: activation ranges from each batch's own min/max at run time, as ONNX Runtime's
+            dynamic quantization does (suits transformer MatMul/Gemm); calibration sets no range.
     """
 
     weight_per_channel: bool = True
@@ -130,6 +132,7 @@ class QuantScheme:
     weight_range: RangeMethod = RangeMethod.MSE
     act_range: RangeMethod = RangeMethod.MSE
     percentile: float = 99.99
+    act_dynamic: bool = False
 
     def __post_init__(self) -> None:
         if not 50.0 < self.percentile <= 100.0:

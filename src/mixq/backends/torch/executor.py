@@ -29,6 +29,7 @@ class GraphExecutor:
         self.gm = gm
         self.nodes: list[fx.Node] = list(gm.graph.nodes)
         self.index = {node: i for i, node in enumerate(self.nodes)}
+        self.by_name = {node.name: node for node in self.nodes}
         self.modules = dict(gm.named_modules())
         self.attrs = {node.name: _fetch_attr(gm, str(node.target)) for node in self.nodes if node.op == "get_attr"}
         placeholders = [node for node in self.nodes if node.op == "placeholder"]
@@ -104,9 +105,8 @@ class GraphExecutor:
 
     def descendants(self, sources: Iterable[str]) -> list[fx.Node]:
         """Nodes whose value depends on any source node, in execution order (sources included)."""
-        by_name = {node.name: node for node in self.nodes}
         seen: set[fx.Node] = set()
-        stack = [by_name[name] for name in sources]
+        stack = [self.by_name[name] for name in sources]
         while stack:
             node = stack.pop()
             if node in seen:

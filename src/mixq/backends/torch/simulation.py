@@ -68,6 +68,8 @@ class Quantizers:
     def activation(self, tensor: str, x: torch.Tensor, bits: int, is_float: bool) -> torch.Tensor:
         if is_float:
             return x.to(torch.float16).to(x.dtype) if bits == 16 else x
+        if self.scheme.act_dynamic:
+            return _dynamic_fake_quantize(x, bits)
         params = self._acts.get((tensor, bits))
         if params is None:
             scheme = self.scheme
@@ -75,6 +77,15 @@ class Quantizers:
             params = (float(p.scale), int(p.zero_point), p.qmin, p.qmax)
             self._acts[(tensor, bits)] = params
         return torch.fake_quantize_per_tensor_affine(x, *params)
+
+
+def _dynamic_fake_quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Asymmetric per-tensor range from this batch's min/max (zero included), as ORT's dynamic mode."""
+    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
+    qmax = (1 << bits) - 1
+    scale = max((hi - lo) / qmax, 1e-12)
+    zero = int(round(-lo / scale))
+    return torch.fake_quantize_per_tensor_affine(x, scale, min(max(zero, 0), qmax), 0, qmax)
 
 
 class TorchSimulation:
@@ -143,6 +154,19 @@ class TorchSimulation:
         """A module computing the quantized model (for the user's own evaluation loops)."""
         return QuantizedModule(self, assignment)
 
+    @torch.inference_mode()
+    def probe(self, inputs: np.ndarray, assignment: Assignment | None = None) -> dict[GroupId, np.ndarray]:
+        """Every group's op outputs under ``assignment``, as ``(batch, features)`` per group."""
+        owner = {site.node: group for group, sites in self._group_sites.items() for site in sites}
+        parts: dict[GroupId, list[torch.Tensor]] = {}
+
+        def observe(name: str, value: torch.Tensor) -> None:
+            parts.setdefault(owner[name], []).append(value.reshape(value.shape[0], -1).float())
+
+        overrides = self._overrides(dict(assignment.items())) if assignment is not None else {}
+        self.executor.run(torch.from_numpy(np.ascontiguousarray(inputs)), overrides, observe=(owner, observe))
+        return {group: torch.cat(values, dim=1).numpy() for group, values in parts.items()}
+
 
 class IsolatedTorchRuns:
     """Phase 1 for one batch: the float run is cached; a group's run recomputes only its descendants."""
@@ -163,6 +187,24 @@ class IsolatedTorchRuns:
         output, _ = sim.executor.run(torch.empty(0), sim._overrides({group: precision}), nodes=nodes,
                                      base=self._cache)
         return flatten_output(output).numpy()
+
+
+    @torch.inference_mode()
+    def local(self, group: GroupId, precision: Precision) -> np.ndarray:
+        """The group's own outputs with only it quantized, on the cached float inputs."""
+        sim = self._sim
+        sites = sim._group_sites[group]
+        nodes = [sim.executor.by_name[site.node] for site in sites]
+        _, env = sim.executor.run(torch.empty(0), sim._overrides({group: precision}), nodes=nodes, base=self._cache,
+                                  keep=True)
+        return torch.cat([env[node].reshape(env[node].shape[0], -1).float() for node in nodes], dim=1).numpy()
+
+    def float_outputs(self, group: GroupId) -> np.ndarray:
+        """The group's float outputs, from the cache."""
+        sim = self._sim
+        nodes = [sim.executor.by_name[site.node] for site in sim._group_sites[group]]
+        return torch.cat([self._cache[node].reshape(self._cache[node].shape[0], -1).float() for node in nodes],
+                         dim=1).numpy()
 
 
 class QuantizedModule(nn.Module):

@@ -1,0 +1,1 @@
+"""Search strategies besides the two phases of Pandey et al. (``mixq.api.search``)."""
