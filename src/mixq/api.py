@@ -32,7 +32,10 @@ from mixq.sensitivity.pairs import SimulationPairs
 from mixq.sensitivity.sqnr import MeasurementLog, MemoryLog, chunk_size, measure_sensitivity
 from mixq.solvers import Loop, get_solver
 from mixq.solvers.base import ParetoCurve, within
+from mixq.solvers.loop import LoopResult
 from mixq.solvers.run import allocate, build_problem, timed
+from mixq.strategies.tuneqn import STATE_FILE as TUNEQN_STATE
+from mixq.strategies.tuneqn import run_tuneqn, tuneqn_outcome
 from mixq.solvers.select import infeasible_cost_error
 from mixq.version import __version__
 
@@ -130,37 +133,16 @@ def search(
     if run is not None:
         run.write_json("config.json", {"mixq_version": __version__, "command": command, **config.to_dict()})
         run.write_json("graph.json", graph_records(graph))
-    log: MeasurementLog = MemoryLog()
-    if run is not None:
-        key = {**config.measurement_key(), "model": fingerprint(session), "data": _hash_array(session.calibration),
-               "chunk": chunk_size(session.sim, len(session.calibration), config.cache_mb)}
-        resumed = run.bind(key)
-        log = JsonlMeasurementLog(run.file(MEASUREMENTS))
-        if resumed:
-            logger.info("resuming: %d measurements already in %s", len(list(log.done())), run.path)
-    sensitivity = measure_sensitivity(session.sim, session.calibration, config.cache_mb, log, progress)
-    session.timings["phase1_s"] = sensitivity.seconds
-    # phase 2: the solver decides between curve-then-select and a closed loop (mixq.solvers.run.allocate)
-    problem = build_problem(graph, sensitivity, config.cost, config.restrictions, config.hardware)
+    evaluator = _evaluator(session, data, eval_data, config, progress, score)
+    run_strategy = _tuneqn if config.strategy == "tuneqn" else _two_phase
+    sensitivity, problem, outcome = run_strategy(session, config, run, evaluator, progress)
+    curve, point, evaluations = outcome.curve, outcome.point, list(outcome.evaluations)
     if run is not None:
         run.write_json("sensitivity.json", sensitivity.to_records())
-    target = config.quality_target
-    evaluator = _evaluator(session, data, eval_data, config, progress, score)
-    started = time.perf_counter()
-    float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
-    pairs = SimulationPairs(session.sim, session.calibration, run.file("pairs.json") if run else None, progress)
-    spent: dict[str, float] = {}
-    loop = Loop(timed(evaluator.quality, spent, "evaluation_s"), float_quality, timed(pairs, spent, "pairs_s"))
-    outcome = allocate(problem, get_solver(config.solver, config.solver_settings()), config.cost_budgets, target,
-                       loop)
-    curve, point, evaluations = outcome.curve, outcome.point, list(outcome.evaluations)
-    session.timings["phase2_s"] = time.perf_counter() - started - sum(spent.values())
-    if run is not None:
         run.write_json("curve.json", curve.to_records())
     started = time.perf_counter()
     quality = outcome.quality or evaluator.quality(point.assignment, "evaluating the chosen configuration")
-    session.timings.update(spent)
-    session.timings["evaluation_s"] = spent.get("evaluation_s", 0.0) + time.perf_counter() - started
+    session.timings["evaluation_s"] = session.timings.get("evaluation_s", 0.0) + time.perf_counter() - started
     session.timings["total_s"] = time.perf_counter() - started_all
     plan = Plan(
         assignment=point.assignment,
@@ -169,7 +151,7 @@ def search(
         quality={**quality.to_dict(), "evaluations": evaluator.count},
         budgets=tuple(str(b) for b in config.budgets),
         provenance={"mixq_version": __version__, "model_fingerprint": fingerprint(session), "seed": config.seed,
-                    "strategy": "two-phase", "solver": config.solver, "num_samples": len(session.calibration),
+                    "strategy": config.strategy, "solver": config.solver, "num_samples": len(session.calibration),
                     "scheme": scheme_to_dict(config.scheme), "hardware": config.hardware,
                     "restrictions": [str(r) for r in config.restrictions], "solver_details": dict(outcome.details)},
     )
@@ -179,6 +161,58 @@ def search(
         run.write_json("timings.json", session.timings)
     return SearchResult(plan, graph, sensitivity, curve, tuple(evaluations), dict(session.timings),
                         run.path if run else None)
+
+
+def _run_key(session: Session, config: SearchConfig) -> dict[str, Any]:
+    """What stored measurements depend on: settings, model and calibration data."""
+    return {**config.measurement_key(), "model": fingerprint(session), "data": _hash_array(session.calibration)}
+
+
+def _two_phase(session: Session, config: SearchConfig, run: RunDirectory | None, evaluator: Evaluator,
+               progress: Progress | None) -> tuple[SensitivityTable, AllocationProblem, LoopResult]:
+    """Pandey et al.: phase 1 (sensitivity list, resumable), then phase 2 with ``config.solver``."""
+    log: MeasurementLog = MemoryLog()
+    if run is not None:
+        resumed = run.bind({**_run_key(session, config),
+                            "chunk": chunk_size(session.sim, len(session.calibration), config.cache_mb)})
+        log = JsonlMeasurementLog(run.file(MEASUREMENTS))
+        if resumed:
+            logger.info("resuming: %d measurements already in %s", len(list(log.done())), run.path)
+    sensitivity = measure_sensitivity(session.sim, session.calibration, config.cache_mb, log, progress)
+    session.timings["phase1_s"] = sensitivity.seconds
+    # phase 2: the solver decides between curve-then-select and a closed loop (mixq.solvers.run.allocate)
+    problem = build_problem(session.graph, sensitivity, config.cost, config.restrictions, config.hardware)
+    target = config.quality_target
+    started = time.perf_counter()
+    float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
+    pairs = SimulationPairs(session.sim, session.calibration, run.file("pairs.json") if run else None, progress)
+    spent: dict[str, float] = {}
+    loop = Loop(timed(evaluator.quality, spent, "evaluation_s"), float_quality, timed(pairs, spent, "pairs_s"))
+    outcome = allocate(problem, get_solver(config.solver, config.solver_settings()), config.cost_budgets, target,
+                       loop)
+    session.timings["phase2_s"] = time.perf_counter() - started - sum(spent.values())
+    session.timings.update(spent)
+    return sensitivity, problem, outcome
+
+
+def _tuneqn(session: Session, config: SearchConfig, run: RunDirectory | None, evaluator: Evaluator,
+            progress: Progress | None) -> tuple[SensitivityTable, AllocationProblem, LoopResult]:
+    """TuneQn (mixq.strategies.tuneqn): its checkpoint is RUN/tuneqn.json, updated every iteration."""
+    graph = session.graph
+    noiseless = SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates})
+    problem = build_problem(graph, noiseless, config.cost, config.restrictions, config.hardware)
+    target = config.quality_target
+    started = time.perf_counter()
+    float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
+    key = {**_run_key(session, config), "candidates": [str(p) for p in config.candidates],
+           "restrictions": [str(r) for r in config.restrictions], "hardware": config.hardware,
+           "cost": config.cost, "eval_samples": len(evaluator.data)}
+    result = run_tuneqn(session.sim, session.calibration, problem, evaluator.quality, config.cost_budgets, target,
+                        float_quality, run.file(TUNEQN_STATE) if run else None, key,
+                        max_iterations=config.max_evaluations, progress=progress)
+    session.timings["tuneqn_s"] = time.perf_counter() - started
+    sensitivity, outcome = tuneqn_outcome(result, problem, len(session.calibration))
+    return sensitivity, problem, outcome
 
 
 def _check_labels(target: QualityTarget | None, data: Dataset, score: ScoreFn | None) -> None:

@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from mixq.core.budget import Budget, CostBudget, QualityTarget, parse_budget
+from mixq.core.budget import Budget, CostBudget, CostUnit, QualityTarget, parse_budget
 from mixq.core.precision import Precision, QuantScheme, RangeMethod, parse_candidates
 from mixq.errors import ConfigError
+from mixq.solvers.loop import SolverSettings
+from mixq.solvers.restrictions import Restriction, parse_restrictions
 
 SCHEMA_VERSION = 1
 DEFAULT_CANDIDATES = "w4a8,w8a8,w8a16"
+SOLVER_NAMES = ("greedy", "ilp", "iqp", "fallback", "evolution", "exhaustive")
+STRATEGIES = ("two-phase", "tuneqn")
+EVOLUTION_EVALUATIONS = 30
+_LATENCY = re.compile(r"^\s*latency\s*<=\s*([0-9.eE+-]+)\s*(%)?\s*$")
+
+
+def read_budget(text: str) -> Budget:
+    """``parse_budget`` plus ``latency<=R`` (a fraction of the hardware's slowest kernels, see mixq.hardware).
+
+    >>> str(read_budget("latency<=0.5")), str(read_budget("bops<=0.375"))
+    ('latency<=0.5', 'bops<=0.375')
+    """
+    match = _LATENCY.match(text)
+    if match is None:
+        return parse_budget(text)
+    try:
+        value = float(match.group(1)) / (100.0 if match.group(2) else 1.0)
+    except ValueError:
+        raise ConfigError(f"cannot read the number in budget {text!r}, e.g. latency<=0.5") from None
+    return CostBudget("latency", value, CostUnit.RATIO)
 
 
 @dataclass(frozen=True)
@@ -24,10 +47,22 @@ class SearchConfig:
         eval_samples: samples used to measure quality targets (None = all the data).
         seed: seeds every random choice (sampling for range setting).
         scheme: how tensors are quantized at a bit-width.
-        solver: phase-2 allocation solver (``greedy`` is Pandey et al.'s).
-        cost: the cost phase 2 trades sensitivity against (``bops`` or ``size``).
+        solver: phase-2 allocation solver (``greedy`` is Pandey et al.'s; ``ilp``, ``iqp``, ``fallback``,
+            ``evolution``, ``exhaustive``, see mixq.solvers).
+        cost: the cost phase 2 trades sensitivity against (``bops``, ``size``, or ``latency`` with a
+            hardware description that has per-kernel costs).
         cache_mb: memory for phase 1's cached float activations; larger = fewer chunks.
         threads: torch/BLAS threads (None = the library default).
+        restrictions: per-group rules, e.g. ``"first,last>=w8a8"`` (applied after phase 1, so they
+            never invalidate a run's measurements).
+        hardware: a built-in target (``generic``, ``onnxruntime-cpu``, ``npu-w4a8-w8a8-w8a16``) or a
+            YAML/TOML description; narrows candidates to its kernels.
+        strategy: ``two-phase`` (Pandey et al.: phase-1 sensitivity list, then ``solver``) or ``tuneqn``
+            (layer errors, decremental exclusion, Pareto fronts; see mixq.strategies.tuneqn).
+        max_evaluations: real evaluations ``evolution`` may spend (default 30), or the number of
+            decremental configurations ``tuneqn`` evaluates (default: all).
+        pair_groups: how many of the most sensitive groups ``iqp`` measures in pairs.
+        time_limit_s: wall-time limit of each MILP solve (``ilp``, ``iqp``).
     """
 
     candidates: tuple[Precision, ...] = field(default_factory=lambda: parse_candidates(DEFAULT_CANDIDATES))
@@ -40,10 +75,18 @@ class SearchConfig:
     cost: str = "bops"
     cache_mb: float = 4096.0
     threads: int | None = None
+    restrictions: tuple[Restriction, ...] = ()
+    hardware: str | None = None
+    max_evaluations: int | None = None
+    strategy: str = "two-phase"
+    pair_groups: int = 8
+    time_limit_s: float = 60.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "candidates", parse_candidates(self.candidates))
-        budgets = tuple(parse_budget(b) if isinstance(b, str) else b for b in self.budgets)
+        restrictions = (self.restrictions,) if isinstance(self.restrictions, str) else self.restrictions
+        object.__setattr__(self, "restrictions", parse_restrictions(restrictions))
+        budgets = tuple(read_budget(b) if isinstance(b, str) else b for b in self.budgets)
         object.__setattr__(self, "budgets", budgets)
         if sum(isinstance(b, QualityTarget) for b in budgets) > 1:
             raise ConfigError("give at most one quality target (sqnr>=, agreement>= or drop<=) per search")
@@ -51,8 +94,18 @@ class SearchConfig:
             raise ConfigError(f"--num-samples must be at least 1, got {self.num_samples}")
         if self.eval_samples is not None and self.eval_samples < 1:
             raise ConfigError(f"--eval-samples must be at least 1, got {self.eval_samples}")
-        if self.cost not in ("bops", "size"):
-            raise ConfigError(f"--cost must be bops or size, got {self.cost!r}")
+        if self.cost not in ("bops", "size", "latency"):
+            raise ConfigError(f"--cost must be bops, size or latency, got {self.cost!r}")
+        if self.solver not in SOLVER_NAMES:
+            raise ConfigError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVER_NAMES)}")
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.max_evaluations is not None and self.max_evaluations < 1:
+            raise ConfigError(f"--max-evaluations must be at least 1, got {self.max_evaluations}")
+        if self.pair_groups < 2:
+            raise ConfigError(f"--pair-groups must be at least 2, got {self.pair_groups}")
+        if not self.time_limit_s > 0:
+            raise ConfigError(f"--time-limit must be positive, got {self.time_limit_s}")
         if self.cache_mb <= 0:
             raise ConfigError("--cache-mb must be positive")
         if self.threads is not None and self.threads < 1:
@@ -66,11 +119,15 @@ class SearchConfig:
     def quality_target(self) -> QualityTarget | None:
         return next((b for b in self.budgets if isinstance(b, QualityTarget)), None)
 
+    def solver_settings(self) -> SolverSettings:
+        evaluations = self.max_evaluations if self.max_evaluations is not None else EVOLUTION_EVALUATIONS
+        return SolverSettings(self.seed, evaluations, self.pair_groups, self.time_limit_s)
+
     def to_dict(self) -> dict[str, Any]:
         scheme = scheme_to_dict(self.scheme)
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out.update(candidates=[str(p) for p in self.candidates], budgets=[str(b) for b in self.budgets],
-                   scheme=scheme, schema_version=SCHEMA_VERSION)
+                   restrictions=[str(r) for r in self.restrictions], scheme=scheme, schema_version=SCHEMA_VERSION)
         return out
 
     @classmethod
@@ -87,6 +144,8 @@ class SearchConfig:
             data["candidates"] = parse_candidates(data["candidates"])
         if "budgets" in data:
             data["budgets"] = tuple(data["budgets"])
+        if "restrictions" in data:
+            data["restrictions"] = tuple(data["restrictions"])
         return cls(**data)
 
     def measurement_key(self) -> dict[str, Any]:

@@ -152,9 +152,9 @@ def test_two_hundred_groups_are_fast() -> None:
 
 
 def test_registry() -> None:
-    assert set(SOLVERS) == {"greedy", "ilp", "exhaustive"}
+    assert set(SOLVERS) == {"greedy", "ilp", "iqp", "fallback", "evolution", "exhaustive"}
     assert all(get_solver(name).name == name for name in SOLVERS)
-    with pytest.raises(ConfigError, match="exhaustive, greedy, ilp"):
+    with pytest.raises(ConfigError, match="greedy, ilp, iqp, fallback, evolution, exhaustive"):
         get_solver("annealing")
 
 

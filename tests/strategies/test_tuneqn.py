@@ -102,7 +102,7 @@ def test_interrupted_walk_resumes_without_repeating_evaluations(tmp_path: Path) 
     resumed = _run(ResidualNet().eval(), tmp_path, second, budgets=[parse_budget("bops<=0.75")])
     assert len(second) == len(first) - 2
     assert second == first[2:]
-    assert resumed.assignment == complete.assignment
+    assert resumed.chosen.k == complete.chosen.k
     with pytest.raises(RunDirectoryError, match="changed: model"):
         load_state(path, {"model": "other"})
 
@@ -118,3 +118,22 @@ def test_max_iterations_limits_the_walk() -> None:
     calls: list[Assignment] = []
     result = _run(ResidualNet().eval(), None, calls, budgets=[parse_budget("bops<=8")], max_iterations=3)
     assert len(calls) == 3 and [it.k for it in result.state.iterations] == [0, 1, 2]
+
+
+def test_search_with_the_tuneqn_strategy_writes_a_plan_a_checkpoint_and_a_report(tmp_path: Path) -> None:
+    from mixq.config import SearchConfig
+    from mixq.report import write_report
+
+    images = random_images(16, seed=5)
+    config = SearchConfig(candidates="w8a8,fp32", budgets=("agreement>=0.9",), num_samples=16, strategy="tuneqn")
+    first = api.search(ResidualNet().eval(), images, config, out=tmp_path / "run")
+    assert first.plan.quality["agreement"] >= 0.9 and first.plan.provenance["strategy"] == "tuneqn"
+    groups = len(first.graph)
+    assert first.plan.quality["evaluations"] == groups + 1  # every decremental configuration, nothing more
+    state = json.loads((tmp_path / "run" / "tuneqn.json").read_text())
+    assert len(state["iterations"]) == groups + 1 and len(state["fronts"]) <= 3
+    assert set(first.sensitivity.sqnr_db) == {(g.id, p) for g in first.graph for p in g.candidates}
+    second = api.search(ResidualNet().eval(), images, config, out=tmp_path / "run")
+    assert second.plan.quality["evaluations"] == 0  # resumed from the checkpoint
+    assert second.plan.assignment == first.plan.assignment
+    assert write_report(tmp_path / "run", png=False).html.exists()

@@ -16,7 +16,7 @@ from rich.markup import escape
 from mixq.cli.configfile import add_config_file_flag, parse_with_config, resolved_command, typed_command
 from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
 from mixq.cli.summary import print_inspect, print_search
-from mixq.config import DEFAULT_CANDIDATES, SearchConfig, scheme_from_dict
+from mixq.config import DEFAULT_CANDIDATES, SOLVER_NAMES, STRATEGIES, SearchConfig, scheme_from_dict
 from mixq.core.budget import BUDGET_HELP
 from mixq.core.precision import QuantScheme, RangeMethod
 from mixq.errors import ConfigError, MixqError
@@ -62,6 +62,9 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
     parser.add_argument("--act-range", choices=[m.value for m in RangeMethod], default="mse",
                         help="activation range setting (default mse, from a histogram of calibration values)")
     parser.add_argument("--per-tensor-weights", action="store_true", help="one weight scale per tensor, not per channel")
+    parser.add_argument("--dynamic", action="store_true",
+                        help="dynamic activation quantization: ranges from each batch at run time, as ONNX Runtime's "
+                             "dynamic mode (suits transformers); no calibrated activation ranges")
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:
@@ -91,8 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
                         help=BUDGET_HELP.replace("%", "%%") + "; repeat to combine")
     search.add_argument("--out", required=True, metavar="RUN",
                         help="run directory; an existing one is resumed without repeating measurements")
-    search.add_argument("--solver", default="greedy", help="phase-2 solver: greedy (Pandey et al.), ilp, exhaustive")
-    search.add_argument("--cost", default="bops", choices=["bops", "size"], help="cost phase 2 trades against")
+    search.add_argument("--strategy", default="two-phase", choices=STRATEGIES,
+                        help="two-phase (default: Pandey et al.'s sensitivity list + Pareto search) or tuneqn "
+                             "(rank layers by QDQ and cross-model error, exclude them one by one, Pareto fronts)")
+    search.add_argument("--solver", default="greedy", choices=SOLVER_NAMES,
+                        help="two-phase allocation: greedy (Pandey et al., default), ilp (exact, HiGHS), iqp "
+                             "(CLADO cross-layer terms), fallback (INC/NNCF-style restore until the target holds), "
+                             "evolution (closed loop on real evaluations), exhaustive (tiny models)")
+    search.add_argument("--cost", default="bops", choices=["bops", "size", "latency"],
+                        help="the cost the search trades against (latency needs --hardware with a latency table)")
+    search.add_argument("--restrict", action="append", default=[], metavar="RULE",
+                        help='per-group rule, repeatable: "first,last>=w8a8" (at least), "stem.*=w8a8|fp32" '
+                             "(only these); patterns match group ids and op names (fnmatch)")
+    search.add_argument("--hardware", metavar="NAME|FILE",
+                        help="target kernels and costs: generic, onnxruntime-cpu, npu-w4a8-w8a8-w8a16, or a "
+                             "YAML/TOML file")
+    search.add_argument("--max-evaluations", type=int, metavar="N",
+                        help="real evaluations the evolution solver may spend (default 30); for tuneqn the "
+                             "number of decremental configurations (default: all)")
+    search.add_argument("--pair-groups", type=int, default=8, metavar="K",
+                        help="iqp: how many of the most sensitive groups are measured in pairs (default 8)")
+    search.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+                        help="wall-time limit of each MILP solve in seconds (ilp, iqp; default 60)")
     search.add_argument("--eval-samples", type=int, metavar="N",
                         help="samples of DATA used to measure quality targets (default: all)")
     search.add_argument("--eval-data", metavar="DATA", help="separate data for quality targets (default: DATA)")
@@ -184,7 +207,7 @@ def _progress(args: argparse.Namespace, console: Console) -> Any:
 
 def _scheme(args: argparse.Namespace) -> QuantScheme:
     return QuantScheme(weight_per_channel=not args.per_tensor_weights, weight_range=RangeMethod(args.weight_range),
-                       act_range=RangeMethod(args.act_range))
+                       act_range=RangeMethod(args.act_range), act_dynamic=args.dynamic)
 
 
 def _load(args: argparse.Namespace, data_arg: str | None = None) -> tuple[Any, Any, Any]:
@@ -204,7 +227,10 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
 
     config = SearchConfig(candidates=args.candidates, budgets=tuple(args.budget), num_samples=args.num_samples,
                           eval_samples=args.eval_samples, seed=args.seed, scheme=_scheme(args), solver=args.solver,
-                          cost=args.cost, cache_mb=args.cache_mb, threads=args.threads)
+                          cost=args.cost, cache_mb=args.cache_mb, threads=args.threads, strategy=args.strategy,
+                          restrictions=tuple(args.restrict), hardware=args.hardware,
+                          max_evaluations=args.max_evaluations, pair_groups=args.pair_groups,
+                          time_limit_s=args.time_limit)
     loaded, preprocess, data = _load(args)
     eval_data = load_data(args.eval_data, preprocess, labels=args.labels) if args.eval_data else None
     with _progress(args, console) as progress:

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -72,12 +73,31 @@ class _Program:
     rows: Mapping[str, np.ndarray]  # per cost: excess over the group minimum, scaled to max 1
     offsets: Mapping[str, float]  # per cost: fixed part + sum of group minima
     scales: Mapping[str, float]  # per cost: what the row was divided by
+    objective_scale: float = 1.0  # what noise was multiplied by (extra objective terms must be too)
+
+
+@dataclass(frozen=True)
+class ExtraColumns:
+    """Continuous variables in [0, 1] appended after the binaries, with their own rows (e.g. the
+    product variables that linearize a quadratic objective, :mod:`mixq.solvers.iqp`).
+
+    Attributes:
+        objective: coefficient of each extra variable, on the program's objective scale.
+        matrix: rows over ``[binaries, extras]``.
+        lower, upper: bounds of those rows.
+    """
+
+    objective: np.ndarray
+    matrix: Any
+    lower: np.ndarray
+    upper: np.ndarray
 
 
 def _program(problem: AllocationProblem) -> _Program:
     options = problem.options
     noise = np.concatenate([np.asarray(o.noise) - min(o.noise) for o in options])
-    objective = noise * (OBJECTIVE_SCALE / noise.max()) if noise.max() > 0 else noise
+    objective_scale = OBJECTIVE_SCALE / noise.max() if noise.max() > 0 else 1.0
+    objective = noise * objective_scale
     rows: dict[str, np.ndarray] = {}
     scales: dict[str, float] = {}
     for name in problem.costs:
@@ -85,7 +105,7 @@ def _program(problem: AllocationProblem) -> _Program:
         scales[name] = float(excess.max()) if excess.max() > 0 else 1.0
         rows[name] = excess / scales[name]
     offsets = {name: problem.min_cost(name) for name in problem.costs}
-    return _Program(tuple(len(o.precisions) for o in options), objective, rows, offsets, scales)
+    return _Program(tuple(len(o.precisions) for o in options), objective, rows, offsets, scales, objective_scale)
 
 
 class IlpSolver:
@@ -95,6 +115,7 @@ class IlpSolver:
 
     def __init__(self, config: IlpConfig | None = None) -> None:
         self.config = config or IlpConfig()
+        self.optimal = True  # whether the last solve was proved optimal (False: stopped at the time limit)
 
     def solve(self, problem: AllocationProblem, budgets: Sequence[CostBudget]) -> CurvePoint:
         """The least predicted noise meeting every budget.
@@ -112,16 +133,68 @@ class IlpSolver:
             raise self._jointly_infeasible(problem, program, budgets)
         return problem.point_from_choice(choice)
 
-    def curve(self, problem: AllocationProblem) -> ParetoCurve:
-        """Non-dominated optima for primary-cost limits swept evenly from cheapest to most expensive."""
+    def curve(self, problem: AllocationProblem, budgets: Sequence[CostBudget] = ()) -> ParetoCurve:
+        """Non-dominated optima for primary-cost limits swept evenly from cheapest to most expensive.
+
+        With ``budgets``, every point meets them (the sweep stops at a primary budget), so a quality
+        target can be searched along a curve that honours several budgets at once.
+        """
         program = _program(problem)
-        primary = problem.primary
+        limits = self._limits(problem, budgets)
         found: dict[tuple[int, ...], CurvePoint] = {}
-        for limit in np.linspace(problem.min_cost(primary), problem.max_cost(primary), self.config.curve_points):
-            choice = self._minimize(problem, program, program.objective, [(primary, float(limit))])
+        for limit in self._sweep(problem, budgets):
+            choice = self._minimize(problem, program, program.objective, [*limits, (problem.primary, float(limit))])
             if choice is not None and tuple(choice) not in found:
                 found[tuple(choice)] = problem.point_from_choice(choice)
-        points = list(found.values())
+        return self._front(problem, list(found.values()), budgets)
+
+    def front(
+        self, problem: AllocationProblem, budgets: Sequence[CostBudget] = (), resolution: float = 1e-6
+    ) -> ParetoCurve:
+        """The front by descent rather than a fixed sweep: each solve asks for the least noise at a
+        primary cost at least ``resolution`` x (cost range) below the previous optimum.
+
+        Every point is an exact optimum and no solve is wasted on a repeat. With the default
+        resolution it is the whole front (exact on small problems, but a 60-group model has
+        thousands of front points); ``resolution=0.005`` caps it near 200 solves.
+        """
+        if not 0 < resolution < 1:
+            raise ConfigError(f"resolution must be in (0, 1), got {resolution}")
+        program = _program(problem)
+        primary = problem.primary
+        limits = self._limits(problem, budgets)
+        low, high = problem.min_cost(primary), problem.max_cost(primary)
+        gap = max((high - low) * resolution, COST_RTOL * max(abs(high), 1.0) * 4)
+        limit = min([high, *(lim for name, lim in limits if name == primary)])
+        points: list[CurvePoint] = []
+        while True:
+            choice = self._minimize(problem, program, program.objective, [*limits, (primary, limit)])
+            if choice is None:
+                break
+            point = problem.point_from_choice(choice)
+            points.append(point)
+            if within(point.costs[primary], low):
+                break
+            limit = max(point.costs[primary] - gap, low)  # the cheapest configuration always ends the front
+        return self._front(problem, points, budgets)
+
+    def _limits(self, problem: AllocationProblem, budgets: Sequence[CostBudget]) -> list[tuple[str, float]]:
+        """Absolute limits of ``budgets``; raises with the minimum reachable when none can be met."""
+        if budgets:
+            self.solve(problem, budgets)  # raises a clear InfeasibleBudgetError if nothing meets them
+        return [(b.cost, problem.limit(b)) for b in budgets]
+
+    def _sweep(self, problem: AllocationProblem, budgets: Sequence[CostBudget]) -> np.ndarray:
+        primary = problem.primary
+        high = min([problem.max_cost(primary), *(problem.limit(b) for b in budgets if b.cost == primary)])
+        return np.linspace(problem.min_cost(primary), high, self.config.curve_points)
+
+    def _front(
+        self, problem: AllocationProblem, points: list[CurvePoint], budgets: Sequence[CostBudget]
+    ) -> ParetoCurve:
+        if not points:
+            raise infeasible_cost_error(problem, budgets)
+        primary = problem.primary
         cost = np.array([p.costs[primary] for p in points])
         noise = np.array([p.predicted_noise for p in points])
         front = front_indices(cost, -noise)
@@ -133,16 +206,20 @@ class IlpSolver:
         program: _Program,
         objective: np.ndarray,
         limits: Sequence[tuple[str, float]],
+        extra: ExtraColumns | None = None,
     ) -> list[int] | None:
-        """Candidate index per group minimizing ``objective`` under ``limits``; None if infeasible."""
+        """Candidate index per group minimizing ``objective`` (+ ``extra``'s) under ``limits``; None if
+        infeasible. ``self.optimal`` says whether HiGHS proved the last answer optimal."""
         from scipy.optimize import Bounds, LinearConstraint, milp
-        from scipy.sparse import csr_matrix, vstack
+        from scipy.sparse import csr_matrix, hstack, vstack
 
         sizes, n = program.sizes, sum(program.sizes)
+        m = 0 if extra is None else len(extra.objective)
         starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
         group_of = np.repeat(np.arange(len(sizes)), sizes)
-        one_each = csr_matrix((np.ones(n), (group_of, np.arange(n))), shape=(len(sizes), n))
+        one_each = csr_matrix((np.ones(n), (group_of, np.arange(n))), shape=(len(sizes), n + m))
         slack = dict.fromkeys((name for name, _ in limits), 0.0)
+        cost = objective if extra is None else np.concatenate((objective, extra.objective))
         for _ in range(MAX_RETRIES + 1):
             constraints = [LinearConstraint(one_each, 1.0, 1.0)]
             if limits:
@@ -153,11 +230,15 @@ class IlpSolver:
                 if upper.min() < 0:
                     return None
                 rows = vstack([csr_matrix(program.rows[name]) for name, _ in limits])
+                if m:
+                    rows = hstack([rows, csr_matrix((len(limits), m))])
                 constraints.append(LinearConstraint(rows, -np.inf, upper))
+            if extra is not None and extra.matrix.shape[0]:
+                constraints.append(LinearConstraint(extra.matrix, extra.lower, extra.upper))
             with _quiet_c_stdout():
                 result = milp(
-                    objective,
-                    integrality=np.ones(n),
+                    cost,
+                    integrality=np.concatenate((np.ones(n), np.zeros(m))),
                     bounds=Bounds(0.0, 1.0),
                     constraints=constraints,
                     options={"time_limit": self.config.time_limit_s, "mip_rel_gap": self.config.mip_rel_gap},
@@ -169,6 +250,7 @@ class IlpSolver:
                     f"the ILP found no solution within {self.config.time_limit_s:g} s ({result.message}); "
                     "raise the time limit or use --solver greedy"
                 )
+            self.optimal = result.status == 0
             if result.status != 0:
                 logger.warning("ILP stopped early (%s); using the best solution found", result.message)
             choice = [int(np.argmax(result.x[s : s + k])) for s, k in zip(starts, sizes)]

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,9 @@ from mixq.core.precision import Precision
 from mixq.core.quality import Quality
 from mixq.errors import InfeasibleBudgetError, RunDirectoryError
 from mixq.plan import write_json
-from mixq.solvers.base import AllocationProblem
+from mixq.core.tables import SensitivityTable
+from mixq.solvers.base import AllocationProblem, ParetoCurve
+from mixq.solvers.loop import LoopResult
 from mixq.solvers.pareto import non_dominated_sort
 
 logger = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class LayerError:
     qdq_err: float
     xmodel_err: float
     score: float = 0.0
+    local_sqnr_db: dict[str, float] = field(default_factory=dict)  # per candidate: the group's own output SQNR
 
 
 def _cheapest(graph: QuantGraph, problem: AllocationProblem) -> Assignment:
@@ -70,9 +74,15 @@ def _dearest(graph: QuantGraph, problem: AllocationProblem) -> Assignment:
 
 def layer_errors(sim: Simulation, inputs: np.ndarray, quantized: Assignment, batch_size: int = 8,
                  progress: Progress | None = None) -> list[LayerError]:
-    """QDQ and cross-model errors of every group (section IV-C), accumulated over ``inputs``."""
-    groups = list(sim.graph.ids)
-    local_noise = dict.fromkeys(groups, 0.0)
+    """QDQ and cross-model errors of every group (section IV-C), accumulated over ``inputs``.
+
+    The QDQ error is measured for every candidate of a group (a cheap run of the group's own ops),
+    which gives the layer-level sensitivity table the report shows; the ranking uses the candidate
+    of ``quantized``.
+    """
+    graph = sim.graph
+    groups = list(graph.ids)
+    local_noise = {(g.id, p): 0.0 for g in graph for p in g.candidates if not p.keeps_float32}
     cross_noise = dict.fromkeys(groups, 0.0)
     signal = dict.fromkeys(groups, 0.0)
     for start in range(0, len(inputs), batch_size):
@@ -84,12 +94,27 @@ def layer_errors(sim: Simulation, inputs: np.ndarray, quantized: Assignment, bat
         for group in groups:
             reference = isolated.float_outputs(group).astype(np.float64)
             signal[group] += float(np.sum(reference ** 2))
-            local_noise[group] += float(np.sum((reference - isolated.local(group, quantized[group])) ** 2))
             cross_noise[group] += float(np.sum((reference - in_quantized_model[group]) ** 2))
+            for precision in graph[group].candidates:
+                if not precision.keeps_float32:
+                    local = isolated.local(group, precision)
+                    local_noise[(group, precision)] += float(np.sum((reference - local) ** 2))
     if progress:
         progress("tuneqn: layer errors", len(inputs), len(inputs))
-    raw = [LayerError(g, np.sqrt(local_noise[g] / max(signal[g], 1e-30)),
-                      np.sqrt(cross_noise[g] / max(signal[g], 1e-30))) for g in groups]
+
+    def relative(noise: float, group: GroupId) -> float:
+        return float(np.sqrt(noise / max(signal[group], 1e-30)))
+
+    def db(noise: float, group: GroupId) -> float:
+        return float(10 * np.log10(max(signal[group], 1e-30) / noise)) if noise > 0 else math.inf
+
+    raw = []
+    for group in groups:
+        candidates = [p for p in graph[group].candidates]
+        table = {str(p): math.inf if p.keeps_float32 else db(local_noise[(group, p)], group) for p in candidates}
+        low = quantized[group]
+        qdq = 0.0 if low.keeps_float32 else relative(local_noise[(group, low)], group)
+        raw.append(LayerError(group, qdq, relative(cross_noise[group], group), local_sqnr_db=table))
     return combine(raw)
 
 
@@ -103,8 +128,8 @@ def combine(errors: Sequence[LayerError], weight_xmodel: float = 0.5) -> list[La
     """``score = 0.5 * norm(xmodel) + 0.5 * norm(qdq)``, the paper's equal weighting."""
     qdq = _normalized([e.qdq_err for e in errors])
     xmodel = _normalized([e.xmodel_err for e in errors])
-    return [LayerError(e.group, e.qdq_err, e.xmodel_err, float(weight_xmodel * x + (1 - weight_xmodel) * q))
-            for e, q, x in zip(errors, qdq, xmodel)]
+    return [LayerError(e.group, e.qdq_err, e.xmodel_err, float(weight_xmodel * x + (1 - weight_xmodel) * q),
+                       e.local_sqnr_db) for e, q, x in zip(errors, qdq, xmodel)]
 
 
 def ranking(errors: Sequence[LayerError]) -> list[GroupId]:
@@ -186,7 +211,11 @@ def objectives(iterations: Sequence[Iteration], target: QualityTarget | None) ->
 class TuneQnResult:
     state: TuneQnState
     chosen: Iteration
-    assignment: Assignment
+    low: Assignment
+    high: Assignment
+
+    def assignment(self, k: int) -> Assignment:
+        return decremental(self.low, self.high, self.state.ranking, k)
 
 
 def run_tuneqn(
@@ -230,7 +259,7 @@ def run_tuneqn(
     if progress:
         progress("tuneqn: decremental exclusion", last + 1, last + 1)
     chosen = select(state.iterations, problem, cost_budgets, target, float_quality)
-    return TuneQnResult(state, chosen, decremental(low, high, state.ranking, chosen.k))
+    return TuneQnResult(state, chosen, low, high)
 
 
 def select(iterations: Sequence[Iteration], problem: AllocationProblem, cost_budgets: Sequence[CostBudget],
@@ -256,6 +285,25 @@ def select(iterations: Sequence[Iteration], problem: AllocationProblem, cost_bud
     return min(meeting, key=lambda it: (it.costs[primary], it.k))
 
 
+def tuneqn_outcome(result: TuneQnResult, problem: AllocationProblem,
+                   n_samples: int) -> tuple[SensitivityTable, LoopResult]:
+    """The walk in ``search``'s terms: layer-level sensitivity table, curve (measured SQNR), evaluations."""
+    table = {(e.group, Precision.parse(p)): db for e in result.state.errors for p, db in e.local_sqnr_db.items()}
+    sensitivity = SensitivityTable(table, metric="layer_sqnr (TuneQn QDQ error)", n_samples=n_samples)
+    walk = sorted(result.state.iterations, key=lambda it: (-it.costs[problem.primary], -it.k))
+    points = [replace(problem.point(result.assignment(it.k)), predicted_sqnr_db=it.quality.get("sqnr_db", math.nan))
+              for it in walk]
+    curve = ParetoCurve(tuple(points), problem.primary)
+    evaluations = tuple({"index": i, **it.quality, "k": it.k, "excluded": len(it.excluded), **it.measured}
+                        for i, it in enumerate(walk))
+    chosen = next(i for i, it in enumerate(walk) if it.k == result.chosen.k)
+    details = {"curve_sqnr": "measured", "ranking": result.state.ranking,
+               "fronts_k": [[result.state.iterations[i].k for i in front] for front in result.state.fronts],
+               "layer_errors": {e.group: {"qdq": e.qdq_err, "xmodel": e.xmodel_err, "score": e.score}
+                                for e in result.state.errors}}
+    return sensitivity, LoopResult(points[chosen], curve, Quality(**result.chosen.quality), evaluations, details)
+
+
 def _costs(problem: AllocationProblem, assignment: Assignment) -> dict[str, float]:
     """Absolute totals under the cost models' names, and ``<name>_ratio`` of their references."""
     point = problem.point(assignment)
@@ -267,4 +315,4 @@ def _quality_key(it: Iteration) -> tuple[float, float]:
 
 
 __all__ = ["LayerError", "TuneQnResult", "TuneQnState", "combine", "decremental", "layer_errors", "ranking",
-           "run_tuneqn", "select"]
+           "run_tuneqn", "select", "tuneqn_outcome"]

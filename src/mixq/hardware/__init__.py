@@ -1,0 +1,58 @@
+"""Hardware descriptions: which kernels a target has, what they cost, which layers are fixed.
+
+``load_hardware("onnxruntime-cpu")`` gives a built-in; ``load_hardware("my-npu.yaml")`` (or ``.toml``)
+reads a file in the same format (see :mod:`mixq.hardware.spec`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mixq.core.graph import OpKind
+from mixq.errors import ConfigError
+from mixq.hardware.builtin import BUILTINS
+from mixq.hardware.costs import KernelLatency
+from mixq.hardware.spec import Hardware
+
+
+def load_hardware(spec: str | Path) -> Hardware:
+    """A built-in target by name, or a YAML/TOML description file.
+
+    >>> load_hardware("onnxruntime-cpu").kernels_for(OpKind.CONV)
+    (Precision(weight_bits=8, act_bits=8, is_float=False), Precision(weight_bits=32, act_bits=32, is_float=True))
+    """
+    text = str(spec)
+    if text in BUILTINS:
+        return Hardware.from_dict(yaml.safe_load(BUILTINS[text]), f"built-in hardware {text!r}")
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown hardware {text!r}: give a built-in ({', '.join(BUILTINS)}) or a .yaml/.toml description file"
+        )
+    return Hardware.from_dict(_read(path), str(path))
+
+
+def _read(path: Path) -> Any:
+    try:
+        raw = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read hardware description {path}: {exc.strerror or exc}") from None
+    if path.suffix.lower() == ".toml":
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise ConfigError(f"reading {path} needs Python 3.11 (tomllib); write it as YAML instead") from None
+        try:
+            return tomllib.loads(raw)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+
+
+__all__ = ["BUILTINS", "Hardware", "KernelLatency", "OpKind", "load_hardware"]
