@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -17,23 +16,6 @@ DEFAULT_CANDIDATES = "w4a8,w8a8,w8a16"
 SOLVER_NAMES = ("greedy", "ilp", "iqp", "fallback", "evolution", "exhaustive")
 STRATEGIES = ("two-phase", "tuneqn")
 EVOLUTION_EVALUATIONS = 30
-_LATENCY = re.compile(r"^\s*latency\s*<=\s*([0-9.eE+-]+)\s*(%)?\s*$")
-
-
-def read_budget(text: str) -> Budget:
-    """``parse_budget`` plus ``latency<=R`` (a fraction of the hardware's slowest kernels, see mixq.hardware).
-
-    >>> str(read_budget("latency<=0.5")), str(read_budget("bops<=0.375"))
-    ('latency<=0.5', 'bops<=0.375')
-    """
-    match = _LATENCY.match(text)
-    if match is None:
-        return parse_budget(text)
-    try:
-        value = float(match.group(1)) / (100.0 if match.group(2) else 1.0)
-    except ValueError:
-        raise ConfigError(f"cannot read the number in budget {text!r}, e.g. latency<=0.5") from None
-    return CostBudget("latency", value, CostUnit.RATIO)
 
 
 @dataclass(frozen=True)
@@ -86,7 +68,7 @@ class SearchConfig:
         object.__setattr__(self, "candidates", parse_candidates(self.candidates))
         restrictions = (self.restrictions,) if isinstance(self.restrictions, str) else self.restrictions
         object.__setattr__(self, "restrictions", parse_restrictions(restrictions))
-        budgets = tuple(read_budget(b) if isinstance(b, str) else b for b in self.budgets)
+        budgets = tuple(parse_budget(b) if isinstance(b, str) else b for b in self.budgets)
         object.__setattr__(self, "budgets", budgets)
         if sum(isinstance(b, QualityTarget) for b in budgets) > 1:
             raise ConfigError("give at most one quality target (sqnr>=, agreement>= or drop<=) per search")

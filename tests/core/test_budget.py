@@ -42,7 +42,7 @@ def test_absolute_resolves_ratios_against_the_reference() -> None:
     [
         ("bops=0.5", "budgets are bops<=R"),
         ("bops<=abc", "budgets are"),
-        ("latency<=3", "unknown budget 'latency'"),
+        ("speed<=3", "unknown budget 'speed'"),
         ("bops>=0.5", "write bops<=0.5"),
         ("agreement<=0.9", "write agreement>=0.9"),
         ("bops<=-1", "negative"),

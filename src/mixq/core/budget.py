@@ -17,7 +17,8 @@ _PATTERN = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([0-9.eE+-]+)\s*(%|mb|MB)?\s*$
 BUDGET_HELP = (
     "budgets are bops<=R (ratio to all-W8A16, e.g. bops<=0.375), size<=MB (weight megabytes, e.g. size<=3.5), "
     "size<=P% (of the float model, e.g. size<=30%), sqnr>=DB, agreement>=P (top-1 agreement with the float "
-    "model, e.g. agreement>=0.99) or drop<=PCT (top-1 points lost, needs labels, e.g. drop<=1)"
+    "model, e.g. agreement>=0.99), drop<=PCT (top-1 points lost, needs labels, e.g. drop<=1) or latency<=R "
+    "(ratio to the slowest kernels of a --hardware latency table)"
 )
 
 
@@ -97,6 +98,8 @@ def parse_budget(text: str) -> Budget:
     0.3
     >>> parse_budget("size<=2.5").limit
     2500000.0
+    >>> str(parse_budget("latency<=0.5"))
+    'latency<=0.5'
     >>> str(parse_budget("agreement>=99%"))
     'agreement>=0.99'
     """
@@ -108,17 +111,17 @@ def parse_budget(text: str) -> Budget:
         value = float(number)
     except ValueError:
         raise ConfigError(f"cannot read the number in budget {text!r}: {BUDGET_HELP}") from None
-    expected = {"bops": "<=", "size": "<=", "drop": "<=", "sqnr": ">=", "agreement": ">="}
+    expected = {"bops": "<=", "size": "<=", "latency": "<=", "drop": "<=", "sqnr": ">=", "agreement": ">="}
     if name not in expected:
         raise ConfigError(f"unknown budget {name!r} in {text!r}: {BUDGET_HELP}")
     if op != expected[name]:
         raise ConfigError(f"budget {text!r} points the wrong way: write {name}{expected[name]}{number}")
     if value < 0:
         raise ConfigError(f"budget {text!r} is negative")
-    if name == "bops":
+    if name in ("bops", "latency"):  # latency: a fraction of the hardware table's slowest kernels
         if suffix == "%":
             value /= 100.0
-        return CostBudget("bops", value, CostUnit.RATIO)
+        return CostBudget(name, value, CostUnit.RATIO)
     if name == "size":
         if suffix == "%":
             return CostBudget("size", value / 100.0, CostUnit.RATIO)
