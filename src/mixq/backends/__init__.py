@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 from mixq.errors import BackendUnavailableError, UnsupportedModelError
 
 _BACKENDS = {
     "torch": ("mixq.backends.torch.backend", "TorchBackend", "torch"),
+    "onnx": ("mixq.backends.onnx.backend", "OnnxBackend", "onnx"),
 }
 
 
@@ -27,14 +29,22 @@ def resolve(model: object) -> Any:
     """The backend that accepts ``model`` (chosen once, at the entry point)."""
     if type(model).__module__.startswith("torch") or _is_torch_module(model):
         return get_backend("torch")
+    if _is_onnx_model(model):
+        return get_backend("onnx")
     raise UnsupportedModelError(
-        f"mixq cannot quantize a {type(model).__name__}: give a torch nn.Module "
-        "(ONNX models arrive with the ONNX backend)"
+        f"mixq cannot quantize a {type(model).__name__}: give a torch nn.Module, a .onnx file or an onnx.ModelProto"
     )
 
 
 def _is_torch_module(model: object) -> bool:
     return any(cls.__module__ == "torch.nn.modules.module" and cls.__name__ == "Module" for cls in type(model).__mro__)
+
+
+def _is_onnx_model(model: object) -> bool:
+    """A ``.onnx`` path or an ``onnx.ModelProto``, recognised without importing onnx."""
+    if isinstance(model, (str, os.PathLike)):
+        return str(model).lower().endswith(".onnx")
+    return type(model).__name__ == "ModelProto" and type(model).__module__.startswith("onnx")
 
 
 def list_backends() -> list[str]:

@@ -1,0 +1,288 @@
+"""Graph rewriting for the simulation: fake quantizers in float, and sub-models for phase 1.
+
+Activations are fake-quantized with an explicit ``Mul(1/s) -> Round -> Clip -> Mul(s)`` subgraph rather
+than a QuantizeLinear/DequantizeLinear pair. The choice: it is one code path for every bit-width 2..16
+(QDQ has no 3-, 5- or 6-bit types and int16 QDQ needs opset 21), needs only opset 11, and computes what
+``torch.fake_quantize_per_tensor_affine`` computes (multiply by the float32 reciprocal, round half to
+even, clamp ``[qmin - z, qmax - z]``, scale back), so the ONNX and torch backends agree to float
+rounding. Weights are fake-quantized in numpy (``mixq.core.ranges``) and swapped in as initializers.
+``fp16`` is a Cast to float16 and back on the op's inputs, and float16-rounded weights.
+
+The real integer QDQ model is written by ``mixq.export.onnx_qdq``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from mixq.backends.onnx.trace import GraphIndex, OnnxSite, TensorInfo, node_inputs
+from mixq.core.precision import Precision, QuantScheme
+from mixq.core.ranges import ActivationStats, QuantParams, activation_params, weight_params
+
+_PARAMS = ("inv_scale", "lo", "hi", "scale")
+
+
+class Quantizers:
+    """Weights and activation quantizer parameters per bit-width, computed on first use and cached."""
+
+    def __init__(self, weights: Mapping[str, np.ndarray], axes: Mapping[str, int],
+                 stats: Mapping[str, ActivationStats], scheme: QuantScheme) -> None:
+        self.weights = weights
+        self.axes = axes
+        self.stats = stats
+        self.scheme = scheme
+        self._weight_params: dict[tuple[str, int], QuantParams] = {}
+        self._weights: dict[tuple[str, Precision], np.ndarray] = {}
+        self._acts: dict[tuple[str, int], QuantParams] = {}
+
+    def weight_params(self, key: str, bits: int) -> QuantParams:
+        """Per-channel (along ``axes[key]``) or per-tensor parameters of a weight."""
+        cached = self._weight_params.get((key, bits))
+        if cached is None:
+            scheme = self.scheme
+            moved = np.moveaxis(self.weights[key], self.axes[key], 0)
+            cached = weight_params(moved, bits, scheme.weight_range, scheme.weight_symmetric,
+                                   scheme.weight_per_channel, scheme.percentile)
+            self._weight_params[(key, bits)] = cached
+        return cached
+
+    def weight_integers(self, key: str, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Integer weights (as int32, the original layout) and scale and zero-point broadcastable to them."""
+        params = self.weight_params(key, bits)
+        w = self.weights[key]
+        scale = np.asarray(params.scale, np.float64)
+        zero = np.asarray(params.zero_point, np.float64)
+        if self.scheme.weight_per_channel:
+            shape = [1] * w.ndim
+            shape[self.axes[key]] = -1
+            scale, zero = scale.reshape(shape), zero.reshape(shape)
+        # the rounding of mixq.core.ranges.fake_quantize, kept as integers
+        q = np.clip(np.round(w.astype(np.float64) / scale) + zero, params.qmin, params.qmax)
+        return q.astype(np.int32), scale, zero
+
+    def weight(self, key: str, precision: Precision) -> np.ndarray:
+        """The weight as the simulation uses it (same dtype as the original)."""
+        cached = self._weights.get((key, precision))
+        if cached is None:
+            w = self.weights[key]
+            if precision.is_float:
+                cached = w.astype(np.float16).astype(w.dtype) if precision.weight_bits == 16 else w
+            else:
+                q, scale, zero = self.weight_integers(key, precision.weight_bits)
+                # Dequantized in float32 as DequantizeLinear (and torch's fake_quantize) do it, so the
+                # exported integer model reproduces these weights bit for bit.
+                cached = ((q - zero).astype(np.float32) * scale.astype(np.float32)).astype(w.dtype)
+            self._weights[(key, precision)] = cached
+        return cached
+
+    def act_params(self, tensor: str, bits: int) -> QuantParams:
+        cached = self._acts.get((tensor, bits))
+        if cached is None:
+            scheme = self.scheme
+            cached = activation_params(self.stats[tensor], bits, scheme.act_range, scheme.act_symmetric,
+                                       scheme.percentile)
+            self._acts[(tensor, bits)] = cached
+        return cached
+
+    def act_values(self, tensor: str, bits: int) -> dict[str, np.ndarray]:
+        """``inv_scale, lo, hi, scale`` of the fake-quant subgraph, as float32 scalars."""
+        p = self.act_params(tensor, bits)
+        scale = np.float32(p.scale)
+        zero = float(p.zero_point)
+        return {"inv_scale": np.asarray(np.float32(1.0) / scale), "lo": np.asarray(p.qmin - zero, np.float32),
+                "hi": np.asarray(p.qmax - zero, np.float32), "scale": np.asarray(scale)}
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A graph input of a parametric sub-model: what to feed for a given precision.
+
+    ``kind`` is ``weight`` or one of ``inv_scale, lo, hi, scale``; ``role`` says which bits apply
+    (``act``: the precision's activation bits; ``weight``: its weight bits, for a MatMul's operand B).
+    """
+
+    name: str
+    kind: str
+    key: str
+    role: str
+
+    def value(self, precision: Precision, quant: Quantizers) -> np.ndarray:
+        if self.kind == "weight":
+            return quant.weight(self.key, precision)
+        bits = precision.act_bits if self.role == "act" else precision.weight_bits
+        return np.asarray(quant.act_values(self.key, bits)[self.kind])
+
+
+def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: Mapping[str, Precision],
+               quant: Quantizers | None, parametric: bool = False) -> tuple[onnx.ModelProto, list[Feed]]:
+    """A copy of ``proto`` with each site (by node name) fake-quantized at its precision.
+
+    With ``parametric``, quantizer parameters and quantized weights are graph inputs (``Feed``s), so one
+    session serves every integer precision (or every float16 one) of the same sites.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    graph = out.graph
+    position = {node.name: i for i, node in enumerate(graph.node)}
+    producer = {name: i for i, node in enumerate(graph.node) for name in node.output}
+    extra: dict[int, list[onnx.NodeProto]] = {}  # new nodes to emit after node i (-1: at the start)
+    made: dict[tuple[str, str, int | None], str] = {}
+    feeds: list[Feed] = []
+    new_inits: dict[str, np.ndarray] = {}
+    new_inputs: list[onnx.ValueInfoProto] = []
+    elem_of = {t.name: t.data_type for t in graph.initializer}
+
+    def act(tensor: str, role: str, precision: Precision) -> str:
+        bits = None if parametric else (precision.act_bits if role == "act" else precision.weight_bits)
+        kind = "fp16" if precision.is_float else "int"
+        key = (tensor, f"{kind}:{role}", bits)
+        if key in made:
+            return made[key]
+        prefix = f"{tensor}::mixq_{role}_{kind}" + ("" if bits is None else str(bits))
+        if precision.is_float:
+            nodes = [helper.make_node("Cast", [tensor], [prefix + "_h"], to=onnx.TensorProto.FLOAT16,
+                                      name=prefix + "_cast16"),
+                     helper.make_node("Cast", [prefix + "_h"], [prefix], to=onnx.TensorProto.FLOAT,
+                                      name=prefix + "_cast32")]
+        else:
+            names = {k: f"{prefix}_{k}" for k in _PARAMS}
+            if parametric:
+                for k in _PARAMS:
+                    feeds.append(Feed(names[k], k, tensor, role))
+                    new_inputs.append(helper.make_tensor_value_info(names[k], onnx.TensorProto.FLOAT, []))
+            else:
+                assert quant is not None
+                values = quant.act_values(tensor, bits)  # type: ignore[arg-type]
+                for k in _PARAMS:
+                    new_inits[names[k]] = np.asarray(values[k], np.float32)
+            nodes = [
+                helper.make_node("Mul", [tensor, names["inv_scale"]], [prefix + "_s"], name=prefix + "_div"),
+                helper.make_node("Round", [prefix + "_s"], [prefix + "_r"], name=prefix + "_round"),
+                helper.make_node("Clip", [prefix + "_r", names["lo"], names["hi"]], [prefix + "_c"],
+                                 name=prefix + "_clip"),
+                helper.make_node("Mul", [prefix + "_c", names["scale"]], [prefix], name=prefix + "_mul"),
+            ]
+        extra.setdefault(producer.get(tensor, -1), []).extend(nodes)
+        made[key] = prefix
+        return prefix
+
+    def weight(key: str, precision: Precision) -> str:
+        name = f"{key}::mixq_w" + ("" if parametric else f"_{precision}")
+        if name in new_inits or any(f.name == name for f in feeds):
+            return name
+        if parametric:
+            feeds.append(Feed(name, "weight", key, "weight"))
+            new_inputs.append(helper.make_tensor_value_info(name, elem_of.get(key, onnx.TensorProto.FLOAT), None))
+        else:
+            assert quant is not None
+            new_inits[name] = quant.weight(key, precision)
+        return name
+
+    for site in sites:
+        precision = precision_of.get(site.node)
+        if precision is None or precision.keeps_float32 or site.node not in position:
+            continue
+        node = graph.node[position[site.node]]
+        for p in site.act_inputs:
+            node.input[p] = act(node.input[p], "act", precision)
+        if site.second_act is not None:
+            node.input[site.second_act] = act(node.input[site.second_act], "weight", precision)
+        if site.weight_input is not None and site.weight_key is not None:
+            node.input[site.weight_input] = weight(site.weight_key, precision)
+
+    nodes = list(extra.get(-1, []))
+    for i, node in enumerate(graph.node):
+        nodes.append(node)
+        nodes.extend(extra.get(i, []))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in new_inits.items())
+    graph.input.extend(new_inputs)
+    drop_unused_initializers(graph)
+    return out, feeds
+
+
+def drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Remove initializers no node reads any more (and their graph-input entries, in old IR models)."""
+    used = {name for node in graph.node for name in node_inputs(node)} | {o.name for o in graph.output}
+    dropped = {t.name for t in graph.initializer if t.name not in used}
+    if not dropped:
+        return
+    kept = [t for t in graph.initializer if t.name not in dropped]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    inputs = [i for i in graph.input if i.name not in dropped]
+    if len(inputs) != len(graph.input):
+        del graph.input[:]
+        graph.input.extend(inputs)
+
+
+def submodel(proto: onnx.ModelProto, index: GraphIndex, members: Sequence[int], infos: Mapping[str, TensorInfo],
+             batch: int) -> tuple[onnx.ModelProto, list[str], list[str]]:
+    """The nodes ``members`` (graph order) as a model: inputs are the tensors they read from outside.
+
+    Inputs are declared with the traced shapes (batch symbolic), so ONNX Runtime can fold shape arithmetic
+    and pick the same kernels as for the whole model. Returns the model, its boundary inputs (to feed from
+    the float cache) and its outputs (the original graph outputs the members produce).
+    """
+    member_set = set(members)
+    nodes = [index.nodes[i] for i in sorted(member_set)]
+    produced = {name for node in nodes for name in node.output if name}
+    boundary: list[str] = []
+    used_inits: list[str] = []
+    for node in nodes:
+        for name in node_inputs(node):
+            if name in produced:
+                continue
+            if name in index.initializers:
+                used_inits.append(name)
+            else:
+                boundary.append(name)
+    boundary = list(dict.fromkeys(boundary))
+    outputs = [name for name in index.outputs if name in produced]
+    graph = helper.make_graph(
+        nodes, f"{proto.graph.name}_mixq_part",
+        inputs=[helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(infos[name].dtype),
+                                              _declared_shape(infos[name], batch)) for name in boundary],
+        outputs=[onnx.ValueInfoProto(name=name) for name in outputs],
+        initializer=[index.initializers[name] for name in dict.fromkeys(used_inits)],
+    )
+    model = helper.make_model(graph, opset_imports=list(proto.opset_import), ir_version=proto.ir_version)
+    for function in proto.functions:
+        model.functions.append(function)
+    return model, boundary, outputs
+
+
+def _declared_shape(info: TensorInfo, batch: int) -> list[int | str] | None:
+    if info.shape and info.shape[0] == batch:
+        return ["batch", *info.shape[1:]]
+    return None
+
+
+def part_members(index: GraphIndex, infos: Mapping[str, TensorInfo], sources: Sequence[int],
+                 input_name: str) -> list[int]:
+    """The nodes phase 1 recomputes for a group: those depending on it, plus the producers of the small
+    tensors they read (shapes, pads, scalars), so the sub-model's boundary is only data tensors and ONNX
+    Runtime can still fold the shape arithmetic as it does in the whole model."""
+    members = set(index.descendants(sources))
+    stack = [name for i in members for name in node_inputs(index.nodes[i])]
+    while stack:
+        name = stack.pop()
+        producer = index.producer.get(name)
+        if producer is None or producer in members or name == input_name or _is_data(infos.get(name)):
+            continue
+        members.add(producer)
+        stack.extend(node_inputs(index.nodes[producer]))
+    return sorted(members)
+
+
+def _is_data(info: TensorInfo | None) -> bool:
+    """A float tensor of real size: fed from the float cache rather than recomputed."""
+    if info is None:
+        return True
+    return info.dtype.kind == "f" and int(np.prod(info.shape)) > 64

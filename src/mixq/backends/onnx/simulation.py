@@ -1,0 +1,249 @@
+"""Fake-quant simulation of any assignment on an ONNX model, run by ONNX Runtime.
+
+``run``: the whole model with the assignment's fake quantizers (built once per assignment, a few kept).
+``isolate`` (phase 1): one float run keeps the tensors the groups' downstream parts read; a group is then
+measured by running only the nodes that depend on it (a sub-model whose inputs are the cached tensors).
+Quantizer parameters and weights are inputs of that sub-model, so one session per group serves all of
+its integer candidates (and one its fp16 candidate).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from mixq.backends.onnx.qdq import Feed, Quantizers, fake_quant, part_members, submodel
+from mixq.backends.onnx.runtime import Runner, with_outputs
+from mixq.backends.onnx.trace import GraphIndex, OnnxSite, TensorInfo, node_inputs
+from mixq.core.assignment import Assignment
+from mixq.core.graph import GroupId, QuantGraph
+from mixq.core.precision import Precision
+from mixq.core.ranges import ActivationStats
+from mixq.errors import UnsupportedModelError
+
+logger = logging.getLogger(__name__)
+
+#: Full models with fake quantizers kept per assignment (phase 2's quality search revisits a few).
+MODEL_CACHE = 4
+#: Phase-1 sub-model sessions kept; phase 1 measures a group's candidates one after another (an integer
+#: and a float16 session per group), and each session holds the weights after its group and a memory
+#: arena sized by its largest run, so only the last two are kept.
+PART_CACHE = 2
+
+
+@dataclass
+class OnnxModel:
+    """A loaded, normalised ONNX model bound to the data's shape, and what the trace learnt of it."""
+
+    proto: onnx.ModelProto
+    index: GraphIndex
+    input_name: str
+    fixed_batch: int | None
+    infos: dict[str, TensorInfo]
+    batch: int  # batch size the infos were measured at
+    declared: tuple[onnx.ValueInfoProto, ...] = ()  # the file's own input/output declarations (for export)
+
+    def runner(self, proto: onnx.ModelProto | None = None, what: str = "the ONNX model") -> Runner:
+        return Runner(proto if proto is not None else self.proto, self.input_name, self.fixed_batch, what)
+
+
+def restore_declarations(proto: onnx.ModelProto, declared: tuple[onnx.ValueInfoProto, ...]) -> None:
+    """Put back the file's own input and output declarations (tracing fixed the input's size to the data's)."""
+    by_name = {v.name: v for v in declared}
+    for values in (proto.graph.input, proto.graph.output):
+        for value in values:
+            if value.name in by_name:
+                value.CopyFrom(by_name[value.name])
+
+
+def flatten_outputs(outputs: list[np.ndarray]) -> np.ndarray:
+    """All output tensors of a batch as one ``(batch, features)`` float32 matrix (as the torch backend)."""
+    leaves = [o for o in outputs if isinstance(o, np.ndarray)]
+    if not leaves:
+        raise UnsupportedModelError("the ONNX model returned no tensors: mixq compares output tensors")
+    batch = leaves[0].shape[0] if leaves[0].ndim else 1
+    parts = [leaf.reshape(batch, -1).astype(np.float32) for leaf in leaves if leaf.ndim and leaf.shape[0] == batch]
+    return np.concatenate(parts, axis=1)
+
+
+def _checked(output: np.ndarray) -> np.ndarray:
+    if not np.isfinite(output).all():
+        raise UnsupportedModelError(
+            "the float model's output contains NaN or Inf on the calibration data; "
+            "check the preprocessing (--preprocess) and the model's weights"
+        )
+    return output
+
+
+def collect_stats(model: OnnxModel, tensors: set[str], batches: Callable[[], Iterator[np.ndarray]],
+                  max_sample: int = 1 << 18, seed: int = 0) -> dict[str, ActivationStats]:
+    """One float pass (the tensors as extra outputs): extremes and a strided sample of each tensor.
+
+    Identical sampling to the torch backend, so both set the same ranges from the same values.
+    """
+    names = sorted(tensors)
+    runner = model.runner(with_outputs(model.proto, [n for n in names if n != model.input_name]))
+    parts: dict[str, list[ActivationStats]] = {name: [] for name in names}
+    for batch in batches():
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        values = runner.run(batch, [n for n in names if n != model.input_name])
+        by_name = dict(zip([n for n in names if n != model.input_name], values))
+        if model.input_name in parts:
+            by_name[model.input_name] = batch
+        for name in names:
+            flat = np.asarray(by_name[name], np.float32).reshape(-1)
+            step = max(1, flat.size // (max_sample // 4))
+            parts[name].append(ActivationStats(float(flat.min()), float(flat.max()), flat[::step].copy()))
+    return {name: ActivationStats.merge(items, max_sample, seed) for name, items in parts.items()}
+
+
+class OnnxSimulation:
+    """Implements the ``Simulation`` protocol on an ONNX model."""
+
+    def __init__(self, model: OnnxModel, graph: QuantGraph, sites: list[OnnxSite], quantizers: Quantizers) -> None:
+        self.model = model
+        self.graph = graph
+        self.sites = sites
+        self.quantizers = quantizers
+        by_name = {site.op.name: site for site in sites}
+        self._group_sites = {g.id: [by_name[op.name] for op in g.ops] for g in graph}
+        index = model.index
+        self._members = {
+            gid: part_members(index, model.infos, [index.position[site.node] for site in group_sites],
+                              model.input_name)
+            for gid, group_sites in self._group_sites.items()
+        }
+        cached: dict[str, None] = {}
+        for members in self._members.values():
+            produced = {name for i in members for name in index.nodes[i].output}
+            for i in members:
+                for name in node_inputs(index.nodes[i]):
+                    if name not in produced and name not in index.initializers:
+                        cached[name] = None
+        self._cached = [name for name in cached if name != model.input_name]
+        self._base = model.runner()
+        self._cache_runner: Runner | None = None
+        self._models: OrderedDict[tuple[tuple[GroupId, str], ...], Runner] = OrderedDict()
+        self._parts: OrderedDict[tuple[GroupId, bool], _Part] = OrderedDict()
+        extra = [name for name in self._cached if name not in index.outputs]
+        self._bytes_per_sample = sum(model.infos[name].bytes_per_sample(model.batch)
+                                     for name in [*extra, *index.outputs] if name in model.infos)
+
+    def cache_bytes_per_sample(self) -> int:
+        return self._bytes_per_sample
+
+    # -- full models ----------------------------------------------------------------------------
+    def proto(self, assignment: Assignment | None) -> onnx.ModelProto:
+        """The model with the assignment's fake quantizers (float ops untouched)."""
+        precision_of = self._precision_of(assignment)
+        if not precision_of:
+            return self.model.proto
+        proto, _ = fake_quant(self.model.proto, self.sites, precision_of, self.quantizers)
+        return proto
+
+    def _precision_of(self, assignment: Assignment | None) -> dict[str, Precision]:
+        out: dict[str, Precision] = {}
+        for group, precision in (assignment.items() if assignment is not None else ()):
+            if precision.keeps_float32:
+                continue
+            for site in self._group_sites[self.graph[group].id]:  # unknown ids: a clear ConfigError
+                out[site.node] = precision
+        return out
+
+    def _runner(self, assignment: Assignment | None) -> Runner:
+        key = tuple(sorted((g, str(p)) for g, p in (assignment.items() if assignment is not None else ())
+                           if not p.keeps_float32))
+        if not key:
+            return self._base
+        runner = self._models.get(key)
+        if runner is None:
+            runner = self.model.runner(self.proto(assignment), "the fake-quantized ONNX model")
+            self._models[key] = runner
+            while len(self._models) > MODEL_CACHE:
+                self._models.popitem(last=False)
+        else:
+            self._models.move_to_end(key)
+        return runner
+
+    # -- Simulation protocol ----------------------------------------------------------------------
+    def run(self, inputs: np.ndarray, assignment: Assignment | None = None) -> np.ndarray:
+        outputs = self._runner(assignment).run(np.ascontiguousarray(inputs, dtype=np.float32))
+        return _checked(flatten_outputs(outputs))
+
+    def isolate(self, inputs: np.ndarray) -> IsolatedOnnxRuns:
+        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        index = self.model.index
+        if self._cache_runner is None:
+            self._cache_runner = Runner(with_outputs(self.model.proto, self._cached), self.model.input_name,
+                                        self.model.fixed_batch, "the ONNX model", arena=False)
+        names = list(dict.fromkeys([*index.outputs, *self._cached]))
+        values = dict(zip(names, self._cache_runner.run(inputs, names)))
+        values[self.model.input_name] = inputs
+        reference = _checked(flatten_outputs([values[name] for name in index.outputs]))
+        return IsolatedOnnxRuns(self, values, reference, len(inputs))
+
+    def module(self, assignment: Assignment) -> onnx.ModelProto:
+        """The fake-quantized model as a new ``onnx.ModelProto`` (run it with ONNX Runtime), with the
+        original file's input and output declarations (dynamic sizes stay dynamic)."""
+        proto = onnx.ModelProto()
+        proto.CopyFrom(self.proto(assignment))
+        restore_declarations(proto, self.model.declared)
+        return proto
+
+    def _part(self, group: GroupId, is_float: bool) -> _Part:
+        key = (group, is_float)
+        part = self._parts.get(key)
+        if part is None:
+            model = self.model
+            proto, boundary, outputs = submodel(model.proto, model.index, self._members[group], model.infos,
+                                                model.batch)
+            kind = Precision(16, 16, is_float=True) if is_float else Precision(8, 8)
+            proto, feeds = fake_quant(proto, self._group_sites[group], {s.node: kind for s in self._group_sites[group]},
+                                      None, parametric=True)
+            runner = Runner(proto, None, model.fixed_batch, f"the phase-1 part of group {group}", arena=True)
+            part = _Part(runner, boundary, outputs, feeds)
+            self._parts[key] = part
+            while len(self._parts) > PART_CACHE:
+                self._parts.popitem(last=False)
+        else:
+            self._parts.move_to_end(key)
+        return part
+
+
+@dataclass
+class _Part:
+    runner: Runner
+    boundary: list[str]
+    outputs: list[str]
+    feeds: list[Feed]
+
+
+class IsolatedOnnxRuns:
+    """Phase 1 for one batch: the float run is cached; a group's run executes only its descendants."""
+
+    def __init__(self, sim: OnnxSimulation, cache: Mapping[str, np.ndarray], reference: np.ndarray, batch: int) -> None:
+        self._sim = sim
+        self._cache = cache
+        self._batch = batch
+        self.reference = reference
+
+    def run(self, group: GroupId, precision: Precision) -> np.ndarray:
+        sim = self._sim
+        if precision.keeps_float32:
+            return self.reference
+        part = sim._part(group, precision.is_float)
+        if not part.outputs:
+            return self.reference  # the group does not reach the output (dead branch)
+        feeds = {name: self._cache[name] for name in part.boundary}
+        batched = {name for name in part.boundary
+                   if self._cache[name].ndim and self._cache[name].shape[0] == self._batch}
+        for feed in part.feeds:
+            feeds[feed.name] = feed.value(precision, sim.quantizers)
+        values = dict(zip(part.outputs, part.runner.run_feeds(feeds, self._batch, part.outputs, batched)))
+        outputs = [values[name] if name in values else self._cache[name] for name in sim.model.index.outputs]
+        return flatten_outputs(outputs)
