@@ -37,5 +37,9 @@ if __name__ == "__main__":
               "`src/mixq/testing/bad_inputs.py`; `tests/cli/test_bad_input.py` checks each one (exit code 2, one "
               "line, no traceback, no run directory left behind).\n\n"
               "Grayscale, palette and RGBA images are not errors: they are converted to RGB, as torchvision's "
-              "loaders do (ImageNet itself holds grayscale JPEGs).\n\n")
+              "loaders do (ImageNet itself holds grayscale JPEGs). A disk that fills up while a run writes stops it "
+              "with `error: cannot append to RUN/measurements.jsonl: No space left on device; free space (or fix the "
+              "directory) and run the same command again to resume` (exit code 2); files are written atomically, so "
+              "no partial file is left, and the rerun resumes (`tests/test_api.py::test_a_full_disk_stops_with_one_"
+              "clear_error_and_resumes`).\n\n")
     Path(__file__).with_name("bad-input.md").write_text(header + main_table() + "\n")

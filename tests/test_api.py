@@ -217,3 +217,46 @@ def test_float_evaluation_reports_full_agreement_and_float_size(images: np.ndarr
     assert result["agreement"] == 1.0
     assert result["weight_bytes"] == pytest.approx(4 * params)
     assert json.dumps(result)  # JSON-ready
+
+
+def test_a_full_disk_stops_with_one_clear_error_and_resumes(tmp_path: Path, images: np.ndarray,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    real_fsync, calls = os.fsync, []
+
+    def full_after_three(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_after_three)
+    run = tmp_path / "run"
+    with pytest.raises(RunDirectoryError, match="No space left on device.*resume"):
+        api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)
+    assert not list(run.glob("*.tmp"))
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    resumed = api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)
+    reference = api.search(TinyConvNet().eval(), images, config("bops<=0.35"))
+    assert resumed.sensitivity.sqnr_db == reference.sensitivity.sqnr_db
+
+
+def test_a_failed_json_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from mixq.plan import write_json
+
+    target = tmp_path / "plan.json"
+    write_json(target, {"old": True})
+
+    def full(self: Path, *args: object, **kwargs: object) -> int:
+        Path.write_bytes(self, b"{ partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError):
+        write_json(target, {"new": True})
+    monkeypatch.undo()
+    assert json.loads(target.read_text()) == {"old": True} and not list(tmp_path.glob("*.tmp"))

@@ -24,7 +24,7 @@ from mixq.core.precision import Precision, QuantScheme, parse_candidates
 from mixq.core.tables import SensitivityTable
 from mixq.cost import COST_MODELS, total_cost
 from mixq.data.dataset import ArrayDataset, Dataset
-from mixq.errors import ConfigError, DataError
+from mixq.errors import ConfigError, DataError, UnsupportedModelError
 from mixq.evaluation import Evaluator, ScoreFn
 from mixq.plan import Plan
 from mixq.rundir import MEASUREMENTS, JsonlMeasurementLog, RunDirectory, check_writable
@@ -129,6 +129,10 @@ def search(
     session = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
     graph = session.graph
     _check_reachable(graph, config)
+    if config.strategy == "tuneqn" and not hasattr(session.sim, "probe"):
+        raise UnsupportedModelError(
+            f"the tuneqn strategy reads each layer's outputs, which the {session.backend.name} backend does not "
+            "provide yet; use --strategy two-phase (the default) for this model")
     run = RunDirectory(out) if out is not None else None
     if run is not None:
         run.write_json("config.json", {"mixq_version": __version__, "command": command, **config.to_dict()})

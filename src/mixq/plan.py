@@ -81,8 +81,12 @@ class Plan:
 def write_json(path: Path, data: Any) -> None:
     """Write atomically: a killed process never leaves half a file behind."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
-    tmp.replace(path)
+    try:
+        tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # e.g. a full disk: leave the old file, not a partial one
+        raise
 
 
 def _jsonable(value: Any) -> Any:

@@ -139,8 +139,12 @@ class JsonlMeasurementLog:
     def add(self, measurement: Measurement) -> None:
         record = {"chunk": measurement.chunk, "group": measurement.group, "precision": str(measurement.precision),
                   "ratio_sum": measurement.ratio_sum, "count": measurement.count}
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with self.path.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError as exc:  # a torn line is cut when the run resumes, so nothing stored is lost
+            raise RunDirectoryError(f"cannot append to {self.path}: {exc.strerror or exc}; free space (or fix "
+                                    "the directory) and run the same command again to resume") from None
         self._items.append(measurement)

@@ -14,6 +14,7 @@ import numpy as np
 from mixq.errors import ConfigError
 
 if TYPE_CHECKING:
+    from mixq.backends.base import Progress
     from mixq.core.assignment import Assignment
     from mixq.core.precision import QuantScheme
     from mixq.data.dataset import Dataset
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dataset | np.ndarray, path: str | Path,
            *, num_samples: int | None = None, scheme: QuantScheme | None = None, check_samples: int = 64,
            benchmark: bool = False, int4: bool = True, int32_bias: bool = True,
-           threads: int | None = None) -> ExportReport:
+           threads: int | None = None, progress: Progress | None = None) -> ExportReport:
     """Write ``plan`` applied to ``model`` as a QDQ ONNX file at ``path``.
 
     Quantizer ranges are calibrated exactly as in the search (same first ``num_samples`` samples, same
@@ -64,13 +65,13 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     if num_samples is None:
         num_samples = int(provenance.get("num_samples", 64))
     data = as_dataset(calibration)
-    session = prepare(model, data, ["w8a8"], scheme or _default_scheme(), num_samples, threads)
+    session = prepare(model, data, ["w8a8"], scheme or _default_scheme(), num_samples, threads, progress)
     assignment = resolve_assignment(session.graph, plan)
     assert assignment is not None
     check = session.calibration[:check_samples] if check_samples else None
     sim: OnnxSimulation = session.sim  # type: ignore[assignment]  # the ONNX backend's simulation
     return export_qdq(sim, assignment, path, check_data=check, benchmark=benchmark, int4=int4,
-                      int32_bias=int32_bias, threads=threads)
+                      int32_bias=int32_bias, threads=threads, progress=progress)
 
 
 def _default_scheme() -> Any:

@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from mixq.backends.base import Progress
 from mixq.backends.onnx.load import INT4_OPSET, opset, upgrade
 from mixq.backends.onnx.qdq import drop_unused_initializers
 from mixq.backends.onnx.runtime import session
@@ -382,17 +383,21 @@ def compare(sim: OnnxSimulation, assignment: Assignment, proto: onnx.ModelProto,
 
 
 def latency_ms(proto: onnx.ModelProto, input_name: str, batch: np.ndarray, runs: int = 50, warmup: int = 5,
-               threads: int | None = None) -> float:
+               threads: int | None = None, progress: Progress | None = None, stage: str = "export: latency") -> float:
     """Median wall time of one ``session.run`` after warm-up, in milliseconds."""
     sess = session(proto, "the model to benchmark", threads)
     feeds = {input_name: np.ascontiguousarray(batch, dtype=np.float32)}
     for _ in range(warmup):
         sess.run(None, feeds)
     times = []
-    for _ in range(runs):
+    for run in range(runs):
+        if progress:
+            progress(stage, run, runs)
         started = time.perf_counter()
         sess.run(None, feeds)
         times.append((time.perf_counter() - started) * 1e3)
+    if progress:
+        progress(stage, runs, runs)
     return float(statistics.median(times))
 
 
@@ -417,10 +422,15 @@ def fused_ops(proto: onnx.ModelProto) -> dict[str, int]:
 
 def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, check_data: np.ndarray | None = None,
                benchmark: bool = False, int4: bool = True, int32_bias: bool = True, threads: int | None = None,
-               runs: int = 50) -> ExportReport:
+               runs: int = 50, progress: Progress | None = None) -> ExportReport:
     """Write the QDQ model of ``assignment``; optionally check it against the simulation and time it."""
+    steps = 1 + (check_data is not None and len(check_data) > 0)
+    if progress:
+        progress("export: writing and checking", 0, steps)
     proto, notes, storage = build_qdq(sim, assignment, int4=int4, int32_bias=int32_bias)
     path = save(proto, path)
+    if progress:
+        progress("export: writing and checking", 1, steps)
     float_proto = onnx.ModelProto()
     float_proto.CopyFrom(sim.model.proto)
     restore_declarations(float_proto, sim.model.declared)
@@ -429,6 +439,8 @@ def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, ch
                           weight_storage=storage)
     if check_data is not None and len(check_data):
         report.check = compare(sim, assignment, proto, check_data)
+        if progress:
+            progress("export: writing and checking", steps, steps)
         lost = report.check["simulation_sqnr_db"] - report.check["exported_sqnr_db"]
         if lost > 1.0:
             message = (f"the exported model's output SQNR is {lost:.1f} dB below the simulation's "
@@ -448,6 +460,8 @@ def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, ch
         one = np.ascontiguousarray(check_data[:1], dtype=np.float32)
         name = sim.model.input_name
         report.latency = {"batch": 1.0, "runs": float(runs),
-                          "float_ms": latency_ms(float_proto, name, one, runs, threads=threads),
-                          "quantized_ms": latency_ms(proto, name, one, runs, threads=threads)}
+                          "float_ms": latency_ms(float_proto, name, one, runs, threads=threads, progress=progress,
+                                                 stage="export: latency of the float model"),
+                          "quantized_ms": latency_ms(proto, name, one, runs, threads=threads, progress=progress,
+                                                     stage="export: latency of the exported model")}
     return report

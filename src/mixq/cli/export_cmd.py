@@ -1,0 +1,72 @@
+"""``mixq export``: a plan becomes a QDQ ONNX file, checked against the simulation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+EXPORT_EPILOG = """\
+example:
+  mixq search model.onnx --data calib/ --budget "bops<=0.5" --out runs/r1
+  mixq export model.onnx --plan runs/r1/plan.json --data calib/ -o model.qdq.onnx --benchmark
+
+The plan must come from a search on the same .onnx file; ranges are calibrated on the same first
+samples as in the search (read from the plan), so the file computes what the search simulated.
+"""
+
+
+def add_export_parser(sub: Any, add_output_flags: Any) -> None:
+    export = sub.add_parser("export", help="write a plan as a QDQ ONNX model for ONNX Runtime",
+                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXPORT_EPILOG,
+                            description="int8 groups get QuantizeLinear/DequantizeLinear with int8 weights, "
+                                        "<=4-bit weights are stored as INT4, fp16 groups are cast, fp32 groups "
+                                        "stay float. The file is run on --check-samples calibration samples and "
+                                        "compared with the simulation; --benchmark measures latency next to the "
+                                        "float model.")
+    # ranges and scheme come from the plan (as in its search), so no range flags are offered here
+    export.add_argument("model", metavar="MODEL", help="the .onnx file the plan was searched on")
+    export.add_argument("--data", required=True, metavar="DATA", help="the search's calibration data")
+    export.add_argument("--preprocess", metavar="SPEC", help="the search's --preprocess, if it had one")
+    export.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime threads")
+    export.add_argument("--plan", required=True, metavar="PLAN", help="RUN/plan.json (or the RUN directory)")
+    export.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="where to write the model")
+    export.add_argument("--check-samples", type=int, default=64, metavar="N",
+                        help="calibration samples the export is checked on (default 64; 0 = no check)")
+    export.add_argument("--benchmark", action="store_true", help="measure latency (median, warm-up excluded)")
+    export.add_argument("--no-int4", action="store_true", help="store 4-bit weights as int8")
+    export.add_argument("--float-bias", action="store_true",
+                        help="keep biases float (bit-exact with the simulation, fewer fused integer kernels)")
+    export.add_argument("--json", action="store_true", help="print the export report as one JSON object")
+    add_output_flags(export)
+
+
+def cmd_export(args: argparse.Namespace, console: Console, load: Any, progress: Any) -> int:
+    from mixq.export import export
+    from mixq.plan import Plan
+
+    loaded, _, data = load(args)
+    plan = Plan.load(args.plan)
+    with progress:
+        report = export(loaded.model, plan, data, args.output, num_samples=None, check_samples=args.check_samples,
+                        benchmark=args.benchmark, int4=not args.no_int4, int32_bias=not args.float_bias,
+                        threads=args.threads, progress=progress)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    table = Table(title=f"mixq export: {report.path}", show_header=False)
+    table.add_row("file size", f"{report.file_bytes / 1e6:.2f} MB (float {report.float_file_bytes / 1e6:.2f} MB)")
+    table.add_row("precisions", ", ".join(f"{k}: {v}" for k, v in sorted(report.precision_counts.items())))
+    for key, value in report.check.items():
+        table.add_row(f"check: {key}", f"{value:.4g}")
+    for key, value in report.latency.items():
+        table.add_row(f"latency: {key}", f"{value:.3g}")
+    if report.fused:
+        table.add_row("integer kernels fused by ONNX Runtime", ", ".join(f"{k}: {v}" for k, v in report.fused.items()))
+    Console().print(table)
+    for note in report.notes:
+        console.print(f"note: {note}", highlight=False, soft_wrap=True)
+    return 0

@@ -1,0 +1,63 @@
+"""`mixq search` on an ONNX file, then `mixq export`: the written model runs and matches the search."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mixq.cli.main import main
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+torch = pytest.importorskip("torch")
+
+
+def test_search_then_export_an_onnx_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mixq.testing.models import ResidualNet, random_images
+
+    images = random_images(16, seed=7)
+    model_path = tmp_path / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(ResidualNet().eval(), (torch.from_numpy(images[:1]),), str(model_path), dynamo=False,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+                          opset_version=17)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=images)
+    run = tmp_path / "run"
+    assert main(["search", str(model_path), "--data", str(data), "--candidates", "w4a8,w8a8", "--budget",
+                 "bops<=0.4", "--num-samples", "16", "--out", str(run), "-q", "--no-report"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "model.qdq.onnx"
+    assert main(["export", str(model_path), "--plan", str(run / "plan.json"), "--data", str(data), "-o", str(out),
+                 "--check-samples", "16", "--benchmark", "--json"]) == 0
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
+    events = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
+    stages = {e["stage"] for e in events}
+    assert {"export: writing and checking", "export: latency of the exported model"} <= stages
+    assert report["latency"]["quantized_ms"] > 0 and report["latency"]["float_ms"] > 0
+    assert out.is_file() and report["file_bytes"] == out.stat().st_size
+    assert report["file_bytes"] < report["float_file_bytes"]
+    searched = json.loads((run / "plan.json").read_text())["quality"]["sqnr_db"]
+    assert report["check"], report
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {session.get_inputs()[0].name: images})[0]
+    assert np.all(np.isfinite(outputs)) and outputs.shape == (16, 10)
+    reference = ResidualNet().eval()(torch.from_numpy(images)).detach().numpy()
+    sqnr = 10 * np.log10(np.mean(np.sum(reference ** 2, 1) / np.sum((reference - outputs) ** 2, 1)))
+    assert abs(sqnr - searched) < 1.0  # the deployed file computes what the search measured
+
+
+def test_export_of_a_torch_model_says_how_to_get_an_onnx_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "m.py").write_text("from mixq.testing.models import TinyConvNet\n\ndef build():\n"
+                                   "    return TinyConvNet().eval()\n")
+    np.savez(tmp_path / "d.npz", x=np.zeros((4, 16, 16, 3), np.uint8))
+    (tmp_path / "plan.json").write_text(json.dumps({"assignment": {}}))
+    code = main(["export", f"{tmp_path / 'm.py'}:build", "--plan", str(tmp_path / "plan.json"), "--data",
+                 str(tmp_path / "d.npz"), "-o", str(tmp_path / "o.onnx"), "-q"])
+    assert code == 2 and "ONNX" in capsys.readouterr().err
