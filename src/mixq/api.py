@@ -33,6 +33,7 @@ from mixq.sensitivity.sqnr import MeasurementLog, MemoryLog, chunk_size, measure
 from mixq.solvers import Loop, get_solver
 from mixq.solvers.base import ParetoCurve, within
 from mixq.solvers.loop import LoopResult
+from mixq.solvers.memory import float_peak_bytes, peak_activation_bytes
 from mixq.solvers.run import allocate, build_problem, timed
 from mixq.strategies.tuneqn import STATE_FILE as TUNEQN_STATE
 from mixq.strategies.tuneqn import run_tuneqn, tuneqn_outcome
@@ -185,7 +186,8 @@ def _two_phase(session: Session, config: SearchConfig, run: RunDirectory | None,
     sensitivity = measure_sensitivity(session.sim, session.calibration, config.cache_mb, log, progress)
     session.timings["phase1_s"] = sensitivity.seconds
     # phase 2: the solver decides between curve-then-select and a closed loop (mixq.solvers.run.allocate)
-    problem = build_problem(session.graph, sensitivity, config.cost, config.restrictions, config.hardware)
+    problem = build_problem(session.graph, sensitivity, config.cost, config.restrictions, config.hardware,
+                           config.memory_budgets)
     target = config.quality_target
     started = time.perf_counter()
     float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
@@ -204,7 +206,8 @@ def _tuneqn(session: Session, config: SearchConfig, run: RunDirectory | None, ev
     """TuneQn (mixq.strategies.tuneqn): its checkpoint is RUN/tuneqn.json, updated every iteration."""
     graph = session.graph
     noiseless = SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates})
-    problem = build_problem(graph, noiseless, config.cost, config.restrictions, config.hardware)
+    problem = build_problem(graph, noiseless, config.cost, config.restrictions, config.hardware,
+                           config.memory_budgets)
     target = config.quality_target
     started = time.perf_counter()
     float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
@@ -231,7 +234,8 @@ def _check_reachable(graph: QuantGraph, config: SearchConfig) -> None:
     """Cost budgets, restrictions and hardware depend on the graph alone: refuse an impossible one
     before phase 1, not after."""
     noiseless = SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates})
-    problem = build_problem(graph, noiseless, config.cost, config.restrictions, config.hardware)
+    problem = build_problem(graph, noiseless, config.cost, config.restrictions, config.hardware,
+                           config.memory_budgets)
     for budget in config.cost_budgets:
         if not within(problem.min_cost(budget.cost), problem.limit(budget)):
             raise infeasible_cost_error(problem, [budget])
@@ -246,8 +250,11 @@ def _evaluator(session: Session, data: Dataset | np.ndarray, eval_data: Dataset 
 
 
 def costs_of(graph: QuantGraph, assignment: Assignment) -> dict[str, float]:
-    """BOPs and weight bytes, absolute and relative (BOPs to all-W8A16, size to float32)."""
-    out: dict[str, float] = {}
+    """BOPs, weight bytes and peak activation bytes, absolute and relative (BOPs to all-W8A16, the
+    others to float32)."""
+    peak = peak_activation_bytes(graph, dict(assignment.items()))
+    out: dict[str, float] = {"peak_activation_bytes": peak,
+                             "peak_activation_ratio": peak / max(float_peak_bytes(graph), 1e-30)}
     for name, cls in COST_MODELS.items():
         model = cls()
         value = total_cost(model, graph, assignment)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from mixq.core.budget import Budget, CostBudget, CostUnit, QualityTarget, parse_budget
+from mixq.core.budget import Budget, CostBudget, MemoryBudget, QualityTarget, parse_budget
 from mixq.core.precision import Precision, QuantScheme, RangeMethod, parse_candidates
 from mixq.errors import ConfigError
 from mixq.solvers.loop import SolverSettings
@@ -96,6 +96,10 @@ class SearchConfig:
     @property
     def cost_budgets(self) -> tuple[CostBudget, ...]:
         return tuple(b for b in self.budgets if isinstance(b, CostBudget))
+
+    @property
+    def memory_budgets(self) -> tuple[MemoryBudget, ...]:
+        return tuple(b for b in self.budgets if isinstance(b, MemoryBudget))
 
     @property
     def quality_target(self) -> QualityTarget | None:

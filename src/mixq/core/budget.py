@@ -17,8 +17,9 @@ _PATTERN = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([0-9.eE+-]+)\s*(%|mb|MB)?\s*$
 BUDGET_HELP = (
     "budgets are bops<=R (ratio to all-W8A16, e.g. bops<=0.375), size<=MB (weight megabytes, e.g. size<=3.5), "
     "size<=P% (of the float model, e.g. size<=30%), sqnr>=DB, agreement>=P (top-1 agreement with the float "
-    "model, e.g. agreement>=0.99), drop<=PCT (top-1 points lost, needs labels, e.g. drop<=1) or latency<=R "
-    "(ratio to the slowest kernels of a --hardware latency table)"
+    "model, e.g. agreement>=0.99), drop<=PCT (top-1 points lost, needs labels, e.g. drop<=1), latency<=R "
+    "(ratio to the slowest kernels of a --hardware latency table) or memory<=MB / memory<=P% (peak activation "
+    "memory: the largest activation tensor a quantized op reads, per sample)"
 )
 
 
@@ -86,7 +87,25 @@ def _require(value: float | None, what: str) -> float:
     return value
 
 
-Budget = CostBudget | QualityTarget
+@dataclass(frozen=True)
+class MemoryBudget:
+    """Peak activation memory: the largest activation tensor any quantized op reads, at its bits, per
+    sample (as MCT's activation-memory target). A maximum, not a sum: it narrows each group's candidates.
+
+    ``limit`` is in bytes (``memory<=MB``) or a fraction of the float32 peak (``memory<=P%``).
+    """
+
+    limit: float
+    unit: CostUnit
+
+    def __str__(self) -> str:
+        return f"memory<={self.limit * 100:g}%" if self.unit is CostUnit.RATIO else f"memory<={self.limit / 1e6:g}MB"
+
+    def absolute(self, float_peak: float) -> float:
+        return self.limit * float_peak if self.unit is CostUnit.RATIO else self.limit
+
+
+Budget = CostBudget | QualityTarget | MemoryBudget
 
 
 def parse_budget(text: str) -> Budget:
@@ -98,6 +117,8 @@ def parse_budget(text: str) -> Budget:
     0.3
     >>> parse_budget("size<=2.5").limit
     2500000.0
+    >>> str(parse_budget("memory<=0.5")), str(parse_budget("memory<=25%"))
+    ('memory<=0.5MB', 'memory<=25%')
     >>> str(parse_budget("latency<=0.5"))
     'latency<=0.5'
     >>> str(parse_budget("agreement>=99%"))
@@ -111,7 +132,8 @@ def parse_budget(text: str) -> Budget:
         value = float(number)
     except ValueError:
         raise ConfigError(f"cannot read the number in budget {text!r}: {BUDGET_HELP}") from None
-    expected = {"bops": "<=", "size": "<=", "latency": "<=", "drop": "<=", "sqnr": ">=", "agreement": ">="}
+    expected = {"bops": "<=", "size": "<=", "latency": "<=", "memory": "<=", "drop": "<=", "sqnr": ">=",
+                "agreement": ">="}
     if name not in expected:
         raise ConfigError(f"unknown budget {name!r} in {text!r}: {BUDGET_HELP}")
     if op != expected[name]:
@@ -126,6 +148,10 @@ def parse_budget(text: str) -> Budget:
         if suffix == "%":
             return CostBudget("size", value / 100.0, CostUnit.RATIO)
         return CostBudget("size", value * 1e6, CostUnit.ABSOLUTE)
+    if name == "memory":
+        if suffix == "%":
+            return MemoryBudget(value / 100.0, CostUnit.RATIO)
+        return MemoryBudget(value * 1e6, CostUnit.ABSOLUTE)
     if name == "agreement":
         value = value / 100.0 if (suffix == "%" or value > 1.0) else value
         if value > 1.0:

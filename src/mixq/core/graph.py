@@ -39,6 +39,8 @@ class QuantOp:
         out_channels: number of weight scales when quantized per channel.
         inputs: names of the activation tensors the op reads (what groups are formed from).
         weight: name of the weight tensor, if any (a reused module reads the same weight twice).
+        act_numel: elements per sample of the largest activation tensor the op reads (what a
+            peak-activation-memory budget counts, at the op's activation bits).
     """
 
     name: str
@@ -48,6 +50,7 @@ class QuantOp:
     out_channels: int
     inputs: tuple[str, ...]
     weight: str | None = None
+    act_numel: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,15 @@ class QuantizerGroup:
     @property
     def macs(self) -> int:
         return sum(op.macs for op in self.ops)
+
+    @property
+    def act_numel(self) -> int:
+        """Elements per sample of the largest activation tensor the group's ops read."""
+        return max((op.act_numel for op in self.ops), default=0)
+
+    def activation_bytes(self, precision: Precision) -> float:
+        """Bytes per sample of that tensor at ``precision``'s activation bits."""
+        return self.act_numel * precision.act_bits / 8
 
     @property
     def weight_numel(self) -> int:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from mixq.core.budget import CostBudget, QualityTarget
+from mixq.core.budget import CostBudget, MemoryBudget, QualityTarget
 from mixq.core.graph import QuantGraph
 from mixq.core.tables import SensitivityTable
 from mixq.cost import COST_MODELS
@@ -20,6 +20,7 @@ from mixq.errors import ConfigError
 from mixq.solvers.base import AllocationProblem, Solver
 from mixq.solvers.ilp import IlpSolver
 from mixq.solvers.loop import ClosedLoopSolver, Evaluations, Loop, LoopResult, with_point
+from mixq.solvers.memory import apply_memory_budgets
 from mixq.solvers.restrictions import Restriction, apply_restrictions
 from mixq.solvers.select import feasible_indices, select_by_cost, select_by_quality
 
@@ -33,6 +34,7 @@ def build_problem(
     cost: str = "bops",
     restrictions: Sequence[Restriction] = (),
     hardware: str | Path | None = None,
+    memory: Sequence[MemoryBudget] = (),
 ) -> AllocationProblem:
     """The allocation problem with candidates narrowed to the target's kernels and the restrictions.
 
@@ -47,7 +49,7 @@ def build_problem(
         target = load_hardware(hardware)
         graph = target.narrow(graph)
         costs.update(target.cost_models())
-    graph = apply_restrictions(graph, restrictions)
+    graph = apply_memory_budgets(apply_restrictions(graph, restrictions), memory)
     if cost not in costs:
         raise ConfigError(
             f"--cost {cost} is not defined here (known: {', '.join(costs)}); latency needs a hardware "

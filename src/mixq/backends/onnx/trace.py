@@ -306,7 +306,8 @@ def find_sites(index: GraphIndex, infos: dict[str, TensorInfo], batch: int) -> t
         if node.op_type == "MatMul" and wa is None and xa is None:
             out = per_sample(node.output[0])
             k = infos[x].shape[-1] if x in infos and infos[x].shape else 0
-            op = QuantOp(node.name, OpKind.MATMUL, macs=out * int(k), weight_numel=0, out_channels=0, inputs=(x, w))
+            op = QuantOp(node.name, OpKind.MATMUL, macs=out * int(k), weight_numel=0, out_channels=0, inputs=(x, w),
+                         act_numel=max(per_sample(x), per_sample(w)))
             sites.append(OnnxSite(node.name, op, act_inputs=(0,), weight_input=None, second_act=1))
             continue
         if xa is not None or wa is None:
@@ -338,7 +339,7 @@ def find_sites(index: GraphIndex, infos: dict[str, TensorInfo], batch: int) -> t
             kind, channels, axis, bias = OpKind.LINEAR, wa.shape[1], 1, None
             macs = out * wa.shape[0]
         op = QuantOp(node.name, kind, macs=int(macs), weight_numel=int(wa.size), out_channels=int(channels),
-                     inputs=(x,), weight=w)
+                     inputs=(x,), weight=w, act_numel=per_sample(x))
         sites.append(OnnxSite(node.name, op, act_inputs=(0,), weight_input=1, weight_axis=axis, bias_input=bias))
     return sites, skipped
 

@@ -146,7 +146,8 @@ def _site_for(node: fx.Node, modules: dict[str, nn.Module], shapes: dict[str, An
             return None
         k = shapes[a.name].shape[-1]
         op = QuantOp(_scoped_name(node), OpKind.MATMUL, macs=_numel1(shapes[node.name]) * int(k), weight_numel=0,
-                     out_channels=0, inputs=(a.name, b.name))
+                     out_channels=0, inputs=(a.name, b.name),
+                     act_numel=max(_numel1(shapes[a.name]), _numel1(shapes[b.name])))
         return OpSite(node.name, op, act_args=(0,), weight_arg=1, weight_key=None)
     if node.op == "call_function" and node.target in (_CONV_FUNCTIONS | _CONV_T_FUNCTIONS | _LINEAR_FUNCTIONS):
         weight_node = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
@@ -180,7 +181,7 @@ def _weighted_site(node: fx.Node, name: str, kind_of: Any, weight: torch.Tensor,
         macs = _numel1(out) * (weight.numel() // weight.shape[0])
     inputs = (x.name,) if isinstance(x, fx.Node) else ()
     op = QuantOp(name, kind, macs=int(macs), weight_numel=int(weight.numel()), out_channels=int(channels),
-                 inputs=inputs, weight=weight_key)
+                 inputs=inputs, weight=weight_key, act_numel=_numel1(shapes[x.name]) if inputs else 0)
     return OpSite(node.name, op, act_args=(0,), weight_arg=weight_arg, weight_key=weight_key,
                   weight_axis=1 if transposed else 0)
 
