@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -356,3 +356,48 @@ def inspect_model(model: object, data: Dataset | np.ndarray | None, preprocess: 
         "quantized_ops": sum(len(g.ops) for g in graph),
         "kept_in_float": list(graph.unquantized),
     }
+
+
+@dataclass(frozen=True)
+class SolverComparison:
+    """Every solver's plan on one sensitivity table, measured on the same evaluation data."""
+
+    results: Mapping[str, SearchResult]
+    winner: str
+    metric: str
+    skipped: Mapping[str, str] = field(default_factory=dict)  # solver -> why it does not apply here
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [{"solver": name, "winner": name == self.winner, **result.plan.costs, **result.plan.quality,
+                 "seconds": result.timings.get("total_s", 0.0)} for name, result in self.results.items()]
+
+
+def compare_solvers(model: object, data: Dataset | np.ndarray, config: SearchConfig, out: str | Path,
+                    solvers: tuple[str, ...] = ("greedy", "ilp", "iqp", "fallback", "evolution"),
+                    progress: Progress | None = None, eval_data: Dataset | None = None,
+                    command: str | None = None) -> SolverComparison:
+    """Which solver wins on this model: each searches in turn (phase 1 runs once; the others resume
+    from ``out``); the winner has the best measured quality among the plans that meet the budgets
+    (top-1 with labels, else output SQNR), ties to the cheaper plan. ``out/plan.json`` is the winner's."""
+    if not solvers:
+        raise ConfigError("give at least one solver to compare")
+    results: dict[str, SearchResult] = {}
+    skipped: dict[str, str] = {}
+    for name in solvers:
+        try:
+            results[name] = search(model, data, replace(config, solver=name), out=out, progress=progress,
+                                   eval_data=eval_data, command=command)
+        except ConfigError as exc:  # e.g. fallback without a quality target
+            skipped[name] = str(exc)
+    if not results:
+        raise ConfigError("no solver applies to these budgets: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    metric = "top1" if all("top1" in r.plan.quality for r in results.values()) else "sqnr_db"
+    primary = f"{config.cost}_ratio" if config.cost != "size" else "size_ratio"
+    winner = max(results, key=lambda n: (results[n].plan.quality.get(metric, -math.inf),
+                                         -results[n].plan.costs.get(primary, 0.0)))
+    run = RunDirectory(out)
+    results[winner].plan.save(run.file("plan.json"))
+    comparison = SolverComparison(results, winner, metric, skipped)
+    run.write_json("solvers.json", {"winner": winner, "metric": metric, "rows": comparison.rows(),
+                                    "skipped": skipped})
+    return comparison

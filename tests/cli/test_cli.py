@@ -188,3 +188,22 @@ def test_search_json_mode_prints_one_object_and_progress_events(tmp_path: Path, 
     stages = {e["stage"] for e in events if e["event"] == "progress"}
     assert any(stage.startswith("phase 1") for stage in stages)
     assert all(e["done"] <= e["total"] for e in events)
+
+
+def test_compare_solvers_reports_a_winner_and_keeps_its_plan(tmp_path: Path, model_spec: str, npz: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "search", model_spec, "--data", str(npz), "--budget", "bops<=0.4",
+                          "--num-samples", "16", "--out", str(out), "--compare-solvers", "greedy,ilp,fallback",
+                          "--json", "--no-report")
+    assert code == 0
+    result = json.loads(stdout)
+    rows = {row["solver"]: row for row in result["rows"]}
+    assert result["metric"] == "top1" and set(rows) | set(result["skipped"]) == {"greedy", "ilp", "fallback"}
+    assert all(row["bops_ratio"] <= 0.4 + 1e-9 for row in rows.values())
+    best = max(row["top1"] for row in rows.values())
+    assert rows[result["winner"]]["top1"] == best
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["provenance"]["solver"] == result["winner"]
+    lines = (out / "measurements.jsonl").read_text().splitlines()
+    assert len(lines) == len({tuple(json.loads(line).values())[:3] for line in lines})  # phase 1 ran once

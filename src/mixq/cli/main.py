@@ -13,11 +13,11 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from mixq.cli.configfile import add_config_file_flag, parse_with_config, resolved_command, typed_command
 from mixq.allocator import prefer_heap_allocations
+from mixq.cli.configfile import add_config_file_flag, parse_with_config, resolved_command, typed_command
 from mixq.cli.export_cmd import add_export_parser, cmd_export
 from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
-from mixq.cli.summary import print_inspect, print_search
+from mixq.cli.summary import print_comparison, print_inspect, print_search
 from mixq.config import DEFAULT_CANDIDATES, SOLVER_NAMES, STRATEGIES, SearchConfig, scheme_from_dict
 from mixq.core.budget import BUDGET_HELP
 from mixq.core.precision import QuantScheme, RangeMethod
@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="two-phase allocation: greedy (Pandey et al., default), ilp (exact, HiGHS), iqp "
                              "(CLADO cross-layer terms), fallback (INC/NNCF-style restore until the target holds), "
                              "evolution (closed loop on real evaluations), exhaustive (tiny models)")
+    search.add_argument("--compare-solvers", nargs="?", const="greedy,ilp,iqp,fallback,evolution", metavar="LIST",
+                        help="run several solvers on the same phase-1 table and report which wins on this model "
+                             "(best measured quality within the budgets); RUN/plan.json is the winner's, "
+                             "RUN/solvers.json has every row (default list: greedy,ilp,iqp,fallback,evolution)")
     search.add_argument("--cost", default="bops", choices=["bops", "size", "latency"],
                         help="the cost the search trades against (latency needs --hardware with a latency table)")
     search.add_argument("--restrict", action="append", default=[], metavar="RULE",
@@ -239,10 +243,34 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                           time_limit_s=args.time_limit)
     loaded, preprocess, data = _load(args)
     eval_data = load_data(args.eval_data, preprocess, labels=args.labels) if args.eval_data else None
+    if args.compare_solvers:
+        return _compare(args, console, loaded, data, config, eval_data)
     with _progress(args, console) as progress:
         result = search(loaded.model, data, config, out=args.out, progress=progress, eval_data=eval_data,
                         command=args.command_line)
     return _finish_search(args, console, result)
+
+
+def _compare(args: argparse.Namespace, console: Console, loaded: Any, data: Any, config: SearchConfig,
+             eval_data: Any) -> int:
+    from mixq.api import compare_solvers
+
+    names = tuple(n.strip() for n in args.compare_solvers.split(",") if n.strip())
+    unknown = [n for n in names if n not in SOLVER_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown solver(s) {', '.join(unknown)} in --compare-solvers; choose from "
+                          f"{', '.join(SOLVER_NAMES)}")
+    with _progress(args, console) as progress:
+        comparison = compare_solvers(loaded.model, data, config, args.out, names, progress, eval_data,
+                                     args.command_line)
+    if args.json:
+        print(json.dumps({"winner": comparison.winner, "metric": comparison.metric, "rows": comparison.rows(),
+                          "skipped": dict(comparison.skipped)}))
+    else:
+        print_comparison(Console(), comparison)
+    if not args.no_report:
+        _write_report(Path(args.out), console, console if args.json else Console())
+    return 0
 
 
 def _finish_search(args: argparse.Namespace, console: Console, result: Any) -> int:

@@ -57,3 +57,20 @@ def print_inspect(console: Console, report: dict[str, Any]) -> None:
     console.print(table)
     for reason in report["kept_in_float"]:
         console.print(f"kept in float: {reason}")
+
+
+def print_comparison(console: Console, comparison: Any) -> None:
+    """One row per solver; the winner is marked (best measured quality within the budgets)."""
+    metric = comparison.metric
+    table = Table(title=f"solvers on this model (winner by measured {metric})")
+    for column in ("solver", "BOPs ratio", "size ratio", metric, "agreement", "real evaluations", "time (s)"):
+        table.add_column(column)
+    for row in comparison.rows():
+        mark = " *" if row["winner"] else ""
+        table.add_row(row["solver"] + mark, _fmt(row.get("bops_ratio")), _fmt(row.get("size_ratio")),
+                      _fmt(row.get(metric)), _fmt(row.get("agreement")), _fmt(row.get("evaluations")),
+                      f"{row['seconds']:.1f}")
+    console.print(table)
+    for name, why in comparison.skipped.items():
+        console.print(f"{name} not run: {why}", highlight=False, soft_wrap=True)
+    console.print(f"winner: {comparison.winner} (its plan is in plan.json)")
