@@ -6,7 +6,7 @@ against these protocols and numpy arrays, and never branches on the framework.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -17,6 +17,26 @@ from mixq.core.precision import Precision, QuantScheme
 
 #: ``progress(stage, done, total)``; the CLI turns it into a progress bar.
 Progress = Callable[[str, int, int], None]
+
+#: Samples per calibration batch, the same for every backend (same batches, same sampled values, same
+#: ranges): large enough for BLAS efficiency, small enough for big images.
+CALIBRATION_BATCH = 16
+
+
+def calibration_batches(calibration: np.ndarray, progress: Progress | None = None,
+                        batch_size: int = CALIBRATION_BATCH) -> Callable[[], Iterator[np.ndarray]]:
+    """A re-iterable source of calibration batches that reports progress as it goes."""
+    total = len(calibration)
+
+    def batches() -> Iterator[np.ndarray]:
+        for start in range(0, total, batch_size):
+            if progress:
+                progress("calibration", start, total)
+            yield calibration[start:start + batch_size]
+        if progress:
+            progress("calibration", total, total)
+
+    return batches
 
 
 class IsolatedRuns(Protocol):

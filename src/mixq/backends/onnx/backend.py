@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from mixq.backends.base import Progress
+from mixq.backends.base import Progress, calibration_batches
 from mixq.backends.onnx.load import describe, is_onnx_model, load
 from mixq.backends.onnx.qdq import Quantizers
 from mixq.backends.onnx.runtime import Runner
@@ -30,9 +30,6 @@ from mixq.core.precision import Precision, QuantScheme
 from mixq.errors import DataError, UnsupportedModelError
 
 logger = logging.getLogger(__name__)
-
-#: Calibration batches, as in the torch backend (same batches, same sampled values, same ranges).
-CALIBRATION_BATCH = 16
 
 
 class OnnxBackend:
@@ -86,16 +83,7 @@ class OnnxTraced:
         if len(calibration) == 0:
             raise DataError("no calibration samples: give at least one image (--num-samples)")
         tensors = {name for site in self.sites for name in site.op.inputs}
-        total = len(calibration)
-
-        def batches() -> Iterator[np.ndarray]:
-            for start in range(0, total, CALIBRATION_BATCH):
-                if progress:
-                    progress("calibration", start, total)
-                yield calibration[start:start + CALIBRATION_BATCH]
-            if progress:
-                progress("calibration", total, total)
-
+        batches = calibration_batches(calibration, progress)
         stats = collect_stats(self.model, tensors, batches)
         initializers = self.model.index.initializers
         weights: dict[str, np.ndarray] = {}

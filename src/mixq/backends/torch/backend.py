@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from mixq.backends.base import Progress
+from mixq.backends.base import Progress, calibration_batches
 from mixq.backends.torch.fold import fold_batchnorm
 from mixq.backends.torch.executor import GraphExecutor, flatten_output
 from mixq.backends.torch.simulation import Quantizers, TorchSimulation, checked_output, collect_stats
@@ -21,9 +21,6 @@ from mixq.core.precision import Precision, QuantScheme
 from mixq.errors import DataError, UnsupportedModelError
 
 logger = logging.getLogger(__name__)
-
-#: Calibration batches: large enough for BLAS efficiency, small enough for big images.
-CALIBRATION_BATCH = 16
 
 
 class TorchBackend:
@@ -82,16 +79,7 @@ class TorchTraced:
         if len(calibration) == 0:
             raise DataError("no calibration samples: give at least one image (--num-samples)")
         tensors = {name for site in self.sites for name in site.op.inputs}
-        total = len(calibration)
-
-        def batches() -> Iterator[np.ndarray]:
-            for start in range(0, total, CALIBRATION_BATCH):
-                if progress:
-                    progress("calibration", start, total)
-                yield calibration[start:start + CALIBRATION_BATCH]
-            if progress:
-                progress("calibration", total, total)
-
+        batches = calibration_batches(calibration, progress)
         stats = collect_stats(self.executor, tensors, batches)
         weights: dict[str, Any] = {}
         axes: dict[str, int] = {}
