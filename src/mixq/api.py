@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,13 @@ class Session:
     def graph(self) -> QuantGraph:
         return self.traced.graph
 
+    @cached_property
+    def fingerprint(self) -> str:
+        """Identifies model + preprocessing: the graph's structure and the float outputs on two samples."""
+        digest = hashlib.sha256(json.dumps(graph_records(self.graph)).encode())
+        digest.update(np.ascontiguousarray(self.sim.run(self.calibration[:2])).round(5).tobytes())
+        return digest.hexdigest()[:16]
+
 
 def as_dataset(data: Dataset | np.ndarray) -> Dataset:
     if isinstance(data, np.ndarray):
@@ -109,7 +117,8 @@ def search(
     command: str | None = None,
     score: ScoreFn | None = None,
 ) -> SearchResult:
-    """Pandey et al.'s two phases: sensitivity per group (phase 1), then the Pareto search (phase 2).
+    """Find a plan: Pandey et al.'s two phases (sensitivity per group, then the Pareto search with
+    ``config.solver``), or TuneQn's decremental exclusion with ``config.strategy="tuneqn"``.
 
     Args:
         model: the float model (a torch ``nn.Module``).
@@ -155,7 +164,7 @@ def search(
         predicted_sqnr_db=point.predicted_sqnr_db,
         quality={**quality.to_dict(), "evaluations": evaluator.count},
         budgets=tuple(str(b) for b in config.budgets),
-        provenance={"mixq_version": __version__, "model_fingerprint": fingerprint(session), "seed": config.seed,
+        provenance={"mixq_version": __version__, "model_fingerprint": session.fingerprint, "seed": config.seed,
                     "strategy": config.strategy, "solver": config.solver, "num_samples": len(session.calibration),
                     "scheme": scheme_to_dict(config.scheme), "hardware": config.hardware,
                     "restrictions": [str(r) for r in config.restrictions], "solver_details": dict(outcome.details)},
@@ -170,7 +179,7 @@ def search(
 
 def _run_key(session: Session, config: SearchConfig) -> dict[str, Any]:
     """What stored measurements depend on: settings, model and calibration data."""
-    return {**config.measurement_key(), "model": fingerprint(session), "data": _hash_array(session.calibration)}
+    return {**config.measurement_key(), "model": session.fingerprint, "data": _hash_array(session.calibration)}
 
 
 def _two_phase(session: Session, config: SearchConfig, run: RunDirectory | None, evaluator: Evaluator,
@@ -315,13 +324,6 @@ def apply(model: object, plan: Plan | Assignment, calibration: Dataset | np.ndar
 def graph_records(graph: QuantGraph) -> list[dict[str, Any]]:
     return [{"id": g.id, "ops": [op.name for op in g.ops], "kinds": [k.value for k in g.kinds], "macs": g.macs,
              "weight_params": g.weight_numel, "candidates": [str(p) for p in g.candidates]} for g in graph]
-
-
-def fingerprint(session: Session) -> str:
-    """Identifies model + preprocessing: the graph's structure and the float outputs on two samples."""
-    digest = hashlib.sha256(json.dumps(graph_records(session.graph)).encode())
-    digest.update(np.ascontiguousarray(session.sim.run(session.calibration[:2])).round(5).tobytes())
-    return digest.hexdigest()[:16]
 
 
 def _hash_array(array: np.ndarray) -> str:
