@@ -14,9 +14,20 @@ import numpy as np
 from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision, QuantScheme
+from mixq.errors import UnsupportedModelError
 
 #: ``progress(stage, done, total)``; the CLI turns it into a progress bar.
 Progress = Callable[[str, int, int], None]
+
+def require_finite(outputs: np.ndarray) -> np.ndarray:
+    """The float model's outputs, refused with one message (by every backend) if any is NaN or Inf."""
+    if not np.isfinite(outputs).all():
+        raise UnsupportedModelError(
+            "the float model's output contains NaN or Inf on the calibration data; "
+            "check the preprocessing (--preprocess) and the model's weights"
+        )
+    return outputs
+
 
 #: Samples per calibration batch, the same for every backend (same batches, same sampled values, same
 #: ranges): large enough for BLAS efficiency, small enough for big images.

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
+from mixq.backends.base import require_finite
 from mixq.backends.onnx.qdq import Feed, Quantizers, fake_quant, part_members, submodel
 from mixq.backends.onnx.runtime import Runner, with_outputs
 from mixq.backends.onnx.trace import GraphIndex, OnnxSite, TensorInfo, node_inputs
@@ -69,15 +70,6 @@ def flatten_outputs(outputs: list[np.ndarray]) -> np.ndarray:
     batch = leaves[0].shape[0] if leaves[0].ndim else 1
     parts = [leaf.reshape(batch, -1).astype(np.float32) for leaf in leaves if leaf.ndim and leaf.shape[0] == batch]
     return np.concatenate(parts, axis=1)
-
-
-def _checked(output: np.ndarray) -> np.ndarray:
-    if not np.isfinite(output).all():
-        raise UnsupportedModelError(
-            "the float model's output contains NaN or Inf on the calibration data; "
-            "check the preprocessing (--preprocess) and the model's weights"
-        )
-    return output
 
 
 def collect_stats(model: OnnxModel, tensors: set[str], batches: Callable[[], Iterator[np.ndarray]],
@@ -173,7 +165,7 @@ class OnnxSimulation:
     # -- Simulation protocol ----------------------------------------------------------------------
     def run(self, inputs: np.ndarray, assignment: Assignment | None = None) -> np.ndarray:
         outputs = self._runner(assignment).run(np.ascontiguousarray(inputs, dtype=np.float32))
-        return _checked(flatten_outputs(outputs))
+        return require_finite(flatten_outputs(outputs))
 
     def isolate(self, inputs: np.ndarray) -> IsolatedOnnxRuns:
         inputs = np.ascontiguousarray(inputs, dtype=np.float32)
@@ -184,7 +176,7 @@ class OnnxSimulation:
         names = list(dict.fromkeys([*index.outputs, *self._cached]))
         values = dict(zip(names, self._cache_runner.run(inputs, names)))
         values[self.model.input_name] = inputs
-        reference = _checked(flatten_outputs([values[name] for name in index.outputs]))
+        reference = require_finite(flatten_outputs([values[name] for name in index.outputs]))
         return IsolatedOnnxRuns(self, values, reference, len(inputs))
 
     def module(self, assignment: Assignment) -> onnx.ModelProto:

@@ -11,10 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mixq.backends.base import Progress, calibration_batches
+from mixq.backends.base import Progress, calibration_batches, require_finite
 from mixq.backends.torch.fold import fold_batchnorm
 from mixq.backends.torch.executor import GraphExecutor, flatten_output
-from mixq.backends.torch.simulation import Quantizers, TorchSimulation, checked_output, collect_stats
+from mixq.backends.torch.simulation import Quantizers, TorchSimulation, collect_stats
 from mixq.backends.torch.trace import OpSite, capture, find_sites
 from mixq.core.graph import QuantGraph, form_groups
 from mixq.core.precision import Precision, QuantScheme
@@ -43,7 +43,7 @@ class TorchBackend:
                     f"the model cannot run on the data: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}. "
                     f"Input shape was {tuple(x.shape)}; check --preprocess (e.g. resize/crop to the model's size)"
                 ) from exc
-        checked_output(flatten_output(output))  # no tensor, NaN or Inf: refuse before any work
+        require_finite(flatten_output(output).numpy())  # no tensor, NaN or Inf: refuse before any work
         gm = capture(model, x)
         fold_batchnorm(gm)
         executor = GraphExecutor(gm)

@@ -17,6 +17,7 @@ import torch.fx as fx
 from torch import nn
 from torch.func import functional_call
 
+from mixq.backends.base import require_finite
 from mixq.backends.torch.executor import GraphExecutor, Override, flatten_output
 from mixq.backends.torch.trace import OpSite
 from mixq.core.assignment import Assignment
@@ -142,12 +143,12 @@ class TorchSimulation:
     def run(self, inputs: np.ndarray, assignment: Assignment | None = None) -> np.ndarray:
         overrides = self._overrides(dict(assignment.items())) if assignment is not None else {}
         output, _ = self.executor.run(torch.from_numpy(np.ascontiguousarray(inputs)), overrides)
-        return checked_output(flatten_output(output)).numpy()
+        return require_finite(flatten_output(output).numpy())
 
     @torch.inference_mode()
     def isolate(self, inputs: np.ndarray) -> IsolatedTorchRuns:
         output, cache = self.executor.run(torch.from_numpy(np.ascontiguousarray(inputs)), keep=True)
-        reference = checked_output(flatten_output(output)).numpy()
+        reference = require_finite(flatten_output(output).numpy())
         return IsolatedTorchRuns(self, cache, reference)
 
     def module(self, assignment: Assignment) -> nn.Module:
@@ -219,15 +220,6 @@ class QuantizedModule(nn.Module):
     def forward(self, x: torch.Tensor) -> Any:
         output, _ = self._sim.executor.run(x, self._overrides)
         return output
-
-
-def checked_output(output: torch.Tensor) -> torch.Tensor:
-    if not torch.isfinite(output).all():
-        raise UnsupportedModelError(
-            "the float model's output contains NaN or Inf on the calibration data; "
-            "check the preprocessing (--preprocess) and the model's weights"
-        )
-    return output
 
 
 def collect_stats(executor: GraphExecutor, tensors: set[str], batches: Callable[[], Any],
