@@ -22,7 +22,8 @@ pytest.importorskip("onnxruntime")
 from mixq.backends.onnx.backend import OnnxBackend  # noqa: E402
 from mixq.core.assignment import Assignment, uniform  # noqa: E402
 from mixq.core.precision import Precision, QuantScheme, parse_candidates  # noqa: E402
-from mixq.export.onnx_qdq import build_qdq, compare, export_qdq  # noqa: E402
+from mixq.export.checks import compare  # noqa: E402
+from mixq.export.onnx_qdq import build_qdq, export_qdq  # noqa: E402
 
 P = Precision.parse
 

@@ -1,0 +1,105 @@
+"""After an export: the written model against the simulation, its latency, and the integer kernels
+ONNX Runtime fused (what the exported file really runs, measured rather than assumed)."""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from mixq.backends.base import Progress
+from mixq.backends.onnx.runtime import session
+from mixq.backends.onnx.simulation import OnnxSimulation, flatten_outputs
+from mixq.core.assignment import Assignment
+from mixq.core.quality import sqnr_db
+from mixq.errors import DataError
+
+#: Integer kernels ONNX Runtime's CPU EP may fuse a QDQ group into (reported after export).
+INTEGER_OPS = ("QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger", "MatMulInteger",
+               "QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat",
+               "DynamicQuantizeMatMul", "MatMulNBits")
+
+def compare(sim: OnnxSimulation, assignment: Assignment, proto: onnx.ModelProto, data: np.ndarray,
+            optimize: bool = True, config: Mapping[str, str] | None = None) -> dict[str, float]:
+    """The exported model against the simulation of the same assignment, and both against float.
+
+    ``sqnr_vs_simulation_db`` pools noise over the batch (10 log10 of total signal over total difference):
+    eq. 3's mean of per-sample ratios would be dominated by samples that happen to match exactly.
+    ``optimize=False`` runs without ORT's graph fusions (what the graph itself computes).
+    """
+    import onnxruntime as ort
+
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
+    size = sim.model.fixed_batch or len(data)  # a model with a fixed batch size runs whole batches only
+    count = len(data) // size * size
+    if count == 0:
+        raise DataError(f"the check needs at least {size} samples (the model's fixed batch size)")
+
+    def run(model: onnx.ModelProto) -> np.ndarray:
+        sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return np.concatenate([flatten_outputs(sess.run(None, {sim.model.input_name: data[i:i + size]}))
+                               for i in range(0, count, size)])
+
+    exported = run(proto)
+    # the simulation under the same session options (ORT's fusions reorder float sums)
+    simulated = run(sim.proto(assignment))
+    reference = sim.run(data)[:len(exported)]
+    noise = float(np.sum((simulated.astype(np.float64) - exported) ** 2))
+    signal = float(np.sum(simulated.astype(np.float64) ** 2))
+    return {
+        "n_samples": float(len(exported)),
+        "sqnr_vs_simulation_db": 10.0 * np.log10(max(signal, 1e-30) / max(noise, 1e-30)) if noise else 300.0,
+        "max_abs_diff_vs_simulation": float(np.max(np.abs(simulated - exported))),
+        "simulation_sqnr_db": sqnr_db(reference, simulated),
+        "exported_sqnr_db": sqnr_db(reference, exported),
+        "top1_agreement_vs_simulation": float(np.mean(simulated.argmax(1) == exported.argmax(1))),
+    }
+
+
+def latency_ms(proto: onnx.ModelProto, input_name: str, batch: np.ndarray, runs: int = 50, warmup: int = 5,
+               threads: int | None = None, progress: Progress | None = None, stage: str = "export: latency") -> float:
+    """Median wall time of one ``session.run`` after warm-up, in milliseconds."""
+    sess = session(proto, "the model to benchmark", threads)
+    feeds = {input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+    for _ in range(warmup):
+        sess.run(None, feeds)
+    times = []
+    for run in range(runs):
+        if progress:
+            progress(stage, run, runs)
+        started = time.perf_counter()
+        sess.run(None, feeds)
+        times.append((time.perf_counter() - started) * 1e3)
+    if progress:
+        progress(stage, runs, runs)
+    return float(statistics.median(times))
+
+
+def fused_ops(proto: onnx.ModelProto) -> dict[str, int]:
+    """Integer kernels in the graph ONNX Runtime actually runs (after its QDQ fusions)."""
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = str(Path(tmp) / "optimized.onnx")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        options.optimized_model_filepath = target
+        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        optimized = onnx.load(target)
+    counts: dict[str, int] = {}
+    for node in optimized.graph.node:
+        if node.op_type in INTEGER_OPS or node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
