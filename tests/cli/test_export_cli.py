@@ -53,11 +53,13 @@ def test_search_then_export_an_onnx_model(tmp_path: Path, capsys: pytest.Capture
     assert abs(sqnr - searched) < 1.0  # the deployed file computes what the search measured
 
 
-def test_export_of_a_torch_model_says_how_to_get_an_onnx_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_torch_model_with_a_plan_from_its_onnx_file_names_that_file(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "m.py").write_text("from mixq.testing.models import TinyConvNet\n\ndef build():\n"
                                    "    return TinyConvNet().eval()\n")
     np.savez(tmp_path / "d.npz", x=np.zeros((4, 16, 16, 3), np.uint8))
-    (tmp_path / "plan.json").write_text(json.dumps({"assignment": {}}))
+    (tmp_path / "plan.json").write_text(json.dumps({"assignment": {"/conv1/Conv": "w8a8"}}))
     code = main(["export", f"{tmp_path / 'm.py'}:build", "--plan", str(tmp_path / "plan.json"), "--data",
                  str(tmp_path / "d.npz"), "-o", str(tmp_path / "o.onnx"), "-q"])
-    assert code == 2 and "ONNX" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert code == 2 and "does not fit" in error and ".onnx" in error, error

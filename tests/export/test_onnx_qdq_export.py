@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
@@ -24,85 +23,19 @@ from mixq.core.assignment import Assignment, uniform  # noqa: E402
 from mixq.core.precision import Precision, QuantScheme, parse_candidates  # noqa: E402
 from mixq.export.checks import compare  # noqa: E402
 from mixq.export.onnx_qdq import build_qdq, export_qdq  # noqa: E402
+from mixq.testing import onnx_graphs as graphs  # noqa: E402
 
 P = Precision.parse
 
 
-# -- models built with onnx.helper ------------------------------------------------------------------
-
-def _init(name, shape, seed, scale):
-    from onnx import numpy_helper
-
-    rng = np.random.default_rng(seed)
-    return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
-
-
-def _model(nodes, x, y, inits):
-    from onnx import helper
-
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits),
-                              opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
-
-
-def residual(channels=16):
-    """conv1 -> relu -> conv2 -> relu -> conv3 (+ relu1) -> relu -> pool -> fc (Gemm with bias)."""
-    from onnx import TensorProto, helper
-
-    c = channels
-    inits = [_init("w1", (c, 3, 3, 3), 1, 0.4), _init("b1", (c,), 2, 0.1),
-             _init("w2", (c, c, 3, 3), 3, 0.12), _init("b2", (c,), 4, 0.1),
-             _init("w3", (c, c, 3, 3), 5, 0.12), _init("b3", (c,), 6, 0.1),
-             _init("wfc", (10, c), 7, 0.3), _init("bfc", (10,), 8, 0.1)]
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c1"], ["h"], name="relu1"),
-        helper.make_node("Conv", ["h", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c2"], ["h2"], name="relu2"),
-        helper.make_node("Conv", ["h2", "w3", "b3"], ["c3"], name="conv3", pads=[1, 1, 1, 1]),
-        helper.make_node("Add", ["c3", "h"], ["s"], name="add"),
-        helper.make_node("Relu", ["s"], ["r"], name="relu3"),
-        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
-        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
-        helper.make_node("Gemm", ["f", "wfc", "bfc"], ["y"], name="fc", transB=1),
-    ]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])
-    return _model(nodes, x, y, inits)
-
-
 def attention():
-    """q/k/v projections of one tensor, q @ k^T -> softmax -> @ v, output projection."""
-    from onnx import TensorProto, helper
-
-    inits = [_init(n, (8, 8), i, 0.35) for i, n in enumerate(("wq", "wk", "wv"))] + [_init("wo", (8, 4), 9, 0.35)]
-    nodes = [
-        helper.make_node("MatMul", ["x", "wq"], ["q"], name="q"),
-        helper.make_node("MatMul", ["x", "wk"], ["k"], name="k"),
-        helper.make_node("MatMul", ["x", "wv"], ["v"], name="v"),
-        helper.make_node("Transpose", ["k"], ["kt"], name="kt", perm=[0, 2, 1]),
-        helper.make_node("MatMul", ["q", "kt"], ["s"], name="scores"),
-        helper.make_node("Softmax", ["s"], ["attn"], name="softmax", axis=-1),
-        helper.make_node("MatMul", ["attn", "v"], ["ctx"], name="context"),
-        helper.make_node("MatMul", ["ctx", "wo"], ["y"], name="out"),
-    ]
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 5, 8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 5, 4])
-    return _model(nodes, x, y, inits)
-
-
-def images(n=16, shape=(3, 16, 16), seed=0):
-    rng = np.random.default_rng(seed)
-    coarse = rng.standard_normal((n, shape[0], *(max(1, s // 4) for s in shape[1:]))).astype(np.float32)
-    for axis in range(2, coarse.ndim):
-        coarse = coarse.repeat(4, axis=axis)
-    return np.ascontiguousarray(coarse)
+    """The shared attention graph at this file's size: 5 tokens of 8 channels, 4 outputs."""
+    return graphs.attention(tokens=5, dim=8, out=4, scale=0.35, seeds=(0, 1, 2, 9))
 
 
 @pytest.fixture
 def models():
-    return SimpleNamespace(residual=residual, attention=attention, images=images)
+    return SimpleNamespace(residual=graphs.residual, attention=attention, images=graphs.blocky_images)
 
 
 def simulation(model, data):
@@ -208,12 +141,3 @@ def test_api_export_from_a_saved_plan(models, tmp_path):
     assert_matches_simulation(report.check)
     assert report.latency["float_ms"] > 0 and report.latency["quantized_ms"] > 0
     json.dumps(report.to_dict())
-
-
-def test_export_refuses_torch_models(models):
-    torch = pytest.importorskip("torch")
-    from mixq.errors import ConfigError
-    from mixq.export import export
-
-    with pytest.raises(ConfigError, match="torch.onnx.export"):
-        export(torch.nn.Linear(3, 2), Assignment({}), models.images(2, (3,)), "x.onnx")

@@ -10,12 +10,19 @@ from rich.console import Console
 from rich.table import Table
 
 EXPORT_EPILOG = """\
-example:
+examples:
   mixq search model.onnx --data calib/ --budget "bops<=0.5" --out runs/r1
   mixq export model.onnx --plan runs/r1/plan.json --data calib/ -o model.qdq.onnx --benchmark
 
-The plan must come from a search on the same .onnx file; ranges are calibrated on the same first
-samples as in the search (read from the plan), so the file computes what the search simulated.
+  mixq search model.py:build --data calib/ --budget "bops<=0.5" --out runs/r2
+  mixq export model.py:build --plan runs/r2/plan.json --data calib/ -o model.qdq.onnx
+
+MODEL is the one the plan was searched on, given as for `mixq search`. A torch model is exported
+with torch.onnx.export (opset 17, dynamic batch) and each torch quantizer group is mapped to the
+ONNX ops with the same weights and inputs; a group that cannot be mapped is an error, and the check
+also compares the file with the torch float model (torch_float_sqnr_db). Ranges are calibrated on
+the same first samples as in the search (read from the plan), so the file computes what the search
+simulated.
 """
 
 
@@ -28,10 +35,12 @@ def add_export_parser(sub: Any, add_output_flags: Any) -> None:
                                         "compared with the simulation; --benchmark measures latency next to the "
                                         "float model.")
     # ranges and scheme come from the plan (as in its search), so no range flags are offered here
-    export.add_argument("model", metavar="MODEL", help="the .onnx file the plan was searched on")
+    export.add_argument("model", metavar="MODEL",
+                        help="the model the plan was searched on: a .onnx file, file.py:factory, "
+                             "package.module:factory or a built-in name")
     export.add_argument("--data", required=True, metavar="DATA", help="the search's calibration data")
     export.add_argument("--preprocess", metavar="SPEC", help="the search's --preprocess, if it had one")
-    export.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime threads")
+    export.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime (and torch) threads")
     export.add_argument("--plan", required=True, metavar="PLAN", help="RUN/plan.json (or the RUN directory)")
     export.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="where to write the model")
     export.add_argument("--check-samples", type=int, default=64, metavar="N",
@@ -40,6 +49,9 @@ def add_export_parser(sub: Any, add_output_flags: Any) -> None:
     export.add_argument("--no-int4", action="store_true", help="store 4-bit weights as int8")
     export.add_argument("--float-bias", action="store_true",
                         help="keep biases float (bit-exact with the simulation, fewer fused integer kernels)")
+    export.add_argument("--no-output-quantizers", action="store_true",
+                        help="write exactly the simulated model: no quantizers at integer groups' outputs, so "
+                             "groups before a residual Add or a pooling head run as float kernels")
     export.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     add_output_flags(export)
 
@@ -53,6 +65,7 @@ def cmd_export(args: argparse.Namespace, console: Console, load: Any, progress: 
     with progress:
         report = export(loaded.model, plan, data, args.output, num_samples=None, check_samples=args.check_samples,
                         benchmark=args.benchmark, int4=not args.no_int4, int32_bias=not args.float_bias,
+                        output_quantizers=not args.no_output_quantizers,
                         threads=args.threads, progress=progress)
     if args.json:
         print(json.dumps(report.to_dict()))

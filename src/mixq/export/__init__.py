@@ -1,7 +1,9 @@
 """Exporting a plan to a deployable model: ``export(model, plan, calibration, path)``.
 
-ONNX models only, for now: the plan's quantizer groups are the ONNX graph's node names, so the plan
-must come from a search on the same ``.onnx`` file (``mixq search model.onnx ...``).
+The output is always a QDQ ONNX file. A plan searched on a ``.onnx`` file names its ONNX nodes and is
+written directly; a plan searched on a torch ``nn.Module`` names torch modules, so the model is first
+exported with ``torch.onnx.export`` and each torch group is mapped, on weights and activations, to the
+ONNX group computing the same ops (``mixq.export.from_torch``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 
 def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dataset | np.ndarray, path: str | Path,
            *, num_samples: int | None = None, scheme: QuantScheme | None = None, check_samples: int = 64,
-           benchmark: bool = False, int4: bool = True, int32_bias: bool = True,
+           benchmark: bool = False, int4: bool = True, int32_bias: bool = True, output_quantizers: bool = True,
            threads: int | None = None, progress: Progress | None = None) -> ExportReport:
     """Write ``plan`` applied to ``model`` as a QDQ ONNX file at ``path``.
 
@@ -33,13 +35,24 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     simulated. The file is then run on the first ``check_samples`` calibration samples and compared with
     the simulation (``report.check``); with ``benchmark``, latency is measured next to the float model.
 
+    A torch model is exported to ONNX (opset 17, dynamic batch) in memory first; its plan's groups are
+    mapped to the ONNX groups holding the same ops (an unmappable group or an ONNX group that would need
+    two precisions is an error, never a silently different file), and ``report.check`` also compares
+    the ONNX float model and the exported file with the torch float model (``torch_float_sqnr_db``,
+    ``exported_vs_torch_float_sqnr_db``, ``top1_agreement_vs_torch_float``).
+
     Args:
-        model: a ``.onnx`` path or ``onnx.ModelProto`` (the one the plan was searched on).
+        model: the model the plan was searched on: a ``.onnx`` path or ``onnx.ModelProto``, or a torch
+            ``nn.Module`` (left untouched).
         plan: a ``Plan``, an ``Assignment``, or the path of a ``plan.json`` (or its run directory).
         calibration: the calibration data of the search.
         int4: store weights of <= 4 bits as INT4 (opset 21); otherwise as int8.
         int32_bias: int32 biases for 8-bit groups, as ORT's integer Conv/Gemm kernels need; ``False`` keeps
             float biases (bit-exact with the simulation, fewer fused kernels).
+        output_quantizers: quantize integer groups' outputs that the simulation leaves float (before a
+            residual Add, a pooling head...), calibrated on the same samples, so ONNX Runtime runs every 8-bit
+            group as an integer kernel; ``report.check`` measures what they cost. ``False`` writes exactly
+            the simulated model.
 
     Returns an ``ExportReport``: file size next to the float model's, the check against the simulation,
     latencies (with ``benchmark``), the integer kernels ONNX Runtime fused, and notes.
@@ -52,11 +65,9 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     from mixq.plan import Plan
 
     backend = backends.resolve(model)
-    if backend.name != "onnx":
-        raise ConfigError(
-            "export writes ONNX and needs the plan to be made on an ONNX model: export the network with "
-            "torch.onnx.export, then run `mixq search model.onnx ...` and `mixq export model.onnx --plan ...`"
-        )
+    if backend.name not in ("onnx", "torch"):
+        raise ConfigError(f"export takes an ONNX or torch model, not a {backend.name} one: export it to ONNX, "
+                          "then run `mixq search model.onnx ...` and `mixq export model.onnx --plan ...`")
     if isinstance(plan, (str, Path)):
         plan = Plan.load(plan)
     provenance = plan.provenance if isinstance(plan, Plan) else {}
@@ -65,13 +76,20 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     if num_samples is None:
         num_samples = int(provenance.get("num_samples", 64))
     data = as_dataset(calibration)
+    if backend.name == "torch":
+        from mixq.export.from_torch import export_torch
+
+        return export_torch(model, plan, data, path, num_samples=num_samples, scheme=scheme or _default_scheme(),
+                            check_samples=check_samples, benchmark=benchmark, int4=int4, int32_bias=int32_bias,
+                            output_quantizers=output_quantizers, threads=threads, progress=progress)
     session = prepare(model, data, ["w8a8"], scheme or _default_scheme(), num_samples, threads, progress)
     assignment = resolve_assignment(session.graph, plan)
     assert assignment is not None
     check = session.calibration[:check_samples] if check_samples else None
     sim: OnnxSimulation = session.sim  # type: ignore[assignment]  # the ONNX backend's simulation
     return export_qdq(sim, assignment, path, check_data=check, benchmark=benchmark, int4=int4,
-                      int32_bias=int32_bias, threads=threads, progress=progress)
+                      int32_bias=int32_bias, threads=threads, progress=progress,
+                      calibration=session.calibration if output_quantizers else None)
 
 
 def _default_scheme() -> Any:

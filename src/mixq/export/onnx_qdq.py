@@ -41,6 +41,8 @@ from mixq.core.precision import Precision
 from mixq.core.ranges import QuantParams
 from mixq.errors import ConfigError, UnsupportedModelError
 from mixq.export.checks import compare, fused_ops, latency_ms
+from mixq.export.fold_pads import fold_pads
+from mixq.export.output_quantizers import calibrate, output_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ def _tensor(name: str, values: np.ndarray, dtype: int) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(values).astype(np_dtype), name)
 
 
-class _Writer:
+class QdqWriter:
     """Rewrites one model: new nodes are emitted right after the producer of their input."""
 
     def __init__(self, proto: onnx.ModelProto, int4: bool, wide_domain: str) -> None:
@@ -238,10 +240,15 @@ class _Writer:
         return self.proto
 
 
-def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True,
-              int32_bias: bool = True) -> tuple[onnx.ModelProto, list[str], dict[str, int]]:
+def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, int32_bias: bool = True,
+              calibration: np.ndarray | None = None,
+              progress: Progress | None = None) -> tuple[onnx.ModelProto, list[str], dict[str, int]]:
     """The QDQ model of ``assignment`` on the simulation's (calibrated) ONNX model, notes, and how many
-    weight tensors are stored in each type."""
+    weight tensors are stored in each type.
+
+    With ``calibration``, integer groups' outputs get quantizers too (``mixq.export.output_quantizers``),
+    calibrated on it, so ONNX Runtime runs them as integer kernels.
+    """
     notes: list[str] = []
     model = sim.model
     proto = onnx.ModelProto()
@@ -266,19 +273,31 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True,
                 proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     if opset(proto) < INT4_OPSET:
         int4 = False
-    writer = _Writer(proto, int4, wide_domain)
+    writer = QdqWriter(proto, int4, wide_domain)
     scheme = quant.scheme
+    integer_nodes: dict[str, Precision] = {}
     for group_id, precision in precisions.items():
         group = sim.graph[group_id]
         if precision.keeps_float32:
             continue
         for op in group.ops:
             site = next(s for s in sim.sites if s.op.name == op.name)
+            integer_nodes[site.node] = precision
             if site.node not in writer.position:
                 raise UnsupportedModelError(f"node {site.node} disappeared while converting the model's opset")
             node = writer.graph.node[writer.position[site.node]]
             _rewrite_site(writer, node, site, precision, quant, scheme.weight_per_channel, int32_bias)
     proto = writer.finish()
+    folded = fold_pads(proto)
+    if folded:
+        notes.append(f"moved {folded} zero Pad node(s) into their convs' padding (exact; lets ONNX Runtime fuse the "
+                     "convs that produce them)")
+    if calibration is not None:
+        proto, added = _add_output_quantizers(proto, sim, integer_nodes, calibration, int4, wide_domain, progress)
+        if added:
+            notes.append(f"added {added} output quantizer(s) outside the search's simulation so ONNX Runtime can "
+                         "run their groups as integer kernels (the check measures their effect; "
+                         "--no-output-quantizers writes the simulated model exactly)")
     for kind, count in sorted(writer.storage.items()):
         logger.info("%d weight tensors stored as %s", count, kind)
     try:
@@ -289,7 +308,25 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True,
     return proto, notes, dict(sorted(writer.storage.items()))
 
 
-def _rewrite_site(writer: _Writer, node: onnx.NodeProto, site: OnnxSite, precision: Precision, quant: Any,
+def _add_output_quantizers(proto: onnx.ModelProto, sim: OnnxSimulation, integer_nodes: dict[str, Precision],
+                           calibration: np.ndarray, int4: bool, wide_domain: str,
+                           progress: Progress | None) -> tuple[onnx.ModelProto, int]:
+    needed = output_tensors(proto, integer_nodes, int4)
+    if not needed:
+        return proto, 0
+    params = calibrate(sim, needed, calibration, progress)
+    writer = QdqWriter(proto, int4, wide_domain)
+    users = {name: [node for node in proto.graph.node if name in node.input] for name in params}
+    for tensor, tensor_params in params.items():
+        dequantized = writer.qdq(tensor, tensor_params)  # type: ignore[arg-type]
+        for node in users[tensor]:
+            for i, name in enumerate(node.input):
+                if name == tensor:
+                    node.input[i] = dequantized
+    return writer.finish(), len(params)
+
+
+def _rewrite_site(writer: QdqWriter, node: onnx.NodeProto, site: OnnxSite, precision: Precision, quant: Any,
                   per_channel: bool, int32_bias: bool) -> None:
     if precision.is_float:  # fp16
         for p in site.act_inputs:
@@ -330,12 +367,18 @@ def save(proto: onnx.ModelProto, path: str | Path) -> Path:
 
 def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, check_data: np.ndarray | None = None,
                benchmark: bool = False, int4: bool = True, int32_bias: bool = True, threads: int | None = None,
-               runs: int = 50, progress: Progress | None = None) -> ExportReport:
-    """Write the QDQ model of ``assignment``; optionally check it against the simulation and time it."""
+               runs: int = 50, calibration: np.ndarray | None = None,
+               progress: Progress | None = None) -> ExportReport:
+    """Write the QDQ model of ``assignment``; optionally check it against the simulation and time it.
+
+    ``calibration``: calibrate and add output quantizers (see ``build_qdq``); ``None`` writes exactly the
+    simulated model.
+    """
     steps = 1 + (check_data is not None and len(check_data) > 0)
     if progress:
         progress("export: writing and checking", 0, steps)
-    proto, notes, storage = build_qdq(sim, assignment, int4=int4, int32_bias=int32_bias)
+    proto, notes, storage = build_qdq(sim, assignment, int4=int4, int32_bias=int32_bias, calibration=calibration,
+                                      progress=progress)
     path = save(proto, path)
     if progress:
         progress("export: writing and checking", 1, steps)
