@@ -48,27 +48,28 @@ def mixq(*args: str, threads: int) -> tuple[dict, float]:
 def run_model(key: str, threads: int, out: Path, num_samples: int) -> dict:
     spec = MODELS[key]
     model, data = spec["model"], str(spec["data"])
+    extra = list(spec.get("extra", []))  # e.g. --preprocess for an .onnx file, which carries none
     rows: dict[str, dict] = {}
-    result, _ = mixq("eval", model, "--float", "--data", data, "--json", threads=threads)
+    result, _ = mixq("eval", model, "--float", "--data", data, *extra, "--json", threads=threads)
     rows["FP32"] = result
     for precision in UNIFORM:
-        result, _ = mixq("eval", model, "--uniform", precision, "--data", data, "--num-samples", str(num_samples),
+        result, _ = mixq("eval", model, "--uniform", precision, "--data", data, *extra, "--num-samples", str(num_samples),
                          "--json", threads=threads)
         rows[precision.upper()] = result
     for precision in UNIFORM:  # the reference point: plain min-max ranges
-        result, _ = mixq("eval", model, "--uniform", precision, "--data", data, "--num-samples", str(num_samples),
+        result, _ = mixq("eval", model, "--uniform", precision, "--data", data, *extra, "--num-samples", str(num_samples),
                          "--weight-range", "minmax", "--act-range", "minmax", "--json", threads=threads)
         rows[f"{precision.upper()} (min-max ranges)"] = result
     run = out / f"{key}-run"
     shutil.rmtree(run, ignore_errors=True)
     for ratio in RATIOS:
-        _, seconds = mixq("search", model, "--data", data, "--candidates", "w4a8,w8a8,w8a16",
+        _, seconds = mixq("search", model, "--data", data, *extra, "--candidates", "w4a8,w8a8,w8a16",
                           "--budget", f"bops<={ratio}", "--num-samples", str(num_samples), "--eval-samples", "64",
                           "--out", str(run), threads=threads)
         plan = out / f"{key}-plan-{ratio}.json"
         shutil.copy(run / "plan.json", plan)
         timings = json.loads((run / "timings.json").read_text())
-        result, _ = mixq("eval", model, "--plan", str(plan), "--data", data, "--json", threads=threads)
+        result, _ = mixq("eval", model, "--plan", str(plan), "--data", data, *extra, "--json", threads=threads)
         result.update(search_s=round(seconds, 1), phase1_s=round(timings.get("phase1_s", 0.0), 1),
                       counts=json.loads(plan.read_text())["precision_counts"])
         rows[f"MP({ratio})"] = result

@@ -19,11 +19,13 @@ from mixq import backends
 from mixq.backends.base import Progress, Simulation, Traced
 from mixq.config import SearchConfig, scheme_to_dict
 from mixq.core.assignment import Assignment, uniform
-from mixq.core.budget import QualityTarget
+from mixq.core.budget import CostUnit, QualityTarget
 from mixq.core.graph import QuantGraph
 from mixq.core.precision import Precision, QuantScheme, parse_candidates
 from mixq.core.tables import SensitivityTable
 from mixq.cost import COST_MODELS, total_cost
+from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
+from mixq.cost.measured_latency import LatencyTable, MeasuredLatency, check_measurable, measure_for, table_report
 from mixq.data.dataset import ArrayDataset, Dataset
 from mixq.errors import ConfigError, DataError, UnsupportedModelError
 from mixq.evaluation import Evaluator, ScoreFn
@@ -66,6 +68,7 @@ class Session:
     sim: Simulation
     calibration: np.ndarray
     timings: dict[str, float]
+    costs: dict[str, Any] = field(default_factory=dict)  # cost models measured for this model (latency)
 
     @property
     def graph(self) -> QuantGraph:
@@ -136,9 +139,12 @@ def search(
     if out is not None:
         check_writable(out)
     _check_labels(config.quality_target, as_dataset(eval_data if eval_data is not None else data), score)
+    if _wants_measured_latency(config):  # before calibration: a torch model cannot be timed in ORT
+        check_measurable(backends.resolve(model).name)
     session = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
     graph = session.graph
-    _check_reachable(graph, config)
+    latency = _measure_latency(session, config, progress)
+    _check_reachable(graph, config, session.costs)
     if config.strategy == "tuneqn" and not hasattr(session.sim, "probe"):
         raise UnsupportedModelError(
             f"the tuneqn strategy reads each layer's outputs, which the {session.backend.name} backend does not "
@@ -147,6 +153,8 @@ def search(
     if run is not None:
         run.write_json("config.json", {"mixq_version": __version__, "command": command, **config.to_dict()})
         run.write_json("graph.json", graph_records(graph))
+        if latency is not None:
+            run.write_json(LATENCY_TABLE, table_report(graph, latency))
     evaluator = _evaluator(session, data, eval_data, config, progress, score)
     run_strategy = _tuneqn if config.strategy == "tuneqn" else _two_phase
     sensitivity, problem, outcome = run_strategy(session, config, run, evaluator, progress)
@@ -160,7 +168,7 @@ def search(
     session.timings["total_s"] = time.perf_counter() - started_all
     plan = Plan(
         assignment=point.assignment,
-        costs=costs_of(problem.graph, point.assignment),
+        costs=costs_of(problem.graph, point.assignment, session.costs),
         predicted_sqnr_db=point.predicted_sqnr_db,
         quality={**quality.to_dict(), "evaluations": evaluator.count},
         budgets=tuple(str(b) for b in config.budgets),
@@ -196,7 +204,7 @@ def _two_phase(session: Session, config: SearchConfig, run: RunDirectory | None,
     session.timings["phase1_s"] = sensitivity.seconds
     # phase 2: the solver decides between curve-then-select and a closed loop (mixq.solvers.run.allocate)
     problem = build_problem(session.graph, sensitivity, config.cost, config.restrictions, config.hardware,
-                           config.memory_budgets)
+                           config.memory_budgets, session.costs)
     target = config.quality_target
     started = time.perf_counter()
     float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
@@ -216,7 +224,7 @@ def _tuneqn(session: Session, config: SearchConfig, run: RunDirectory | None, ev
     graph = session.graph
     noiseless = SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates})
     problem = build_problem(graph, noiseless, config.cost, config.restrictions, config.hardware,
-                           config.memory_budgets)
+                           config.memory_budgets, session.costs)
     target = config.quality_target
     started = time.perf_counter()
     float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
@@ -239,13 +247,17 @@ def _check_labels(target: QualityTarget | None, data: Dataset, score: ScoreFn | 
             'such as --budget "agreement>=0.99"')
 
 
-def _check_reachable(graph: QuantGraph, config: SearchConfig) -> None:
+def _check_reachable(graph: QuantGraph, config: SearchConfig, costs: Mapping[str, Any] | None = None) -> None:
     """Cost budgets, restrictions and hardware depend on the graph alone: refuse an impossible one
     before phase 1, not after."""
     noiseless = SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates})
     problem = build_problem(graph, noiseless, config.cost, config.restrictions, config.hardware,
-                           config.memory_budgets)
+                           config.memory_budgets, costs)
     for budget in config.cost_budgets:
+        if budget.unit is CostUnit.ABSOLUTE and budget.cost == "latency" and problem.model("latency").unit != "ms":
+            raise ConfigError(f"{budget} is in milliseconds but the latency table of --hardware {config.hardware} is "
+                              "relative time per MAC: give a fraction such as latency<=0.6, or drop --hardware to "
+                              "measure milliseconds in ONNX Runtime (ONNX models)")
         if not within(problem.min_cost(budget.cost), problem.limit(budget)):
             raise infeasible_cost_error(problem, [budget])
 
@@ -258,9 +270,9 @@ def _evaluator(session: Session, data: Dataset | np.ndarray, eval_data: Dataset 
     return Evaluator(session.sim, chosen, progress, score=score)
 
 
-def costs_of(graph: QuantGraph, assignment: Assignment) -> dict[str, float]:
+def costs_of(graph: QuantGraph, assignment: Assignment, measured: Mapping[str, Any] | None = None) -> dict[str, float]:
     """BOPs, weight bytes and peak activation bytes, absolute and relative (BOPs to all-W8A16, the
-    others to float32)."""
+    others to float32); plus ``latency_ms`` and ``latency_ratio`` with a ``measured`` latency model."""
     peak = peak_activation_bytes(graph, dict(assignment.items()))
     out: dict[str, float] = {"peak_activation_bytes": peak,
                              "peak_activation_ratio": peak / max(float_peak_bytes(graph), 1e-30)}
@@ -270,7 +282,35 @@ def costs_of(graph: QuantGraph, assignment: Assignment) -> dict[str, float]:
         key = "weight_bytes" if name == "size" else name
         out[key] = value
         out[f"{name}_ratio"] = value / max(model.reference(graph), 1e-30)
+    for name, model in (measured or {}).items():
+        value = total_cost(model, graph, assignment)
+        out[f"{name}_{model.unit}"] = value
+        out[f"{name}_ratio"] = value / max(model.reference(graph), 1e-30)
     return out
+
+
+def _wants_measured_latency(config: SearchConfig) -> bool:
+    """Latency is the cost or a budget, and no --hardware description defines it."""
+    if config.cost != "latency" and not any(b.cost == "latency" for b in config.cost_budgets):
+        return False
+    if config.hardware is None:
+        return True
+    from mixq.hardware import load_hardware
+
+    return "latency" not in load_hardware(config.hardware).cost_models()
+
+
+def _measure_latency(session: Session, config: SearchConfig, progress: Progress | None) -> LatencyTable | None:
+    """Time every group's kernels in the runtime (cached per model and machine) when the search needs it."""
+    if not _wants_measured_latency(config):
+        return None
+    table = measure_for(session.backend.name, session.traced, threads=config.threads, progress=progress,
+                        scheme=config.scheme)
+    session.costs["latency"] = MeasuredLatency(table)
+    session.timings["latency_table_s"] = table.seconds
+    logger.info("latency table: %d entries measured in %.1f s, %d from the cache", table.measured, table.seconds,
+                len(table.entries) - table.measured)
+    return table
 
 
 def evaluate(
@@ -282,13 +322,31 @@ def evaluate(
     scheme: QuantScheme | None = None,
     threads: int | None = None,
     progress: Progress | None = None,
-) -> dict[str, float]:
+    reference: object | None = None,
+) -> dict[str, Any]:
     """Measure one configuration: a plan, a uniform precision (``"w6a8"``), or ``None`` for float.
 
     Quantizer ranges are calibrated on the first ``num_samples`` of ``calibration`` (default:
     ``data``), exactly as in ``search``, so uniform and mixed configurations compare fairly.
+
+    ``reference``: the float model (torch module, ``.onnx`` path or proto) to measure ``model`` against.
+    ``model`` is then run as given (e.g. a file written by ``mixq export``; ``assignment`` must be
+    ``None``), and agreement and SQNR compare its outputs with the reference's on the same data; the
+    result also has a ``reference`` field. An exported file is refused with a plan or precision (it is
+    quantized already) and, as float without a reference, is compared with itself (a warning says so).
     """
+    from mixq.reference import describe, is_quantized_file
+
     data = as_dataset(data)
+    quantized_file = is_quantized_file(model)
+    if reference is not None or (quantized_file and assignment is None):
+        if assignment is not None:
+            raise ConfigError("with a reference the model is evaluated as given: drop the plan or precision "
+                              "(--plan/--uniform), or evaluate the float model with them and no --reference")
+        return _evaluate_as_given(model, data, reference, quantized_file, threads, progress)
+    if quantized_file:
+        raise ConfigError(f"{describe(model)} is already quantized (an exported QDQ file), so it cannot be quantized "
+                          "again: evaluate it as given with --reference FLOAT_MODEL (reference= in the API)")
     calib = as_dataset(calibration) if calibration is not None else data
     session = prepare(model, calib, ["w8a8"], scheme or QuantScheme(), num_samples, threads, progress)
     resolved = resolve_assignment(session.graph, assignment)
@@ -300,6 +358,36 @@ def evaluate(
         quality_dict = evaluator.quality(resolved).to_dict()
         costs = costs_of(session.graph, resolved)
     return {**quality_dict, "bops_ratio": costs["bops_ratio"], "weight_bytes": costs["weight_bytes"]}
+
+
+def _evaluate_as_given(model: object, data: Dataset, reference: object | None, quantized_file: bool,
+                       threads: int | None, progress: Progress | None) -> dict[str, Any]:
+    """``model`` run as is against ``reference`` (or itself). Costs: float costs from a trace; for an exported
+    file, ``bops_ratio`` is unknown (``None``) and ``weight_bytes`` are its stored initializers' bytes."""
+    from mixq.core.quality import measure_quality
+    from mixq.evaluation import EVAL_BATCH
+    from mixq.reference import AsGiven, describe, paired_outputs, stored_weight_bytes
+
+    if len(data) == 0:
+        raise DataError("the data set is empty: give at least one sample")
+    if threads is not None:
+        _set_threads(threads)
+    target = AsGiven(model, describe(model))
+    if reference is None:
+        logger.warning("%s is already quantized and no reference was given: agreement and SQNR are against "
+                       "itself; give --reference FLOAT_MODEL to measure the quantization", target.name)
+    against = AsGiven(reference, describe(reference)) if reference is not None else target
+    outputs, references = paired_outputs(target, against, data, EVAL_BATCH, progress)
+    result: dict[str, Any] = measure_quality(outputs, references, data.labels).to_dict()
+    if quantized_file:
+        result.update(bops_ratio=None, weight_bytes=stored_weight_bytes(model))
+    else:
+        graph = backends.resolve(model).trace(model, data.load(0, 1), parse_candidates("w8a8")).graph
+        costs = costs_of(graph, uniform(graph, Precision.parse("fp32")))
+        result.update(bops_ratio=costs["bops_ratio"], weight_bytes=costs["weight_bytes"])
+    if reference is not None:
+        result["reference"] = against.name
+    return result
 
 
 def resolve_assignment(graph: QuantGraph, what: Assignment | Plan | Precision | str | None) -> Assignment | None:

@@ -139,22 +139,4 @@ def test_search_with_the_tuneqn_strategy_writes_a_plan_a_checkpoint_and_a_report
     assert write_report(tmp_path / "run", png=False).html.exists()
 
 
-def test_a_backend_without_layer_outputs_is_refused_before_any_work(tmp_path: Path) -> None:
-    pytest.importorskip("onnxruntime")
-    import warnings
-
-    import torch
-
-    from mixq.config import SearchConfig
-    from mixq.errors import UnsupportedModelError
-
-    images = random_images(8, seed=6)
-    path = tmp_path / "model.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(ResidualNet().eval(), (torch.from_numpy(images[:1]),), str(path), dynamo=False,
-                          input_names=["x"], dynamic_axes={"x": {0: "N"}}, opset_version=17)
-    config = SearchConfig(candidates="w8a8,fp32", budgets=("bops<=2",), num_samples=8, strategy="tuneqn")
-    with pytest.raises(UnsupportedModelError, match="two-phase"):
-        api.search(str(path), images, config, out=tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+# The refusal of a backend without layer outputs is tested in test_tuneqn_onnx.py (ONNX now has them).

@@ -115,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(best measured quality within the budgets); RUN/plan.json is the winner's, "
                              "RUN/solvers.json has every row (default list: greedy,ilp,iqp,fallback,evolution)")
     search.add_argument("--cost", default="bops", choices=["bops", "size", "latency"],
-                        help="the cost the search trades against (latency needs --hardware with a latency table)")
+                        help="the cost the search trades against; latency: milliseconds of each group's kernels measured "
+                             "in ONNX Runtime on this machine (.onnx models; cached in ~/.cache/mixq/latency or "
+                             "$MIXQ_CACHE_DIR/latency; RUN/latency_table.json), or --hardware's latency table")
     search.add_argument("--restrict", action="append", default=[], metavar="RULE",
                         help='per-group rule, repeatable: "first,last>=w8a8" (at least), "stem.*=w8a8|fp32" '
                              "(only these); patterns match group ids and op names (fnmatch)")
@@ -149,12 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("eval", help="measure a plan, a uniform precision or the float model",
                               description="Top-1/top-5 (with labels), top-1 agreement and output SQNR against the "
                                           "float model, BOPs ratio and weight bytes. Ranges are calibrated on the "
-                                          "first --num-samples of --calib-data (default DATA), as in search.")
+                                          "first --num-samples of --calib-data (default DATA), as in search. "
+                                          "An exported file: mixq eval model.qdq.onnx --reference model.onnx "
+                                          "--data DATA.")
     _add_model_data(evaluate)
-    which = evaluate.add_mutually_exclusive_group(required=True)
+    which = evaluate.add_mutually_exclusive_group()  # one of them, or --reference (checked in cmd_eval)
     which.add_argument("--plan", metavar="PLAN", help="RUN/plan.json from mixq search (or the RUN directory)")
     which.add_argument("--uniform", metavar="PRECISION", help="every group at one precision, e.g. w8a8")
     which.add_argument("--float", action="store_true", help="the float model itself")
+    evaluate.add_argument("--reference", metavar="FLOAT_MODEL",
+                          help="run MODEL as given (e.g. a file written by mixq export) and measure agreement and "
+                               "SQNR against this float model (same MODEL forms), on the same data")
     evaluate.add_argument("--calib-data", metavar="DATA", help="calibration data (default: DATA)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     add_config_file_flag(evaluate)
@@ -327,7 +334,21 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     from mixq.data import load_data
     from mixq.plan import Plan
 
-    loaded, preprocess, data = _load(args)
+    if not (args.plan or args.uniform or args.float or args.reference):
+        raise ConfigError("say what to evaluate: --plan PLAN, --uniform PRECISION, --float, or --reference "
+                          "FLOAT_MODEL (to run MODEL as given against a float model)")
+    reference = None
+    if args.reference:
+        from mixq.data import Preprocess
+        from mixq.models import load_model
+
+        loaded, reference = load_model(args.model), load_model(args.reference)
+        # an exported file has no preprocessing of its own: it takes the float model's
+        preprocess = Preprocess.parse(args.preprocess) if args.preprocess else \
+            loaded.preprocess or reference.preprocess
+        data = load_data(args.data, preprocess, labels=args.labels)
+    else:
+        loaded, preprocess, data = _load(args)
     calibration = load_data(args.calib_data, preprocess) if args.calib_data else data
     what: Any = None
     scheme = _scheme(args)
@@ -342,7 +363,10 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
         what = args.uniform
     with _progress(args, console) as progress:
         result = evaluate(loaded.model, data, what, calibration=calibration, num_samples=num_samples,
-                          scheme=scheme, threads=args.threads, progress=progress)
+                          scheme=scheme, threads=args.threads, progress=progress,
+                          reference=reference.model if reference is not None else None)
+    if reference is not None:
+        result["reference"] = args.reference  # as typed, not the factory's class name
     if args.json:
         print(json.dumps(result))
     else:

@@ -12,14 +12,16 @@ from enum import Enum
 from mixq.core.quality import Quality
 from mixq.errors import ConfigError
 
-_PATTERN = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([0-9.eE+-]+)\s*(%|mb|MB)?\s*$")
+_PATTERN = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([0-9.eE+-]+)\s*(%|mb|MB|ms)?\s*$")
 
 BUDGET_HELP = (
     "budgets are bops<=R (ratio to all-W8A16, e.g. bops<=0.375), size<=MB (weight megabytes, e.g. size<=3.5), "
     "size<=P% (of the float model, e.g. size<=30%), sqnr>=DB, agreement>=P (top-1 agreement with the float "
     "model, e.g. agreement>=0.99), drop<=PCT (top-1 points lost, needs labels, e.g. drop<=1), latency<=R "
-    "(ratio to the slowest kernels of a --hardware latency table) or memory<=MB / memory<=P% (peak activation "
-    "memory: the largest activation tensor a quantized op reads, per sample)"
+    "(ratio to every group at its slowest candidate: measured here in ONNX Runtime for an .onnx model, or from "
+    "a --hardware latency table), latency<=Tms (measured milliseconds, summed over the quantized ops) or "
+    "memory<=MB / memory<=P% (peak activation memory: the largest activation tensor a quantized op reads, per "
+    "sample)"
 )
 
 
@@ -39,6 +41,8 @@ class CostBudget:
     def __str__(self) -> str:
         if self.cost == "size":
             return f"size<={self.limit * 100:g}%" if self.unit is CostUnit.RATIO else f"size<={self.limit / 1e6:g}MB"
+        if self.cost == "latency" and self.unit is CostUnit.ABSOLUTE:
+            return f"latency<={self.limit:g}ms"
         return f"{self.cost}<={self.limit:g}"
 
     def absolute(self, reference: float) -> float:
@@ -119,8 +123,8 @@ def parse_budget(text: str) -> Budget:
     2500000.0
     >>> str(parse_budget("memory<=0.5")), str(parse_budget("memory<=25%"))
     ('memory<=0.5MB', 'memory<=25%')
-    >>> str(parse_budget("latency<=0.5"))
-    'latency<=0.5'
+    >>> str(parse_budget("latency<=0.5")), str(parse_budget("latency<=5ms"))
+    ('latency<=0.5', 'latency<=5ms')
     >>> str(parse_budget("agreement>=99%"))
     'agreement>=0.99'
     """
@@ -140,7 +144,11 @@ def parse_budget(text: str) -> Budget:
         raise ConfigError(f"budget {text!r} points the wrong way: write {name}{expected[name]}{number}")
     if value < 0:
         raise ConfigError(f"budget {text!r} is negative")
-    if name in ("bops", "latency"):  # latency: a fraction of the hardware table's slowest kernels
+    if suffix == "ms" and name != "latency":
+        raise ConfigError(f"budget {text!r}: only latency takes milliseconds (e.g. latency<=5ms): {BUDGET_HELP}")
+    if name == "latency" and suffix == "ms":  # measured milliseconds (an ONNX model's measured table)
+        return CostBudget(name, value, CostUnit.ABSOLUTE)
+    if name in ("bops", "latency"):  # latency: a fraction of every group at its slowest candidate
         if suffix == "%":
             value /= 100.0
         return CostBudget(name, value, CostUnit.RATIO)

@@ -53,6 +53,19 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def latency_note(run_path: Any, costs: Any) -> str | None:
+    """One line from RUN/latency_table.json (a search by measured latency): the plan's ms and how BOPs compared."""
+    try:
+        table = json.loads((run_path / "latency_table.json").read_text())
+    except (OSError, ValueError):
+        return None
+    summary = (table.get("bops_vs_latency") or {}).get("summary", "")
+    ms = costs.get("latency_ms")
+    head = f"Measured latency of the quantized ops: {ms:.4g} ms ({pct(costs.get('latency_ratio'))} of every group " \
+           "at its slowest candidate). " if isinstance(ms, (int, float)) else ""
+    return (head + summary + ".").strip() or None
+
+
 def render_html(data: ReportData) -> str:
     """The whole report page as a string."""
     run = data.run
@@ -67,6 +80,7 @@ def render_html(data: ReportData) -> str:
         counts=sorted(plan.assignment.counts().items()),
         command=run.command,
         timings=list(run.timings.items()),
+        latency_note=latency_note(run.path, plan.costs),
         config_json=json.dumps(run.config, indent=2),
         provenance_json=json.dumps(dict(plan.provenance), indent=2),
         divs=figure_divs(all_figures(data)),

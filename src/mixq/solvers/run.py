@@ -8,7 +8,7 @@ Either way ``search`` gets a :class:`~mixq.solvers.loop.LoopResult`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,6 +16,7 @@ from mixq.core.budget import CostBudget, MemoryBudget, QualityTarget
 from mixq.core.graph import QuantGraph
 from mixq.core.tables import SensitivityTable
 from mixq.cost import COST_MODELS
+from mixq.cost.base import CostModel
 from mixq.errors import ConfigError
 from mixq.solvers.base import AllocationProblem, Solver
 from mixq.solvers.ilp import IlpSolver
@@ -35,14 +36,19 @@ def build_problem(
     restrictions: Sequence[Restriction] = (),
     hardware: str | Path | None = None,
     memory: Sequence[MemoryBudget] = (),
+    extra_costs: Mapping[str, CostModel] | None = None,
 ) -> AllocationProblem:
     """The allocation problem with candidates narrowed to the target's kernels and the restrictions.
+
+    ``extra_costs``: cost models measured for this model (e.g. latency timed in ONNX Runtime); a
+    hardware description's model of the same name takes precedence.
 
     Raises:
         ConfigError: a group is left without candidates, a restriction matches nothing, or ``cost``
             is a cost model nobody defined.
     """
-    costs = {name: cls() for name, cls in COST_MODELS.items()}
+    costs: dict[str, CostModel] = {name: cls() for name, cls in COST_MODELS.items()}
+    costs.update(extra_costs or {})
     if hardware is not None:
         from mixq.hardware import load_hardware  # the hardware package imports restrictions from here
 
@@ -53,7 +59,7 @@ def build_problem(
     if cost not in costs:
         raise ConfigError(
             f"--cost {cost} is not defined here (known: {', '.join(costs)}); latency needs a hardware "
-            "description with cost.latency"
+            "description with cost.latency, or an ONNX model to measure it on (in ONNX Runtime)"
         )
     return AllocationProblem(graph, sensitivity, costs, cost)
 

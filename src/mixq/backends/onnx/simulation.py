@@ -5,6 +5,9 @@
 measured by running only the nodes that depend on it (a sub-model whose inputs are the cached tensors).
 Quantizer parameters and weights are inputs of that sub-model, so one session per group serves all of
 its integer candidates (and one its fp16 candidate).
+``probe`` / ``IsolatedOnnxRuns.local`` (TuneQn's layer errors): a group's outputs are the output tensors of
+its ops (plus a following bias ``Add`` of a MatMul, as torch's ``Linear`` includes its bias), returned as
+extra graph outputs; ``local`` runs only the group's own nodes on the float inputs.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ MODEL_CACHE = 4
 #: and a float16 session per group), and each session holds the weights after its group and a memory
 #: arena sized by its largest run, so only the last two are kept.
 PART_CACHE = 2
+#: Full models returning every group's outputs (``probe``): TuneQn probes one assignment per batch.
+PROBE_CACHE = 2
 
 
 @dataclass
@@ -122,6 +127,11 @@ class OnnxSimulation:
         self._cache_runner: Runner | None = None
         self._models: OrderedDict[tuple[tuple[GroupId, str], ...], Runner] = OrderedDict()
         self._parts: OrderedDict[tuple[GroupId, bool], _Part] = OrderedDict()
+        # TuneQn: each group's own nodes and the tensors that are its outputs
+        self._layers = {gid: group_layer(index, [site.node for site in group_sites])
+                        for gid, group_sites in self._group_sites.items()}
+        self._probes: OrderedDict[tuple[tuple[GroupId, str], ...], Runner] = OrderedDict()
+        self._locals: dict[tuple[GroupId, bool], _Part] = {}
         extra = [name for name in self._cached if name not in index.outputs]
         self._bytes_per_sample = sum(model.infos[name].bytes_per_sample(model.batch)
                                      for name in [*extra, *index.outputs] if name in model.infos)
@@ -147,9 +157,13 @@ class OnnxSimulation:
                 out[site.node] = precision
         return out
 
+    @staticmethod
+    def _key(assignment: Assignment | None) -> tuple[tuple[GroupId, str], ...]:
+        return tuple(sorted((g, str(p)) for g, p in (assignment.items() if assignment is not None else ())
+                            if not p.keeps_float32))
+
     def _runner(self, assignment: Assignment | None) -> Runner:
-        key = tuple(sorted((g, str(p)) for g, p in (assignment.items() if assignment is not None else ())
-                           if not p.keeps_float32))
+        key = self._key(assignment)
         if not key:
             return self._base
         runner = self._models.get(key)
@@ -206,6 +220,106 @@ class OnnxSimulation:
             self._parts.move_to_end(key)
         return part
 
+    # -- layer outputs (TuneQn) ---------------------------------------------------------------
+    def probe(self, inputs: np.ndarray, assignment: Assignment | None = None) -> dict[GroupId, np.ndarray]:
+        """Every group's op outputs under ``assignment``, as ``(batch, features)`` per group."""
+        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        names = list(dict.fromkeys(name for layer in self._layers.values() for name in layer.outputs))
+        values = dict(zip(names, self._probe_runner(assignment).run(inputs, names)))
+        return {gid: _flat([values[name] for name in layer.outputs], len(inputs))
+                for gid, layer in self._layers.items()}
+
+    def _probe_runner(self, assignment: Assignment | None) -> Runner:
+        """The model under ``assignment`` returning the groups' outputs too; the float one also returns the
+        tensors the groups read (``IsolatedOnnxRuns.local`` feeds them)."""
+        key = self._key(assignment)
+        runner = self._probes.get(key)
+        if runner is None:
+            names = [name for layer in self._layers.values() for name in layer.outputs]
+            if not key:
+                names += [name for layer in self._layers.values() for name in layer.reads]
+            names = [name for name in dict.fromkeys(names) if name != self.model.input_name]
+            runner = Runner(with_outputs(self.proto(assignment), names), self.model.input_name,
+                            self.model.fixed_batch, "the ONNX model" if not key else "the fake-quantized ONNX model",
+                            arena=False)  # it returns many intermediate tensors: give the memory back after a run
+            self._probes[key] = runner
+            while len(self._probes) > PROBE_CACHE:
+                self._probes.popitem(last=False)
+        else:
+            self._probes.move_to_end(key)
+        return runner
+
+    def _local(self, group: GroupId, is_float: bool) -> _Part:
+        """The group's own nodes as a model on their float inputs (quantizers and weights fed per precision).
+
+        One small session per group and kind, all kept: they hold only biases (weights are fed), and TuneQn
+        visits every group in every batch.
+        """
+        key = (group, is_float)
+        part = self._locals.get(key)
+        if part is None:
+            model, layer = self.model, self._layers[group]
+            proto, boundary, _ = submodel(model.proto, model.index, layer.nodes, model.infos, model.batch)
+            proto = with_outputs(proto, layer.outputs)
+            kind = Precision(16, 16, is_float=True) if is_float else Precision(8, 8)
+            sites = self._group_sites[group]
+            proto, feeds = fake_quant(proto, sites, {s.node: kind for s in sites}, None, parametric=True)
+            runner = Runner(proto, None, model.fixed_batch, f"the layer of group {group}", arena=False)
+            part = _Part(runner, boundary, list(layer.outputs), feeds)
+            self._locals[key] = part
+        return part
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A group's own nodes (graph positions), the tensors that are its outputs, and the tensors it reads."""
+
+    nodes: tuple[int, ...]
+    outputs: tuple[str, ...]
+    reads: tuple[str, ...]
+
+
+def group_layer(index: GraphIndex, names: list[str]) -> Layer:
+    """A group's ops and their outputs, in op order (as the torch backend's ``probe``).
+
+    A MatMul with a constant weight followed by ``Add`` of a 1-D constant is a ``Linear`` exported on a
+    3-D input: its output is the Add's, as torch's ``Linear`` output includes the bias (Gemm and Conv
+    include it already).
+    """
+    nodes: list[int] = []
+    outputs: list[str] = []
+    for name in names:
+        position = index.position[name]
+        nodes.append(position)
+        bias = _bias_add(index, position)
+        if bias is not None:
+            nodes.append(bias)
+        outputs.append(index.nodes[bias if bias is not None else position].output[0])
+    produced = {out for i in nodes for out in index.nodes[i].output}
+    reads = [name for i in nodes for name in node_inputs(index.nodes[i])
+             if name not in produced and name not in index.initializers]
+    return Layer(tuple(sorted(set(nodes))), tuple(outputs), tuple(dict.fromkeys(reads)))
+
+
+def _bias_add(index: GraphIndex, position: int) -> int | None:
+    node = index.nodes[position]
+    if node.op_type != "MatMul" or node.input[1] not in index.initializers or node.output[0] in index.outputs:
+        return None
+    consumers = index.consumers.get(node.output[0], [])
+    if len(consumers) != 1:
+        return None
+    add = index.nodes[consumers[0]]
+    if add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.input) != 2:
+        return None
+    other = add.input[1] if add.input[0] == node.output[0] else add.input[0]
+    bias = index.initializers.get(other)
+    return consumers[0] if bias is not None and len(bias.dims) == 1 else None
+
+
+def _flat(values: list[np.ndarray], batch: int) -> np.ndarray:
+    """Tensors of one group as ``(batch, features)`` float32, concatenated in op order."""
+    return np.concatenate([np.asarray(v).reshape(batch, -1).astype(np.float32) for v in values], axis=1)
+
 
 @dataclass
 class _Part:
@@ -223,6 +337,7 @@ class IsolatedOnnxRuns:
         self._cache = cache
         self._batch = batch
         self.reference = reference
+        self._layer_cache: dict[str, np.ndarray] | None = None  # TuneQn: the groups' float inputs and outputs
 
     def run(self, group: GroupId, precision: Precision) -> np.ndarray:
         sim = self._sim
@@ -239,3 +354,31 @@ class IsolatedOnnxRuns:
         values = dict(zip(part.outputs, part.runner.run_feeds(feeds, self._batch, part.outputs, batched)))
         outputs = [values[name] if name in values else self._cache[name] for name in sim.model.index.outputs]
         return flatten_outputs(outputs)
+
+    def _layer_values(self) -> Mapping[str, np.ndarray]:
+        """The groups' float inputs and outputs for this batch: one extra float run, on first use."""
+        if self._layer_cache is None:
+            sim = self._sim
+            inputs = self._cache[sim.model.input_name]
+            runner = sim._probe_runner(None)
+            self._layer_cache = dict(zip(runner.output_names, runner.run(inputs)))
+            self._layer_cache[sim.model.input_name] = inputs
+        return self._layer_cache
+
+    def float_outputs(self, group: GroupId) -> np.ndarray:
+        """The group's float outputs ``(batch, features)``."""
+        values = self._layer_values()
+        return _flat([values[name] for name in self._sim._layers[group].outputs], self._batch)
+
+    def local(self, group: GroupId, precision: Precision) -> np.ndarray:
+        """The group's own outputs with only it quantized, on the float inputs."""
+        if precision.keeps_float32:
+            return self.float_outputs(group)
+        sim = self._sim
+        values = self._layer_values()
+        part = sim._local(group, precision.is_float)
+        feeds = {name: values[name] for name in part.boundary}
+        batched = {name for name in part.boundary if values[name].ndim and values[name].shape[0] == self._batch}
+        for feed in part.feeds:
+            feeds[feed.name] = feed.value(precision, sim.quantizers)
+        return _flat(part.runner.run_feeds(feeds, self._batch, part.outputs, batched), self._batch)
