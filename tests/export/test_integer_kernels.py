@@ -151,3 +151,26 @@ def test_the_api_and_cli_switch_output_quantizers_off(tmp_path):
     cli = onnx.load(str(tmp_path / "cli.onnx"))
     quantizers = sum(node.op_type == "QuantizeLinear" for node in cli.graph.node)
     assert quantizers == sum(node.op_type == "QuantizeLinear" for node in onnx.load(str(tmp_path / "off.onnx")).graph.node)
+
+
+def test_a_bias_shared_through_identity_still_becomes_int32(tmp_path):
+    """torch.onnx.export shares equal biases between convs through Identity nodes."""
+    nodes = [helper.make_node("Identity", ["b"], ["b1"], name="share1"),
+             helper.make_node("Identity", ["b"], ["b2"], name="share2"),
+             helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+             helper.make_node("GlobalAveragePool", ["c2"], ["y"], name="pool")]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 1, 1])
+    proto = graphs.model(nodes, [x], [y], [graphs.init("w1", (8, 3, 3, 3), 1), graphs.init("w2", (8, 8, 3, 3), 2),
+                                           graphs.init("b", (8,), 3, 0.1)])
+    report, _ = export(proto, graphs.blocky_images(), tmp_path)
+    written = onnx.load(str(report.path))
+    producers = {out: node for node in written.graph.node for out in node.output}
+    inits = {t.name: t for t in written.graph.initializer}
+    for conv in (n for n in written.graph.node if n.op_type == "Conv"):
+        dequantize = producers[conv.input[2]]
+        assert dequantize.op_type == "DequantizeLinear", conv.name
+        assert inits[dequantize.input[0]].data_type == TensorProto.INT32
+    assert report.fused.get("QLinearConv") == 2, report.fused

@@ -396,6 +396,8 @@ def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, ch
         if lost > 1.0:
             message = (f"the exported model's output SQNR is {lost:.1f} dB below the simulation's "
                        f"({report.check['exported_sqnr_db']:.1f} vs {report.check['simulation_sqnr_db']:.1f} dB)")
+            if any("output quantizer" in note for note in report.notes):
+                message += ": the added output quantizers cost this; --no-output-quantizers writes the simulated model"
             report.notes.append(message)
             logger.warning("%s", message)
     try:

@@ -207,6 +207,6 @@ def test_a_bias_shared_through_identity_is_a_constant_and_fuses() -> None:
     t = OnnxBackend().trace(model, GRAPHS.images(1), parse_candidates("w8a8"))
     proto, feeds = kernel_model(t, t.graph["conv"], W8A8)
     assert list(feeds) == ["x"]  # the bias is not fed as data
-    assert "b::int32_q" in {i.name for i in proto.graph.initializer}
+    assert "b_shared::int32_q" in {i.name for i in proto.graph.initializer}
     _, graph_ops = Timer(threads=1, warmup=0, min_runs=1, min_seconds=0.0).measure(proto, feeds)
     assert kernel_of(graph_ops) == "QLinearConv"

@@ -226,14 +226,7 @@ class _Builder:
         return out, scale
 
     def constant(self, name: str) -> np.ndarray | None:
-        """An initializer's value, also behind ``Identity`` nodes (torch's export shares equal biases that way)."""
-        seen = 0
-        while name not in self.index.initializers and seen < 8:
-            producer = self.index.producer.get(name)
-            node = self.index.nodes[producer] if producer is not None else None
-            if node is None or node.op_type != "Identity":
-                return None
-            name, seen = node.input[0], seen + 1
+        """An initializer's value (``normalize`` already replaced ``Identity`` of an initializer)."""
         tensor = self.index.initializers.get(name)
         return numpy_helper.to_array(tensor) if tensor is not None else None
 

@@ -80,7 +80,8 @@ class TensorInfo:
 # -- normalisation -----------------------------------------------------------------------------------
 
 def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
-    """Unique node names (they become group ids) and ``Constant`` tensors turned into initializers."""
+    """Unique node names (they become group ids), ``Constant`` tensors turned into initializers, and
+    ``Identity`` of an initializer replaced by the initializer."""
     graph = proto.graph
     seen: set[str] = set()
     for index, node in enumerate(graph.node):
@@ -99,6 +100,17 @@ def normalize(proto: onnx.ModelProto) -> onnx.ModelProto:
             graph.initializer.append(tensor)
         else:
             kept.append(node)
+    # torch.onnx.export shares equal constants (weights, zero biases) through Identity nodes: read the
+    # initializer itself, so a shared weight is still a weight and a shared bias still a bias
+    initializers = {t.name for t in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    aliases = {node.output[0]: node.input[0] for node in kept
+               if node.op_type == "Identity" and node.input[0] in initializers and node.output[0] not in outputs}
+    if aliases:
+        kept = [node for node in kept if node.output[0] not in aliases or node.op_type != "Identity"]
+        for node in kept:
+            for i, name in enumerate(node.input):
+                node.input[i] = aliases.get(name, name)
     if len(kept) != len(graph.node):
         del graph.node[:]
         graph.node.extend(kept)
