@@ -67,14 +67,13 @@ def step_table1(onnx_path: Path, out: Path, threads: int) -> dict:
 def step_ranking(onnx_path: Path, out: Path, threads: int) -> dict:
     from scipy.stats import kendalltau
 
-    from mixq.export.from_torch import torch_to_onnx_groups
 
     budget = ("--candidates", "w4a8,w8a8,w8a16", "--budget", "bops<=0.375", "--eval-samples", "64")
     runs = {"torch": out / "rank-torch-run", "onnx": out / "rank-onnx-run"}
     seconds = {"torch": search("efficientnet-lite0", runs["torch"], threads, *budget),
                "onnx": search(str(onnx_path), runs["onnx"], threads, *budget)}
     timings = {k: json.loads((r / "timings.json").read_text()) for k, r in runs.items()}
-    mapping = torch_to_onnx_groups(*_models(onnx_path))
+    mapping = _torch_to_onnx(_data()[0][:1])
     tables = {k: {(row["group"], row["precision"]): row["sqnr_db"]
                   for row in json.loads((r / "sensitivity.json").read_text())} for k, r in runs.items()}
     pairs = [(value, tables["onnx"][(mapping[group], precision)]) for (group, precision), value in tables["torch"].items()]
@@ -94,10 +93,14 @@ def step_ranking(onnx_path: Path, out: Path, threads: int) -> dict:
             "search_s": seconds, "phase1_s": {k: t.get("phase1_s") for k, t in timings.items()}}
 
 
-def _models(onnx_path: Path) -> tuple[object, str]:
+def _torch_to_onnx(sample: np.ndarray) -> dict[str, str]:
+    """Torch group -> ONNX group, by mixq's export mapping (weights and inputs); Lite0 maps one to one."""
+    from mixq.export.from_torch import map_model
     from mixq.zoo.efficientnet_lite import efficientnet_lite0
 
-    return efficientnet_lite0()[0], str(onnx_path)
+    groups = map_model(efficientnet_lite0()[0], sample).mapping.groups
+    assert all(len(onnx_groups) == 1 for onnx_groups in groups.values()), groups
+    return {torch_group: onnx_groups[0] for torch_group, onnx_groups in groups.items()}
 
 
 # -- deploy ------------------------------------------------------------------------------------------
@@ -164,20 +167,27 @@ def step_deploy(onnx_path: Path, out: Path, threads: int) -> dict:
     ort_path = quantize_static(onnx_path, images, out)
     rows["ORT quantize_static int8"] = measure(ort_path, images, labels, reference, threads) | {
         "quantize_s": round(time.perf_counter() - started, 1)}
-    searches = {
-        "mixq W8A8 (uniform)": ("--candidates", "w8a8", "--budget", "bops<=1"),
-        "mixq W8A8/FP32, agreement>=0.99": ("--candidates", "w8a8,fp32", "--budget", "agreement>=0.99",
-                                            "--eval-samples", "500"),
+    searches = {  # label: (run directory, flags)
+        "mixq W8A8 (uniform)": ("deploy-w8a8", ("--candidates", "w8a8", "--budget", "bops<=1")),
+        "mixq W8A8/FP32, agreement>=0.99 (BOPs cost)": (
+            "deploy-agree-bops", ("--candidates", "w8a8,fp32", "--budget", "agreement>=0.99", "--eval-samples", "500")),
+        "mixq W8A8/FP32, agreement>=0.99 (measured latency cost)": (
+            "deploy-agree-latency", ("--candidates", "w8a8,fp32", "--budget", "agreement>=0.99", "--cost", "latency",
+                                     "--eval-samples", "500")),
     }
-    for label, flags in searches.items():
-        run = out / ("deploy-" + label.split(",")[0].split()[1].replace("/", "-").lower() + "-run")
+    for label, (name, flags) in searches.items():
+        run = out / (name + "-run")
         seconds = search(str(onnx_path), run, threads, *flags)
         target = run / "model.qdq.onnx"
         _, export_s = table1.mixq("export", str(onnx_path), "--plan", str(run / "plan.json"), "--data", str(DATA),
                                   "--preprocess", PREPROCESS, "-o", str(target), threads=threads)
         plan = json.loads((run / "plan.json").read_text())
         rows[label] = measure(target, images, labels, reference, threads) | {
-            "search_s": round(seconds, 1), "export_s": round(export_s, 1), "counts": plan["precision_counts"]}
+            "search_s": round(seconds, 1), "export_s": round(export_s, 1), "counts": plan["precision_counts"],
+            "costs": plan["costs"]}
+        table = run / "latency_table.json"
+        if table.exists():
+            rows[label]["latency_table"] = {k: v for k, v in json.loads(table.read_text()).items() if k != "entries"}
     for row in rows.values():
         row.pop("logits", None)
     return rows

@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 CACHE_ENV = "MIXQ_CACHE_DIR"
 TABLE_FILE = "latency_table.json"
 #: Bumped when what an entry measures changes, so old cache files are not reused.
-FORMAT = 1
+FORMAT = 2
 
 #: backend name -> "module:function" that measures a traced model's table (imported only when needed).
 MEASURERS = {"onnx": "mixq.backends.onnx.latency:measure_latency"}

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from mixq.backends.base import Progress, calibration_batches
+from mixq.backends.onnx.runtime import integer_kernel
 from mixq.backends.onnx.simulation import OnnxSimulation, collect_stats
 from mixq.backends.onnx.trace import node_inputs
 from mixq.core.precision import Precision
@@ -50,7 +51,7 @@ def output_tensors(proto: onnx.ModelProto, nodes: Mapping[str, Precision], int4:
     needed: dict[str, int] = {}
     for name, precision in nodes.items():
         node = by_name.get(name)
-        if node is None or not _integer_kernel(precision, int4):
+        if node is None or not integer_kernel(precision, int4):
             continue
         end = node.output[0]
         while len(consumers.get(end, [])) == 1 and consumers[end][0].op_type in _ABSORBED and end not in outputs:
@@ -71,11 +72,6 @@ def output_tensors(proto: onnx.ModelProto, nodes: Mapping[str, Precision], int4:
         if not quantizers:
             needed[end] = max(needed.get(end, 0), precision.act_bits)
     return needed
-
-
-def _integer_kernel(precision: Precision, int4: bool) -> bool:
-    return not precision.is_float and precision.act_bits <= 8 and precision.weight_bits <= 8 \
-        and (precision.weight_bits > 4 or not int4)
 
 
 def calibrate(sim: OnnxSimulation, needed: Mapping[str, int], calibration: np.ndarray,

@@ -1,6 +1,6 @@
 """Pandey et al.'s phase 2 (sections 3.3-3.4): walk down from the best configuration, one group at a time.
 
-Every group starts at its most expensive candidate. Each step moves the one group whose move to a
+Every group starts at its best candidate (least noise: the highest precision). Each step moves the one group whose move to a
 cheaper candidate adds the least predicted noise per unit of cost saved; whole quantizer groups
 move, so shared quantizers never disagree. Every step is a point of the trade-off curve, and a cost
 budget or a measured quality target then picks one point of it.
@@ -20,9 +20,14 @@ _Move = tuple[float, float, int, int]
 
 
 def start_choice(option: GroupOptions, primary: str) -> int:
-    """The most expensive candidate in the primary cost; among equals the least noisy, then the first."""
+    """The least noisy candidate; among equals the most expensive in the primary cost, then the first.
+
+    Under BOPs or size this is the highest precision, the paper's start. Under a measured cost it need
+    not be the most expensive one: an int8 kernel can be slower than float on a CPU without it, and a
+    candidate both costlier and noisier than another is never worth starting from (or moving to).
+    """
     costs = option.costs[primary]
-    return min(range(len(costs)), key=lambda c: (-costs[c], option.noise[c], c))
+    return min(range(len(costs)), key=lambda c: (option.noise[c], -costs[c], c))
 
 
 def best_move(option: GroupOptions, primary: str, current: int, position: int) -> _Move | None:

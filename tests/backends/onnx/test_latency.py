@@ -73,9 +73,13 @@ def test_integer_kernel_model_is_the_qdq_form_ort_fuses() -> None:
     t = traced()
     proto, feeds = kernel_model(t, t.graph["conv1"], W8A8)
     onnx.checker.check_model(proto)
-    # activation Q->DQ, int8 per-channel weights, int32 bias, the conv, and Q->DQ on its output
-    assert sorted(ops(proto)) == sorted(["QuantizeLinear", "DequantizeLinear", "DequantizeLinear",
-                                         "DequantizeLinear", "Conv", "QuantizeLinear", "DequantizeLinear"])
+    # uint8 in (what the previous integer kernel hands over) -> DQ, int8 per-channel weights, int32 bias,
+    # the conv, and the next kernel's QuantizeLinear: ORT fuses all of it into one QLinearConv
+    assert sorted(ops(proto)) == sorted(["DequantizeLinear", "DequantizeLinear", "DequantizeLinear", "Conv",
+                                         "QuantizeLinear"])
+    assert [i.type.tensor_type.elem_type for i in proto.graph.input] == [onnx.TensorProto.UINT8]
+    assert [o.type.tensor_type.elem_type for o in proto.graph.output] == [onnx.TensorProto.UINT8]
+    assert feeds["x::int8"].dtype == np.uint8
     inits = {i.name: i for i in proto.graph.initializer}
     assert inits["w1::w8_q"].data_type == onnx.TensorProto.INT8
     assert inits["b1::int32_q"].data_type == onnx.TensorProto.INT32
@@ -103,8 +107,8 @@ def test_wide_narrow_and_fp16_kernel_models() -> None:
 def test_activation_matmul_quantizes_both_operands() -> None:
     t = OnnxBackend().trace(GRAPHS.attention(), np.ones((1, 4, 6), np.float32), parse_candidates("w8a8"))
     proto, feeds = kernel_model(t, t.graph["scores"], W8A8)
-    assert sorted(feeds) == ["kt", "q"]
-    assert ops(proto).count("QuantizeLinear") == 3  # q, kt and the output
+    assert sorted(feeds) == ["kt::int8", "q::int8"]  # both operands arrive as 8-bit tensors
+    assert ops(proto).count("DequantizeLinear") == 2 and ops(proto).count("QuantizeLinear") == 1  # + the output
     assert run(proto, feeds)[0].shape == (1, 4, 4)
 
 
@@ -112,7 +116,7 @@ def test_timer_takes_the_median_of_repeated_runs_after_warmup() -> None:
     t = traced()
     proto, feeds = kernel_model(t, t.graph["fc"], FP32)
     clock = FakeClock(0.002)
-    ms, graph_ops = Timer(threads=1, warmup=2, min_runs=5, min_seconds=0.0, clock=clock).measure(proto, feeds)
+    ms, graph_ops = Timer(threads=1, warmup=2, min_runs=5, min_seconds=0.0, clock=clock, kernels_only=False).measure(proto, feeds)
     assert ms == pytest.approx(2.0)
     assert clock.calls == 2 * 5  # warm-up runs are not timed
     assert kernel_of(graph_ops) == "Gemm"
@@ -132,7 +136,7 @@ def test_kernel_of_ignores_plumbing() -> None:
 
 def test_measure_latency_fills_the_table_records_fused_kernels_and_caches_it() -> None:
     t = traced(candidates="fp32,w8a8")
-    timer = Timer(threads=1, warmup=0, min_runs=1, min_seconds=0.0, clock=FakeClock(0.001))
+    timer = Timer(threads=1, warmup=0, min_runs=1, min_seconds=0.0, clock=FakeClock(0.001), kernels_only=False)
     calls: list[tuple[str, int, int]] = []
     table = measure_latency(t, timer=timer, progress=lambda *a: calls.append(a))
     assert set(table.entries) == {(g.id, p) for g in t.graph for p in (FP32, W8A8)}
@@ -206,7 +210,31 @@ def test_a_bias_shared_through_identity_is_a_constant_and_fuses() -> None:
                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])], inits)
     t = OnnxBackend().trace(model, GRAPHS.images(1), parse_candidates("w8a8"))
     proto, feeds = kernel_model(t, t.graph["conv"], W8A8)
-    assert list(feeds) == ["x"]  # the bias is not fed as data
+    assert list(feeds) == ["x::int8"]  # the bias is not fed as data
     assert "b_shared::int32_q" in {i.name for i in proto.graph.initializer}
     _, graph_ops = Timer(threads=1, warmup=0, min_runs=1, min_seconds=0.0).measure(proto, feeds)
     assert kernel_of(graph_ops) == "QLinearConv"
+
+
+def test_kernel_time_sums_compute_nodes_per_run_and_skips_layout_changes(tmp_path) -> None:
+    import json
+
+    from mixq.backends.onnx.latency import _kernel_ms
+
+    def node(op: str, dur: int) -> dict:
+        return {"cat": "Node", "name": f"{op}_kernel_time", "dur": dur, "args": {"op_name": op}}
+
+    events = [{"cat": "Session", "name": "model_run", "dur": 999}]
+    for conv in (900, 800, 100, 120, 110):  # two warm-up runs, then three timed ones
+        events += [node("Transpose", 50), node("QLinearConv", conv), node("Add", 10), node("Transpose", 40)]
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps(events))
+    assert _kernel_ms(str(profile), warmup=2, runs=3) == pytest.approx(0.120)  # median of 110, 130, 120 us
+    assert _kernel_ms(str(profile), warmup=1, runs=3) is None  # events do not split into the runs made
+
+
+def test_a_real_kernel_timing_counts_no_layout_nodes() -> None:
+    t = traced()
+    proto, feeds = kernel_model(t, t.graph["conv1"], Precision.parse("fp32"))
+    ms, graph_ops = Timer(threads=1, warmup=1, min_runs=3, min_seconds=0.0).measure(proto, feeds)
+    assert ms > 0 and kernel_of(graph_ops).split("[")[0] == "Conv"

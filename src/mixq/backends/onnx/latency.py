@@ -6,15 +6,17 @@ For one (group, precision) a small model holds just the group's node(s) at their
 - ``fp32``: the node as it is;
 - ``fp16``: activations cast to float16 and back, weights stored as float16 and cast (the CPU EP has no
   general float16 kernels, so the exported fp16 model runs exactly this);
-- ``wNaM``: ``QuantizeLinear -> DequantizeLinear`` on the activation input(s) (uint8, uint16 above 8
-  bits, a ``Clip`` first below 8), integer weights (INT4 up to 4 bits, int8, int16 above 8) with a
-  per-channel ``DequantizeLinear``, an int32 bias (8-bit kernels), and a ``QuantizeLinear ->
-  DequantizeLinear`` on the op's output, standing in for the next group's quantizer, so ONNX Runtime
-  can fuse ``DQ -> op -> Q`` into QLinearConv / QGemm / QLinearMatMul. What it really ran is read from
-  its optimized graph and stored with the time.
+- ``wNaM`` that ORT runs as an integer kernel (8-bit activations, weights stored in int8): the 8-bit
+  activation as the graph input, its ``DequantizeLinear``, int8 per-channel weights, an int32 bias and a
+  ``QuantizeLinear`` on the output, which ORT fuses into one QLinearConv / QGemm / QLinearMatMul taking
+  and giving 8-bit tensors, as inside a chain of integer groups;
+- other ``wNaM`` (INT4 weights, 16-bit activations): float in, ``QuantizeLinear -> DequantizeLinear`` on
+  the activation input(s) (a ``Clip`` first below 8 bits), integer weights with a ``DequantizeLinear``,
+  float out: ORT dequantizes and runs a float kernel, as in the exported file. What it really ran is read
+  from its optimized graph and stored with the time.
 
-Each entry therefore includes one activation quantize and one dequantize; a chain of fused integer
-kernels pays those only at its ends, so sums over integer groups lean high on very small layers.
+The table is additive: where a float group meets an integer one, the exported model also pays a
+quantize or dequantize, which no entry holds.
 Quantizer values do not change the time, so scales are fixed rather than calibrated.
 """
 
@@ -37,6 +39,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from mixq.backends.base import Progress
+from mixq.backends.onnx.runtime import integer_kernel
 from mixq.backends.onnx.trace import OnnxSite
 from mixq.core.graph import QuantizerGroup
 from mixq.core.precision import Precision, QuantScheme
@@ -66,12 +69,16 @@ class Timer:
     max_runs: int = 200
     min_seconds: float = 0.05
     clock: Callable[[], float] = time.perf_counter
+    #: Time only the compute kernels (ORT's profiler), not the layout changes an op alone needs: in a
+    #: network ORT keeps consecutive convs in its blocked (NCHWc) or NHWC layout, so the Reorder/Transpose
+    #: around an isolated op would otherwise count as much as the op itself.
+    kernels_only: bool = True
 
     def settings(self) -> dict[str, Any]:
         return {"threads": self.threads, "warmup": self.warmup, "min_runs": self.min_runs,
-                "max_runs": self.max_runs, "min_seconds": self.min_seconds}
+                "max_runs": self.max_runs, "min_seconds": self.min_seconds, "kernels_only": self.kernels_only}
 
-    def session(self, proto: onnx.ModelProto, optimized: str | None = None) -> Any:
+    def session(self, proto: onnx.ModelProto, optimized: str | None = None, profile: str | None = None) -> Any:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -82,6 +89,9 @@ class Timer:
             options.intra_op_num_threads = self.threads
         if optimized is not None:
             options.optimized_model_filepath = optimized
+        if profile is not None:
+            options.enable_profiling = True
+            options.profile_file_prefix = profile
         return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def measure(self, proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tuple[float, list[str]]:
@@ -89,22 +99,40 @@ class Timer:
         with tempfile.TemporaryDirectory() as tmp:
             target = str(Path(tmp) / "optimized.onnx")
             try:
-                sess = self.session(proto, target)
+                sess = self.session(proto, target, str(Path(tmp) / "profile") if self.kernels_only else None)
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
                 raise UnsupportedModelError(f"ONNX Runtime cannot run a kernel model: {first}") from None
             ops = [_label(node) for node in onnx.load(target).graph.node] if os.path.isfile(target) else []
-        for _ in range(self.warmup):
-            sess.run(None, feeds)
-        times: list[float] = []
-        spent = 0.0
-        while len(times) < self.max_runs and (len(times) < self.min_runs or spent < self.min_seconds):
-            started = self.clock()
-            sess.run(None, feeds)
-            elapsed = self.clock() - started
-            times.append(elapsed * 1e3)
-            spent += elapsed
+            for _ in range(self.warmup):
+                sess.run(None, feeds)
+            times: list[float] = []
+            spent = 0.0
+            while len(times) < self.max_runs and (len(times) < self.min_runs or spent < self.min_seconds):
+                started = self.clock()
+                sess.run(None, feeds)
+                elapsed = self.clock() - started
+                times.append(elapsed * 1e3)
+                spent += elapsed
+            if self.kernels_only:
+                kernels = _kernel_ms(sess.end_profiling(), self.warmup, len(times))
+                if kernels is not None:
+                    return kernels, ops
         return float(statistics.median(times)), ops
+
+
+def _kernel_ms(profile: str, warmup: int, runs: int) -> float | None:
+    """Median over the timed runs of the summed durations of compute nodes in ORT's profile (None: none)."""
+    events = json.loads(Path(profile).read_text())
+    durations = [event["dur"] for event in events
+                 if event.get("cat") == "Node" and str(event.get("name", "")).endswith("_kernel_time")
+                 and event.get("args", {}).get("op_name") not in _PLUMBING]
+    total = warmup + runs
+    if not durations or len(durations) % total:
+        return None
+    per_run = len(durations) // total
+    sums = [sum(durations[i * per_run:(i + 1) * per_run]) for i in range(warmup, total)]
+    return float(statistics.median(sums)) / 1e3  # microseconds -> ms
 
 
 def _label(node: onnx.NodeProto) -> str:
@@ -150,6 +178,31 @@ class _Builder:
             self.feeds[name] = self.rng.standard_normal(shape).astype(np.float32)
         return name
 
+    def integer_activation(self, name: str, bits: int, symmetric: bool) -> tuple[str, float]:
+        """An 8-bit graph input (as the previous integer kernel hands it over) and its DequantizeLinear."""
+        key = ("int_input", name, bits, symmetric)
+        scale, dtype, zero = self._quant_values(bits, symmetric)
+        if key not in self.made:
+            shape = self.shape(name)
+            quantized = f"{name}::int{bits}"
+            self.inputs[quantized] = helper.make_tensor_value_info(quantized, dtype, list(shape))
+            low, high = (-128, 127) if dtype == _T.INT8 else (0, 255)
+            np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
+            self.feeds[quantized] = self.rng.integers(low, high + 1, size=shape).astype(np_dtype)
+            base = f"{name}::q{bits}"
+            scale_name = self.init(base + "_scale", np.asarray(scale, np.float32))
+            zero_name = self.init(base + "_zero", np.asarray(zero, np_dtype))
+            self.made[key] = self.add("DequantizeLinear", [quantized, scale_name, zero_name], base + "_dq")
+        return self.made[key], scale
+
+    def _quant_values(self, bits: int, symmetric: bool) -> tuple[float, int, int]:
+        """Fixed scale, container type and zero-point of an activation quantizer (values do not change time)."""
+        qmin, qmax = integer_range(bits, symmetric)
+        container = bits if bits in (8, 16) else (8 if bits < 8 else 16)
+        dtype = {(8, False): _T.UINT8, (8, True): _T.INT8, (16, False): _T.UINT16, (16, True): _T.INT16}[
+            (container, symmetric)]
+        return 4.0 / (2 ** bits - 1), dtype, 0 if symmetric else (qmin + qmax + 1) // 2
+
     def init(self, name: str, values: np.ndarray | onnx.TensorProto) -> str:
         if name not in self.inits:
             tensor = values if isinstance(values, onnx.TensorProto) else numpy_helper.from_array(values, name)
@@ -174,18 +227,13 @@ class _Builder:
     def qdq(self, name: str, bits: int, symmetric: bool, clip: bool = True) -> tuple[str, float]:
         """Quantize -> dequantize ``name`` at ``bits`` (fixed scale); returns the output and the scale."""
         key = ("qdq", name, bits, symmetric)
-        scale = 4.0 / (2 ** bits - 1)
+        scale, dtype, zero = self._quant_values(bits, symmetric)
         if key in self.made:
             return self.made[key], scale
         qmin, qmax = integer_range(bits, symmetric)
-        container = bits if bits in (8, 16) else (8 if bits < 8 else 16)
-        signed = symmetric
-        dtype = {(8, False): _T.UINT8, (8, True): _T.INT8, (16, False): _T.UINT16, (16, True): _T.INT16}[
-            (container, signed)]
-        zero = 0 if symmetric else (qmin + qmax + 1) // 2
         base = f"{name}::q{bits}"
         source = name
-        if clip and bits != container:
+        if clip and bits not in (8, 16):
             low, high = np.float32((qmin - zero) * scale), np.float32((qmax - zero) * scale)
             source = self.add("Clip", [name, self.init(base + "_lo", np.asarray(low)),
                                        self.init(base + "_hi", np.asarray(high))], base + "_clipped")
@@ -251,6 +299,7 @@ class _Builder:
         wires = list(node.input)
         act_scale = 1.0
         data = set(site.act_inputs) | ({site.second_act} if site.second_act is not None else set())
+        fused = integer_kernel(precision, int4=True)  # as mixq.export writes it (INT4 weights by default)
         bias_input = 2 if node.op_type in ("Conv", "ConvTranspose", "Gemm") and len(node.input) > 2 else None
         bias = None
         for position, name in enumerate(node.input):
@@ -260,19 +309,24 @@ class _Builder:
             if value is not None:
                 wires[position] = self.init(name, value)
                 bias = value if position == bias_input else bias
-            else:
+            elif not fused:
                 wires[position] = self.activation(name)
+        symmetric = self.scheme.act_symmetric
         if not precision.keeps_float32:
             for position in site.act_inputs:
                 if precision.is_float:
                     wires[position] = self.cast16(wires[position])
+                elif fused:
+                    wires[position], act_scale = self.integer_activation(node.input[position], precision.act_bits,
+                                                                         symmetric)
                 else:
-                    wires[position], act_scale = self.qdq(wires[position], precision.act_bits,
-                                                          self.scheme.act_symmetric)
+                    wires[position], act_scale = self.qdq(wires[position], precision.act_bits, symmetric)
             if site.second_act is not None:
-                wires[site.second_act] = (self.cast16(wires[site.second_act]) if precision.is_float else
-                                          self.qdq(wires[site.second_act], precision.weight_bits,
-                                                   self.scheme.act_symmetric)[0])
+                second = node.input[site.second_act]
+                wires[site.second_act] = (
+                    self.cast16(wires[site.second_act]) if precision.is_float else
+                    self.integer_activation(second, precision.weight_bits, symmetric)[0] if fused else
+                    self.qdq(wires[site.second_act], precision.weight_bits, symmetric)[0])
             if site.weight_input is not None and site.weight_key is not None:
                 key = site.weight_key
                 if precision.is_float:
@@ -290,11 +344,17 @@ class _Builder:
                             wires[bias_input] = quantized
         del node.input[:]
         node.input.extend(wires)
-        output = node.output[0]
         self.nodes.append(node)
-        if not precision.is_float:  # the next group's quantizer, so DQ -> op -> Q can fuse
-            output, _ = self.qdq(output, precision.act_bits, self.scheme.act_symmetric, clip=False)
-        self.outputs.append(helper.make_tensor_value_info(output, _T.FLOAT, list(self.shape(node.output[0]))))
+        shape = list(self.shape(node.output[0]))
+        if fused:  # the next group's QuantizeLinear: DQ -> op -> Q fuses, 8 bits out as into the next kernel
+            scale, dtype, zero = self._quant_values(precision.act_bits, symmetric)
+            base = f"{node.output[0]}::out"
+            output = self.add("QuantizeLinear", [
+                node.output[0], self.init(base + "_scale", np.asarray(scale, np.float32)),
+                self.init(base + "_zero", np.asarray(zero, helper.tensor_dtype_to_np_dtype(dtype)))], base)
+            self.outputs.append(helper.make_tensor_value_info(output, dtype, shape))
+        else:
+            self.outputs.append(helper.make_tensor_value_info(node.output[0], _T.FLOAT, shape))
 
     def proto(self) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, "mixq_kernel", list(self.inputs.values()), self.outputs,

@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from mixq.core.precision import Precision
 from mixq.errors import DataError, UnsupportedModelError
 
 
@@ -104,3 +105,9 @@ def with_outputs(proto: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProt
             out.graph.output.append(info)
             existing.add(name)
     return out
+
+
+def integer_kernel(precision: Precision, int4: bool) -> bool:
+    """Whether ORT runs a group at ``precision`` as an integer kernel (both operands in 8-bit containers)."""
+    return not precision.is_float and precision.act_bits <= 8 and precision.weight_bits <= 8 \
+        and (precision.weight_bits > 4 or not int4)
