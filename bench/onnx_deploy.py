@@ -118,7 +118,7 @@ def measure(path: Path, images: np.ndarray, labels: np.ndarray, reference: np.nd
     import onnx
     import onnxruntime as ort
 
-    from mixq.export.checks import fused_ops, latency_ms
+    from mixq.export.checks import fused_ops
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -129,13 +129,31 @@ def measure(path: Path, images: np.ndarray, labels: np.ndarray, reference: np.nd
     predicted = logits.argmax(1)
     proto = onnx.load(str(path))
     row = {"top1": float(np.mean(predicted == labels)), "file_bytes": path.stat().st_size,
-           "latency_ms": latency_ms(proto, name, images[:1], runs=200, warmup=20, threads=threads),
-           "fused": fused_ops(proto)}
+           "fused": fused_ops(proto), "path": str(path)}
     if reference is not None:
         row["agreement"] = float(np.mean(predicted == reference.argmax(1)))
         row["sqnr_db"] = float(10 * np.log10(np.sum(reference.astype(np.float64) ** 2)
                                              / np.sum((reference.astype(np.float64) - logits) ** 2)))
     return row | {"logits": logits}
+
+
+def latencies(rows: dict[str, dict], image: np.ndarray, threads: int, rounds: int = 5) -> None:
+    """Batch-1 latency of every row's file, measured in interleaved rounds (each the median of 100 runs
+    after 10 warm-up runs): two shared cores drift, and interleaving spreads the drift over all files.
+    Adds ``latency_ms`` (median over rounds) and ``latency_spread_ms`` (min and max round)."""
+    import onnx
+
+    from mixq.export.checks import latency_ms
+
+    protos = {label: onnx.load(row["path"]) for label, row in rows.items()}
+    name = protos[next(iter(protos))].graph.input[0].name
+    times: dict[str, list[float]] = {label: [] for label in rows}
+    for _ in range(rounds):
+        for label, proto in protos.items():
+            times[label].append(latency_ms(proto, name, image, runs=100, warmup=10, threads=threads))
+    for label, measured in times.items():
+        rows[label]["latency_ms"] = float(np.median(measured))
+        rows[label]["latency_spread_ms"] = [min(measured), max(measured)]
 
 
 def quantize_static(onnx_path: Path, images: np.ndarray, out: Path) -> Path:
@@ -184,10 +202,16 @@ def step_deploy(onnx_path: Path, out: Path, threads: int) -> dict:
         plan = json.loads((run / "plan.json").read_text())
         rows[label] = measure(target, images, labels, reference, threads) | {
             "search_s": round(seconds, 1), "export_s": round(export_s, 1), "counts": plan["precision_counts"],
-            "costs": plan["costs"]}
+            "costs": plan["costs"], "searched_quality": plan["quality"]}
         table = run / "latency_table.json"
         if table.exists():
             rows[label]["latency_table"] = {k: v for k, v in json.loads(table.read_text()).items() if k != "entries"}
+        if "agreement" in label:  # the same plan written exactly as simulated
+            exact = run / "model.exact.qdq.onnx"
+            table1.mixq("export", str(onnx_path), "--plan", str(run / "plan.json"), "--data", str(DATA),
+                        "--preprocess", PREPROCESS, "-o", str(exact), "--no-output-quantizers", threads=threads)
+            rows[label + ", --no-output-quantizers"] = measure(exact, images, labels, reference, threads)
+    latencies(rows, images[:1], threads)
     for row in rows.values():
         row.pop("logits", None)
     return rows
@@ -203,9 +227,12 @@ def step_tuneqn(onnx_path: Path, out: Path, threads: int) -> dict:
     target = run / "model.qdq.onnx"
     table1.mixq("export", str(onnx_path), "--plan", str(run / "plan.json"), "--data", str(DATA), "--preprocess",
                 PREPROCESS, "-o", str(target), threads=threads)
-    reference = measure(onnx_path, images, labels, None, threads)["logits"]
-    exported = measure(target, images, labels, reference, threads)
+    rows = {"float": measure(onnx_path, images, labels, None, threads)}
+    rows["tuneqn"] = measure(target, images, labels, rows["float"].pop("logits"), threads)
+    latencies(rows, images[:1], threads)
+    exported = rows["tuneqn"]
     exported.pop("logits")
+    exported["float_latency_ms"] = rows["float"]["latency_ms"]
     plan = json.loads((run / "plan.json").read_text())
     return {"search_s": round(seconds, 1), "state": state, "exported": exported, "counts": plan["precision_counts"]}
 

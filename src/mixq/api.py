@@ -231,8 +231,13 @@ def _tuneqn(session: Session, config: SearchConfig, run: RunDirectory | None, ev
     key = {**_run_key(session, config), "candidates": [str(p) for p in config.candidates],
            "restrictions": [str(r) for r in config.restrictions], "hardware": config.hardware,
            "cost": config.cost, "eval_samples": len(evaluator.data)}
+    measure = None
+    if session.backend.name == "onnx":  # the paper's runtime objectives: the exported file's size and latency
+        from mixq.export.measure import deployed_costs
+
+        measure = deployed_costs(session.sim, session.calibration, config.threads)  # type: ignore[arg-type]
     result = run_tuneqn(session.sim, session.calibration, problem, evaluator.quality, config.cost_budgets, target,
-                        float_quality, run.file(TUNEQN_STATE) if run else None, key,
+                        float_quality, run.file(TUNEQN_STATE) if run else None, key, measure=measure,
                         max_iterations=config.max_evaluations, progress=progress)
     session.timings["tuneqn_s"] = time.perf_counter() - started
     sensitivity, outcome = tuneqn_outcome(result, problem, len(session.calibration))

@@ -28,6 +28,7 @@ from mixq.core.precision import Precision, QuantScheme  # noqa: E402
 from mixq.data.dataset import ArrayDataset  # noqa: E402
 from mixq.errors import UnsupportedModelError  # noqa: E402
 from mixq.evaluation import Evaluator  # noqa: E402
+from mixq.export import export as export_plan  # noqa: E402
 from mixq.strategies.tuneqn import layer_errors, ranking, run_tuneqn  # noqa: E402
 from mixq.testing.models import ResidualNet, random_images  # noqa: E402
 
@@ -179,6 +180,13 @@ def test_search_on_onnx_writes_a_plan_and_a_checkpoint_and_resumes(tmp_path: Pat
     state = json.loads((tmp_path / "run" / "tuneqn.json").read_text())
     assert len(state["iterations"]) == groups + 1 and sorted(state["ranking"]) == sorted(OUTPUTS)
     assert set(first.sensitivity.sqnr_db) == {(g.id, p) for g in first.graph for p in g.candidates}
+
+    # the runtime objectives of IV-E: each configuration written as the exported QDQ file and timed
+    assert all(it["measured"]["latency_ms"] > 0 for it in state["iterations"])
+    quantized = Assignment({g.id: Precision.parse("w8a8") for g in first.graph})  # iteration 0
+    report = export_plan(model, quantized, images, tmp_path / "w8a8.onnx", num_samples=16, check_samples=0)
+    assert state["iterations"][0]["measured"]["file_bytes"] == report.file_bytes
+    assert len({it["measured"]["file_bytes"] for it in state["iterations"]}) == groups + 1
 
     state["iterations"] = state["iterations"][:2]  # killed after two iterations
     (tmp_path / "run" / "tuneqn.json").write_text(json.dumps(state))

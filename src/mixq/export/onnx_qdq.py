@@ -159,6 +159,19 @@ class QdqWriter:
         self.made[key] = base + "_dq"
         return base + "_dq"
 
+    def dynamic_qdq(self, tensor: str) -> str:
+        """``DynamicQuantizeLinear -> DequantizeLinear``: uint8 with this run's range, ORT's dynamic mode."""
+        key = ("dynamic", tensor)
+        if key not in self.made:
+            base = f"{tensor}::dyn"
+            self.emit(tensor, [
+                helper.make_node("DynamicQuantizeLinear", [tensor], [base + "_q", base + "_scale", base + "_zero"],
+                                 name=base + "_quantize"),
+                helper.make_node("DequantizeLinear", [base + "_q", base + "_scale", base + "_zero"], [base + "_dq"],
+                                 name=base + "_dequantize")])
+            self.made[key] = base + "_dq"
+        return self.made[key]
+
     def cast16(self, tensor: str) -> str:
         key = ("cast16", tensor)
         if key not in self.made:
@@ -273,8 +286,10 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, in
                 proto.opset_import.append(helper.make_opsetid("com.microsoft", 1))
     if opset(proto) < INT4_OPSET:
         int4 = False
-    writer = QdqWriter(proto, int4, wide_domain)
     scheme = quant.scheme
+    if scheme.act_dynamic:
+        notes.append("activations quantized dynamically (DynamicQuantizeLinear: uint8, each run's range)")
+    writer = QdqWriter(proto, int4, wide_domain)
     integer_nodes: dict[str, Precision] = {}
     for group_id, precision in precisions.items():
         group = sim.graph[group_id]
@@ -292,7 +307,7 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, in
     if folded:
         notes.append(f"moved {folded} zero Pad node(s) into their convs' padding (exact; lets ONNX Runtime fuse the "
                      "convs that produce them)")
-    if calibration is not None:
+    if calibration is not None and not scheme.act_dynamic:  # static output ranges would not fit dynamic inputs
         proto, added = _add_output_quantizers(proto, sim, integer_nodes, calibration, int4, wide_domain, progress)
         if added:
             notes.append(f"added {added} output quantizer(s) outside the search's simulation so ONNX Runtime can "
@@ -337,12 +352,23 @@ def _rewrite_site(writer: QdqWriter, node: onnx.NodeProto, site: OnnxSite, preci
             node.input[site.weight_input] = writer.weight_fp16(site.weight_key, quant.weights[site.weight_key])
         return
     act_params = None
-    for p in site.act_inputs:
-        act_params = quant.act_params(site.op.inputs[p], precision.act_bits)
-        node.input[p] = writer.qdq(node.input[p], act_params)
-    if site.second_act is not None:
-        params = quant.act_params(site.op.inputs[site.second_act], precision.weight_bits)
-        node.input[site.second_act] = writer.qdq(node.input[site.second_act], params)
+    if quant.scheme.act_dynamic:
+        operands = [precision.act_bits] + ([precision.weight_bits] if site.second_act is not None else [])
+        if any(bits != 8 for bits in operands):
+            raise ConfigError(f"dynamic activation quantization exports as ONNX's DynamicQuantizeLinear, which is "
+                              f"8-bit only; the plan puts {site.node} at {precision}: search with 8-bit activations "
+                              "(e.g. --candidates w8a8,w4a8,fp32) or without --dynamic")
+        for p in site.act_inputs:
+            node.input[p] = writer.dynamic_qdq(node.input[p])
+        if site.second_act is not None:
+            node.input[site.second_act] = writer.dynamic_qdq(node.input[site.second_act])
+    else:
+        for p in site.act_inputs:
+            act_params = quant.act_params(site.op.inputs[p], precision.act_bits)
+            node.input[p] = writer.qdq(node.input[p], act_params)
+        if site.second_act is not None:
+            params = quant.act_params(site.op.inputs[site.second_act], precision.weight_bits)
+            node.input[site.second_act] = writer.qdq(node.input[site.second_act], params)
     if site.weight_input is None or site.weight_key is None:
         return
     wparams = quant.weight_params(site.weight_key, precision.weight_bits)

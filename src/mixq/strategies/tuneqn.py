@@ -38,6 +38,7 @@ from mixq.core.quality import Quality
 from mixq.errors import InfeasibleBudgetError, RunDirectoryError
 from mixq.plan import write_json
 from mixq.core.tables import SensitivityTable
+from mixq.cost.bops import Bops
 from mixq.solvers.base import AllocationProblem, ParetoCurve
 from mixq.solvers.loop import LoopResult
 from mixq.solvers.pareto import non_dominated_sort
@@ -62,14 +63,16 @@ class LayerError:
     local_sqnr_db: dict[str, float] = field(default_factory=dict)  # per candidate: the group's own output SQNR
 
 
-def _cheapest(graph: QuantGraph, problem: AllocationProblem) -> Assignment:
-    primary = problem.primary
-    return Assignment({g.id: min(g.candidates, key=lambda p: problem.costs[primary].cost(g, p)) for g in graph})
+def _lowest(graph: QuantGraph) -> Assignment:
+    """Every group at its lowest precision (by BOPs: bit widths, whatever cost the search budgets)."""
+    bops = Bops()
+    return Assignment({g.id: min(g.candidates, key=lambda p: bops.cost(g, p)) for g in graph})
 
 
-def _dearest(graph: QuantGraph, problem: AllocationProblem) -> Assignment:
-    primary = problem.primary
-    return Assignment({g.id: max(g.candidates, key=lambda p: problem.costs[primary].cost(g, p)) for g in graph})
+def _highest(graph: QuantGraph) -> Assignment:
+    """Every group at its highest precision (a measured latency can rank float below int8)."""
+    bops = Bops()
+    return Assignment({g.id: max(g.candidates, key=lambda p: bops.cost(g, p)) for g in graph})
 
 
 def layer_errors(sim: Simulation, inputs: np.ndarray, quantized: Assignment, batch_size: int = 8,
@@ -234,7 +237,7 @@ def run_tuneqn(
 ) -> TuneQnResult:
     """The whole strategy; every finished iteration is saved before the next starts."""
     graph = problem.graph
-    low, high = _cheapest(graph, problem), _dearest(graph, problem)
+    low, high = _lowest(graph), _highest(graph)
     state = load_state(state_path, key) if state_path is not None else None
     if state is None:
         errors = layer_errors(sim, calibration, low, progress=progress)

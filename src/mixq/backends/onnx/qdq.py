@@ -115,16 +115,22 @@ class Feed:
         if self.kind == "weight":
             return quant.weight(self.key, precision)
         bits = precision.act_bits if self.role == "act" else precision.weight_bits
+        if self.kind == "qmax":  # dynamic ranges: only the width is known in advance
+            return np.asarray((1 << bits) - 1, np.float32)
         return np.asarray(quant.act_values(self.key, bits)[self.kind])
 
 
 def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: Mapping[str, Precision],
-               quant: Quantizers | None, parametric: bool = False) -> tuple[onnx.ModelProto, list[Feed]]:
+               quant: Quantizers | None, parametric: bool = False,
+               dynamic: bool | None = None) -> tuple[onnx.ModelProto, list[Feed]]:
     """A copy of ``proto`` with each site (by node name) fake-quantized at its precision.
 
     With ``parametric``, quantizer parameters and quantized weights are graph inputs (``Feed``s), so one
-    session serves every integer precision (or every float16 one) of the same sites.
+    session serves every integer precision (or every float16 one) of the same sites. ``dynamic``
+    (default: the scheme's ``act_dynamic``) computes activation ranges from each run's tensor.
     """
+    if dynamic is None:
+        dynamic = quant is not None and quant.scheme.act_dynamic
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     graph = out.graph
@@ -149,6 +155,14 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
                                       name=prefix + "_cast16"),
                      helper.make_node("Cast", [prefix + "_h"], [prefix], to=onnx.TensorProto.FLOAT,
                                       name=prefix + "_cast32")]
+        elif dynamic:
+            qmax = f"{prefix}_qmax"
+            if parametric:
+                feeds.append(Feed(qmax, "qmax", tensor, role))
+                new_inputs.append(helper.make_tensor_value_info(qmax, onnx.TensorProto.FLOAT, []))
+            else:
+                new_inits[qmax] = np.asarray((1 << bits) - 1, np.float32)  # type: ignore[operator]
+            nodes = dynamic_fake_quant(tensor, prefix, qmax, new_inits)
         else:
             names = {k: f"{prefix}_{k}" for k in _PARAMS}
             if parametric:
@@ -205,6 +219,30 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
     graph.input.extend(new_inputs)
     drop_unused_initializers(graph)
     return out, feeds
+
+
+def dynamic_fake_quant(tensor: str, prefix: str, qmax: str, inits: dict[str, np.ndarray]) -> list[onnx.NodeProto]:
+    """Asymmetric per-tensor fake quantization with this run's min/max (zero included), as ORT's dynamic
+    quantization and the torch backend's ``act_dynamic`` compute it; ``qmax`` names ``2**bits - 1``."""
+    inits[prefix + "_zero0"] = np.asarray(0.0, np.float32)
+    inits[prefix + "_tiny"] = np.asarray(1e-12, np.float32)
+
+    def node(op: str, inputs: list[str], out: str, **attrs: object) -> onnx.NodeProto:
+        return helper.make_node(op, inputs, [prefix + out], name=prefix + out + "_node", **attrs)
+
+    p = prefix
+    return [
+        node("ReduceMin", [tensor], "_min", keepdims=0), node("Min", [p + "_min", p + "_zero0"], "_lo"),
+        node("ReduceMax", [tensor], "_max", keepdims=0), node("Max", [p + "_max", p + "_zero0"], "_hi"),
+        node("Sub", [p + "_hi", p + "_lo"], "_width"), node("Div", [p + "_width", qmax], "_step"),
+        node("Max", [p + "_step", p + "_tiny"], "_scale"), node("Reciprocal", [p + "_scale"], "_inv"),
+        node("Neg", [p + "_lo"], "_neg"), node("Div", [p + "_neg", p + "_scale"], "_z"),
+        node("Round", [p + "_z"], "_zr"), node("Clip", [p + "_zr", p + "_zero0", qmax], "_zero"),
+        node("Mul", [tensor, p + "_inv"], "_s"), node("Round", [p + "_s"], "_r"),
+        node("Add", [p + "_r", p + "_zero"], "_q"), node("Clip", [p + "_q", p + "_zero0", qmax], "_c"),
+        node("Sub", [p + "_c", p + "_zero"], "_d"), helper.make_node("Mul", [p + "_d", p + "_scale"], [prefix],
+                                                                     name=prefix + "_mul"),
+    ]
 
 
 def drop_unused_initializers(graph: onnx.GraphProto) -> None:

@@ -210,7 +210,7 @@ class OnnxSimulation:
                                                 model.batch)
             kind = Precision(16, 16, is_float=True) if is_float else Precision(8, 8)
             proto, feeds = fake_quant(proto, self._group_sites[group], {s.node: kind for s in self._group_sites[group]},
-                                      None, parametric=True)
+                                      None, parametric=True, dynamic=self.quantizers.scheme.act_dynamic)
             runner = Runner(proto, None, model.fixed_batch, f"the phase-1 part of group {group}", arena=True)
             part = _Part(runner, boundary, outputs, feeds)
             self._parts[key] = part
@@ -263,7 +263,8 @@ class OnnxSimulation:
             proto = with_outputs(proto, layer.outputs)
             kind = Precision(16, 16, is_float=True) if is_float else Precision(8, 8)
             sites = self._group_sites[group]
-            proto, feeds = fake_quant(proto, sites, {s.node: kind for s in sites}, None, parametric=True)
+            proto, feeds = fake_quant(proto, sites, {s.node: kind for s in sites}, None, parametric=True,
+                                      dynamic=self.quantizers.scheme.act_dynamic)
             runner = Runner(proto, None, model.fixed_batch, f"the layer of group {group}", arena=False)
             part = _Part(runner, boundary, list(layer.outputs), feeds)
             self._locals[key] = part
