@@ -174,3 +174,21 @@ def test_a_bias_shared_through_identity_still_becomes_int32(tmp_path):
         assert dequantize.op_type == "DequantizeLinear", conv.name
         assert inits[dequantize.input[0]].data_type == TensorProto.INT32
     assert report.fused.get("QLinearConv") == 2, report.fused
+
+
+def test_a_float_group_between_integer_groups_stays_float(tmp_path):
+    """ORT quantizes a float conv that reads a DequantizeLinear and feeds a QuantizeLinear by itself: no
+    output quantizer may put a float group there."""
+    data = graphs.blocky_images()
+    traced = OnnxBackend().trace(graphs.residual(), data[:1], parse_candidates("w8a8"))
+    sim = traced.prepare(data, QuantScheme())
+    ids = [g.id for g in traced.graph]
+    conv2 = next(g for g in ids if "conv2" in g)
+    assignment = Assignment({g: Precision.parse("fp32" if g == conv2 else "w8a8") for g in ids})
+    report = export_qdq(sim, assignment, tmp_path / "mixed.onnx", check_data=data, calibration=data)
+    integer_convs = sum(op.kind.value.endswith("conv") for g in traced.graph if g.id != conv2 for op in g.ops)
+    assert report.fused.get("QLinearConv", 0) <= integer_convs, report.fused
+    written = onnx.load(str(report.path))
+    producers = {out: node.op_type for node in written.graph.node for out in node.output}
+    node = next(n for n in written.graph.node if n.name == conv2)
+    assert producers.get(node.input[0]) != "DequantizeLinear"

@@ -326,7 +326,8 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, in
 def _add_output_quantizers(proto: onnx.ModelProto, sim: OnnxSimulation, integer_nodes: dict[str, Precision],
                            calibration: np.ndarray, int4: bool, wide_domain: str,
                            progress: Progress | None) -> tuple[onnx.ModelProto, int]:
-    needed = output_tensors(proto, integer_nodes, int4)
+    float_nodes = {site.node for site in sim.sites} - set(integer_nodes)
+    needed = output_tensors(proto, integer_nodes, int4, float_nodes)
     if not needed:
         return proto, 0
     params = calibrate(sim, needed, calibration, progress)
@@ -430,6 +431,13 @@ def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, ch
         report.fused = fused_ops(proto)
     except Exception as exc:  # diagnostics only
         report.notes.append(f"could not inspect ORT's optimized graph: {exc}")
+    compute = sum(report.fused.get(op, 0) for op in ("QLinearConv", "QGemm", "QLinearMatMul", "MatMulIntegerToFloat",
+                                                      "ConvInteger", "MatMulInteger", "DynamicQuantizeMatMul"))
+    planned = sum(len(sim.graph[g].ops) for g, p in assignment.items() if not p.is_float)
+    if compute > planned:
+        report.notes.append(f"ONNX Runtime runs {compute} ops as integer kernels where the plan quantizes {planned}: it "
+                            "quantizes float ops that sit between quantizers itself (WeightBiasQuantization); create "
+                            "the session with disabled_optimizers=['WeightBiasQuantization'] to keep them float")
     if report.fused.get("MatMulNBits"):
         report.notes.append(
             f"ONNX Runtime turns {report.fused['MatMulNBits']} integer-weight MatMul(s) whose activations are not "

@@ -17,7 +17,7 @@ against the simulation and reports the difference; ``output_quantizers=False`` w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 import onnx
@@ -33,13 +33,16 @@ from mixq.core.ranges import activation_params
 _ABSORBED = {"Relu", "Clip"}
 
 
-def output_tensors(proto: onnx.ModelProto, nodes: Mapping[str, Precision], int4: bool) -> dict[str, int]:
+def output_tensors(proto: onnx.ModelProto, nodes: Mapping[str, Precision], int4: bool,
+                   float_nodes: Collection[str] = ()) -> dict[str, int]:
     """Which tensors need a new quantizer (tensor -> activation bits); rewires shared ones in place.
 
     ``nodes`` maps the node names of integer ops (their groups' precision) in the written QDQ model. Only
     groups ORT has an integer kernel for get one: 8-bit containers for both operands (weights stored as
     INT4, or activations wider than 8 bits, are dequantized to a float kernel anyway, and a quantizer there
-    would add error for nothing).
+    would add error for nothing). Nor does a tensor read by a group the plan keeps float (``float_nodes``):
+    a float conv between a DequantizeLinear and a QuantizeLinear is quantized by ONNX Runtime itself (its
+    WeightBiasQuantization), which would silently run an fp32 group in int8.
     """
     graph = proto.graph
     consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -57,7 +60,7 @@ def output_tensors(proto: onnx.ModelProto, nodes: Mapping[str, Precision], int4:
         while len(consumers.get(end, [])) == 1 and consumers[end][0].op_type in _ABSORBED and end not in outputs:
             end = consumers[end][0].output[0]
         users = consumers.get(end, [])
-        if end in outputs or not users:
+        if end in outputs or not users or any(user.name in float_nodes for user in users):
             continue
         quantizers = [u for u in users if u.op_type == "QuantizeLinear"]
         if len(quantizers) == len(users) == 1:
