@@ -178,7 +178,7 @@ def test_a_bias_shared_through_identity_still_becomes_int32(tmp_path):
 
 def test_a_float_group_between_integer_groups_stays_float(tmp_path):
     """ORT quantizes a float conv that reads a DequantizeLinear and feeds a QuantizeLinear by itself: no
-    output quantizer may put a float group there."""
+    output quantizer may put a float group there (conv2 -> relu -> conv3's quantizer)."""
     data = graphs.blocky_images()
     traced = OnnxBackend().trace(graphs.residual(), data[:1], parse_candidates("w8a8"))
     sim = traced.prepare(data, QuantScheme())
@@ -192,3 +192,16 @@ def test_a_float_group_between_integer_groups_stays_float(tmp_path):
     producers = {out: node.op_type for node in written.graph.node for out in node.output}
     node = next(n for n in written.graph.node if n.name == conv2)
     assert producers.get(node.input[0]) != "DequantizeLinear"
+
+
+def test_a_float_group_before_a_residual_add_may_read_an_output_quantizer(tmp_path):
+    """conv3 feeds the residual Add, not a quantizer: ORT keeps it float even when its input is
+    dequantized, so conv2 may get its output quantizer and run as an integer kernel."""
+    data = graphs.blocky_images()
+    traced = OnnxBackend().trace(graphs.residual(), data[:1], parse_candidates("w8a8"))
+    sim = traced.prepare(data, QuantScheme())
+    ids = [g.id for g in traced.graph]
+    assignment = Assignment({g: Precision.parse("fp32" if g == "conv3" else "w8a8") for g in ids})
+    report = export_qdq(sim, assignment, tmp_path / "mixed.onnx", check_data=data, calibration=data)
+    assert report.fused.get("QLinearConv") == 2, report.fused  # conv1 and conv2; conv3 float
+    assert not any("WeightBiasQuantization" in note for note in report.notes)

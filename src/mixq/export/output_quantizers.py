@@ -40,9 +40,10 @@ def output_tensors(proto: onnx.ModelProto, nodes: Mapping[str, Precision], int4:
     ``nodes`` maps the node names of integer ops (their groups' precision) in the written QDQ model. Only
     groups ORT has an integer kernel for get one: 8-bit containers for both operands (weights stored as
     INT4, or activations wider than 8 bits, are dequantized to a float kernel anyway, and a quantizer there
-    would add error for nothing). Nor does a tensor read by a group the plan keeps float (``float_nodes``):
-    a float conv between a DequantizeLinear and a QuantizeLinear is quantized by ONNX Runtime itself (its
-    WeightBiasQuantization), which would silently run an fp32 group in int8.
+    would add error for nothing). Nor does a tensor read by a group the plan keeps float (``float_nodes``)
+    whose output goes (through a ReLU/Clip) into a QuantizeLinear: ONNX Runtime quantizes a float conv
+    between a DequantizeLinear and a QuantizeLinear itself (its WeightBiasQuantization), which would
+    silently run an fp32 group in int8. (A float group feeding a residual Add is safe.)
     """
     graph = proto.graph
     consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -60,7 +61,8 @@ def output_tensors(proto: onnx.ModelProto, nodes: Mapping[str, Precision], int4:
         while len(consumers.get(end, [])) == 1 and consumers[end][0].op_type in _ABSORBED and end not in outputs:
             end = consumers[end][0].output[0]
         users = consumers.get(end, [])
-        if end in outputs or not users or any(user.name in float_nodes for user in users):
+        if end in outputs or not users or any(user.name in float_nodes and _feeds_quantizer(user, consumers)
+                                              for user in users):
             continue
         quantizers = [u for u in users if u.op_type == "QuantizeLinear"]
         if len(quantizers) == len(users) == 1:
@@ -84,6 +86,14 @@ def calibrate(sim: OnnxSimulation, needed: Mapping[str, int], calibration: np.nd
     stats = collect_stats(sim.model, set(needed), calibration_batches(calibration, progress))
     return {name: activation_params(stats[name], bits, scheme.act_range, scheme.act_symmetric, scheme.percentile)
             for name, bits in needed.items()}
+
+
+def _feeds_quantizer(node: onnx.NodeProto, consumers: Mapping[str, list[onnx.NodeProto]]) -> bool:
+    """Whether the node's output reaches a QuantizeLinear directly or through absorbed activations."""
+    end = node.output[0]
+    while len(consumers.get(end, [])) == 1 and consumers[end][0].op_type in _ABSORBED:
+        end = consumers[end][0].output[0]
+    return any(user.op_type == "QuantizeLinear" for user in consumers.get(end, []))
 
 
 def _rewire(node: onnx.NodeProto, old: str, new: str) -> None:
