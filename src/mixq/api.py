@@ -34,7 +34,7 @@ from mixq.rundir import MEASUREMENTS, JsonlMeasurementLog, RunDirectory, check_w
 from mixq.sensitivity.pairs import SimulationPairs
 from mixq.sensitivity.sqnr import MeasurementLog, MemoryLog, chunk_size, measure_sensitivity
 from mixq.solvers import Loop, get_solver
-from mixq.solvers.base import ParetoCurve, within
+from mixq.solvers.base import AllocationProblem, ParetoCurve, within
 from mixq.solvers.loop import LoopResult
 from mixq.solvers.memory import float_peak_bytes, peak_activation_bytes
 from mixq.solvers.run import allocate, build_problem, timed
@@ -348,7 +348,11 @@ def evaluate(
         if assignment is not None:
             raise ConfigError("with a reference the model is evaluated as given: drop the plan or precision "
                               "(--plan/--uniform), or evaluate the float model with them and no --reference")
-        return _evaluate_as_given(model, data, reference, quantized_file, threads, progress)
+        if threads is not None:
+            _set_threads(threads)
+        from mixq.reference import evaluate_as_given
+
+        return evaluate_as_given(model, data, reference, quantized_file, progress)
     if quantized_file:
         raise ConfigError(f"{describe(model)} is already quantized (an exported QDQ file), so it cannot be quantized "
                           "again: evaluate it as given with --reference FLOAT_MODEL (reference= in the API)")
@@ -363,36 +367,6 @@ def evaluate(
         quality_dict = evaluator.quality(resolved).to_dict()
         costs = costs_of(session.graph, resolved)
     return {**quality_dict, "bops_ratio": costs["bops_ratio"], "weight_bytes": costs["weight_bytes"]}
-
-
-def _evaluate_as_given(model: object, data: Dataset, reference: object | None, quantized_file: bool,
-                       threads: int | None, progress: Progress | None) -> dict[str, Any]:
-    """``model`` run as is against ``reference`` (or itself). Costs: float costs from a trace; for an exported
-    file, ``bops_ratio`` is unknown (``None``) and ``weight_bytes`` are its stored initializers' bytes."""
-    from mixq.core.quality import measure_quality
-    from mixq.evaluation import EVAL_BATCH
-    from mixq.reference import AsGiven, describe, paired_outputs, stored_weight_bytes
-
-    if len(data) == 0:
-        raise DataError("the data set is empty: give at least one sample")
-    if threads is not None:
-        _set_threads(threads)
-    target = AsGiven(model, describe(model))
-    if reference is None:
-        logger.warning("%s is already quantized and no reference was given: agreement and SQNR are against "
-                       "itself; give --reference FLOAT_MODEL to measure the quantization", target.name)
-    against = AsGiven(reference, describe(reference)) if reference is not None else target
-    outputs, references = paired_outputs(target, against, data, EVAL_BATCH, progress)
-    result: dict[str, Any] = measure_quality(outputs, references, data.labels).to_dict()
-    if quantized_file:
-        result.update(bops_ratio=None, weight_bytes=stored_weight_bytes(model))
-    else:
-        graph = backends.resolve(model).trace(model, data.load(0, 1), parse_candidates("w8a8")).graph
-        costs = costs_of(graph, uniform(graph, Precision.parse("fp32")))
-        result.update(bops_ratio=costs["bops_ratio"], weight_bytes=costs["weight_bytes"])
-    if reference is not None:
-        result["reference"] = against.name
-    return result
 
 
 def resolve_assignment(graph: QuantGraph, what: Assignment | Plan | Precision | str | None) -> Assignment | None:

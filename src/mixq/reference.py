@@ -7,15 +7,19 @@ model run on the same data.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from mixq.backends.base import Progress
 from mixq.data.dataset import Dataset
 from mixq.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 #: Node types that only a quantized (QDQ or QOperator) ONNX graph contains.
 QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
@@ -141,3 +145,34 @@ def paired_outputs(model: AsGiven, reference: AsGiven, data: Dataset, batch_size
     if progress:
         progress(what, total, total)
     return np.concatenate(outputs), np.concatenate(references)
+
+
+def evaluate_as_given(model: object, data: Dataset, reference: object | None, quantized_file: bool,
+                      progress: Progress | None = None) -> dict[str, Any]:
+    """``model`` run as is against ``reference`` (or itself). Costs: float costs from a trace; for an exported
+    file, ``bops_ratio`` is unknown (``None``) and ``weight_bytes`` are its stored initializers' bytes."""
+    from mixq import backends
+    from mixq.api import costs_of
+    from mixq.core.assignment import uniform
+    from mixq.core.precision import Precision, parse_candidates
+    from mixq.core.quality import measure_quality
+    from mixq.evaluation import EVAL_BATCH
+
+    if len(data) == 0:
+        raise DataError("the data set is empty: give at least one sample")
+    target = AsGiven(model, describe(model))
+    if reference is None:
+        logger.warning("%s is already quantized and no reference was given: agreement and SQNR are against "
+                       "itself; give --reference FLOAT_MODEL to measure the quantization", target.name)
+    against = AsGiven(reference, describe(reference)) if reference is not None else target
+    outputs, references = paired_outputs(target, against, data, EVAL_BATCH, progress)
+    result: dict[str, Any] = measure_quality(outputs, references, data.labels).to_dict()
+    if quantized_file:
+        result.update(bops_ratio=None, weight_bytes=stored_weight_bytes(model))
+    else:
+        graph = backends.resolve(model).trace(model, data.load(0, 1), parse_candidates("w8a8")).graph
+        costs = costs_of(graph, uniform(graph, Precision.parse("fp32")))
+        result.update(bops_ratio=costs["bops_ratio"], weight_bytes=costs["weight_bytes"])
+    if reference is not None:
+        result["reference"] = against.name
+    return result
