@@ -16,6 +16,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import onnx
@@ -166,15 +167,8 @@ class OnnxSimulation:
         key = self._key(assignment)
         if not key:
             return self._base
-        runner = self._models.get(key)
-        if runner is None:
-            runner = self.model.runner(self.proto(assignment), "the fake-quantized ONNX model")
-            self._models[key] = runner
-            while len(self._models) > MODEL_CACHE:
-                self._models.popitem(last=False)
-        else:
-            self._models.move_to_end(key)
-        return runner
+        return _cached(self._models, key, MODEL_CACHE,
+                       lambda: self.model.runner(self.proto(assignment), "the fake-quantized ONNX model"))
 
     # -- Simulation protocol ----------------------------------------------------------------------
     def run(self, inputs: np.ndarray, assignment: Assignment | None = None) -> np.ndarray:
@@ -202,23 +196,24 @@ class OnnxSimulation:
         return proto
 
     def _part(self, group: GroupId, is_float: bool) -> _Part:
-        key = (group, is_float)
-        part = self._parts.get(key)
-        if part is None:
+        def make() -> _Part:
             model = self.model
             proto, boundary, outputs = submodel(model.proto, model.index, self._members[group], model.infos,
                                                 model.batch)
-            kind = Precision(16, 16, is_float=True) if is_float else Precision(8, 8)
-            proto, feeds = fake_quant(proto, self._group_sites[group], {s.node: kind for s in self._group_sites[group]},
-                                      None, parametric=True, dynamic=self.quantizers.scheme.act_dynamic)
-            runner = Runner(proto, None, model.fixed_batch, f"the phase-1 part of group {group}", arena=True)
-            part = _Part(runner, boundary, outputs, feeds)
-            self._parts[key] = part
-            while len(self._parts) > PART_CACHE:
-                self._parts.popitem(last=False)
-        else:
-            self._parts.move_to_end(key)
-        return part
+            return self._parametric(proto, boundary, outputs, group, is_float, f"the phase-1 part of group {group}",
+                                    arena=True)
+
+        return _cached(self._parts, (group, is_float), PART_CACHE, make)
+
+    def _parametric(self, proto: onnx.ModelProto, boundary: list[str], outputs: list[str], group: GroupId,
+                    is_float: bool, what: str, arena: bool) -> _Part:
+        """A sub-model with the group's quantizers (and weights) as inputs: one session serves every integer
+        candidate of the group, another its fp16 one."""
+        kind = Precision(16, 16, is_float=True) if is_float else Precision(8, 8)
+        sites = self._group_sites[group]
+        proto, feeds = fake_quant(proto, sites, {s.node: kind for s in sites}, None, parametric=True,
+                                  dynamic=self.quantizers.scheme.act_dynamic)
+        return _Part(Runner(proto, None, self.model.fixed_batch, what, arena=arena), boundary, outputs, feeds)
 
     # -- layer outputs (TuneQn) ---------------------------------------------------------------
     def probe(self, inputs: np.ndarray, assignment: Assignment | None = None) -> dict[GroupId, np.ndarray]:
@@ -233,21 +228,17 @@ class OnnxSimulation:
         """The model under ``assignment`` returning the groups' outputs too; the float one also returns the
         tensors the groups read (``IsolatedOnnxRuns.local`` feeds them)."""
         key = self._key(assignment)
-        runner = self._probes.get(key)
-        if runner is None:
+
+        def make() -> Runner:
             names = [name for layer in self._layers.values() for name in layer.outputs]
             if not key:
                 names += [name for layer in self._layers.values() for name in layer.reads]
             names = [name for name in dict.fromkeys(names) if name != self.model.input_name]
-            runner = Runner(with_outputs(self.proto(assignment), names), self.model.input_name,
-                            self.model.fixed_batch, "the ONNX model" if not key else "the fake-quantized ONNX model",
-                            arena=False)  # it returns many intermediate tensors: give the memory back after a run
-            self._probes[key] = runner
-            while len(self._probes) > PROBE_CACHE:
-                self._probes.popitem(last=False)
-        else:
-            self._probes.move_to_end(key)
-        return runner
+            return Runner(with_outputs(self.proto(assignment), names), self.model.input_name,
+                          self.model.fixed_batch, "the ONNX model" if not key else "the fake-quantized ONNX model",
+                          arena=False)  # it returns many intermediate tensors: give the memory back after a run
+
+        return _cached(self._probes, key, PROBE_CACHE, make)
 
     def _local(self, group: GroupId, is_float: bool) -> _Part:
         """The group's own nodes as a model on their float inputs (quantizers and weights fed per precision).
@@ -260,13 +251,8 @@ class OnnxSimulation:
         if part is None:
             model, layer = self.model, self._layers[group]
             proto, boundary, _ = submodel(model.proto, model.index, layer.nodes, model.infos, model.batch)
-            proto = with_outputs(proto, layer.outputs)
-            kind = Precision(16, 16, is_float=True) if is_float else Precision(8, 8)
-            sites = self._group_sites[group]
-            proto, feeds = fake_quant(proto, sites, {s.node: kind for s in sites}, None, parametric=True,
-                                      dynamic=self.quantizers.scheme.act_dynamic)
-            runner = Runner(proto, None, model.fixed_batch, f"the layer of group {group}", arena=False)
-            part = _Part(runner, boundary, list(layer.outputs), feeds)
+            part = self._parametric(with_outputs(proto, layer.outputs), boundary, list(layer.outputs), group,
+                                    is_float, f"the layer of group {group}", arena=False)
             self._locals[key] = part
         return part
 
@@ -317,6 +303,22 @@ def _bias_add(index: GraphIndex, position: int) -> int | None:
     return consumers[0] if bias is not None and len(bias.dims) == 1 else None
 
 
+_Key = TypeVar("_Key")
+_Value = TypeVar("_Value")
+
+
+def _cached(cache: OrderedDict[_Key, _Value], key: _Key, limit: int, make: Callable[[], _Value]) -> _Value:
+    """``cache[key]``, made on a miss; the least recently used entries beyond ``limit`` are dropped."""
+    value = cache.get(key)
+    if value is None:
+        value = cache[key] = make()
+        while len(cache) > limit:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(key)
+    return value
+
+
 def _flat(values: list[np.ndarray], batch: int) -> np.ndarray:
     """Tensors of one group as ``(batch, features)`` float32, concatenated in op order."""
     return np.concatenate([np.asarray(v).reshape(batch, -1).astype(np.float32) for v in values], axis=1)
@@ -328,6 +330,15 @@ class _Part:
     boundary: list[str]
     outputs: list[str]
     feeds: list[Feed]
+
+    def run(self, values: Mapping[str, np.ndarray], batch: int, precision: Precision,
+            quantizers: Quantizers) -> list[np.ndarray]:
+        """Its outputs on the boundary tensors in ``values`` with the quantizers of ``precision`` fed."""
+        feeds = {name: values[name] for name in self.boundary}
+        batched = {name for name in self.boundary if values[name].ndim and values[name].shape[0] == batch}
+        for feed in self.feeds:
+            feeds[feed.name] = feed.value(precision, quantizers)
+        return self.runner.run_feeds(feeds, batch, self.outputs, batched)
 
 
 class IsolatedOnnxRuns:
@@ -347,12 +358,7 @@ class IsolatedOnnxRuns:
         part = sim._part(group, precision.is_float)
         if not part.outputs:
             return self.reference  # the group does not reach the output (dead branch)
-        feeds = {name: self._cache[name] for name in part.boundary}
-        batched = {name for name in part.boundary
-                   if self._cache[name].ndim and self._cache[name].shape[0] == self._batch}
-        for feed in part.feeds:
-            feeds[feed.name] = feed.value(precision, sim.quantizers)
-        values = dict(zip(part.outputs, part.runner.run_feeds(feeds, self._batch, part.outputs, batched)))
+        values = dict(zip(part.outputs, part.run(self._cache, self._batch, precision, sim.quantizers)))
         outputs = [values[name] if name in values else self._cache[name] for name in sim.model.index.outputs]
         return flatten_outputs(outputs)
 
@@ -375,11 +381,5 @@ class IsolatedOnnxRuns:
         """The group's own outputs with only it quantized, on the float inputs."""
         if precision.keeps_float32:
             return self.float_outputs(group)
-        sim = self._sim
-        values = self._layer_values()
-        part = sim._local(group, precision.is_float)
-        feeds = {name: values[name] for name in part.boundary}
-        batched = {name for name in part.boundary if values[name].ndim and values[name].shape[0] == self._batch}
-        for feed in part.feeds:
-            feeds[feed.name] = feed.value(precision, sim.quantizers)
-        return _flat(part.runner.run_feeds(feeds, self._batch, part.outputs, batched), self._batch)
+        part = self._sim._local(group, precision.is_float)
+        return _flat(part.run(self._layer_values(), self._batch, precision, self._sim.quantizers), self._batch)
