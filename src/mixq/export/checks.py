@@ -23,6 +23,9 @@ from mixq.errors import DataError
 INTEGER_OPS = ("QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger", "MatMulInteger",
                "QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool", "QLinearConcat",
                "DynamicQuantizeMatMul", "MatMulNBits")
+#: The integer kernels among them that compute a quantized op (not a quantized Add, pool or concat).
+INTEGER_COMPUTE_OPS = ("QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger", "MatMulInteger",
+                       "DynamicQuantizeMatMul")
 
 def compare(sim: OnnxSimulation, assignment: Assignment, proto: onnx.ModelProto, data: np.ndarray,
             optimize: bool = True, config: Mapping[str, str] | None = None) -> dict[str, float]:
@@ -84,6 +87,22 @@ def latency_ms(proto: onnx.ModelProto, input_name: str, batch: np.ndarray, runs:
     if progress:
         progress(stage, runs, runs)
     return float(statistics.median(times))
+
+
+def kernel_notes(fused: Mapping[str, int], planned: int) -> list[str]:
+    """What the user should know about the kernels ORT chose (``fused_ops``) for a plan quantizing ``planned``
+    ops: float ops it quantized by itself, and integer-weight MatMuls it computes with int8 activations."""
+    notes = []
+    compute = sum(fused.get(op, 0) for op in INTEGER_COMPUTE_OPS)
+    if compute > planned:
+        notes.append(f"ONNX Runtime runs {compute} ops as integer kernels where the plan quantizes {planned}: it "
+                     "quantizes float ops that sit between quantizers itself (WeightBiasQuantization); create "
+                     "the session with disabled_optimizers=['WeightBiasQuantization'] to keep them float")
+    if fused.get("MatMulNBits"):
+        notes.append(f"ONNX Runtime turns {fused['MatMulNBits']} integer-weight MatMul(s) whose activations are not "
+                     "8-bit into MatMulNBits, which by default computes with int8-quantized activations; create the "
+                     "session with the config entry session.qdq_matmulnbits_accuracy_level=1 to keep them in float")
+    return notes
 
 
 def fused_ops(proto: onnx.ModelProto) -> dict[str, int]:

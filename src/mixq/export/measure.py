@@ -23,7 +23,7 @@ def deployed_costs(sim: OnnxSimulation, calibration: np.ndarray, threads: int | 
     batch = np.ascontiguousarray(calibration[:sim.model.fixed_batch or 1], dtype=np.float32)
 
     def measure(assignment: Assignment) -> Mapping[str, float]:
-        proto, _, _ = build_qdq(sim, assignment, calibration=calibration)
+        proto = build_qdq(sim, assignment, calibration=calibration).proto
         return {"file_bytes": float(proto.ByteSize()),
                 "latency_ms": latency_ms(proto, sim.model.input_name, batch, runs=runs, warmup=5, threads=threads)}
 

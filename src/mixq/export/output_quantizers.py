@@ -28,6 +28,7 @@ from mixq.backends.onnx.simulation import OnnxSimulation, collect_stats
 from mixq.backends.onnx.trace import node_inputs
 from mixq.core.precision import Precision
 from mixq.core.ranges import activation_params
+from mixq.export.qdq_writer import QdqWriter
 
 #: Activations ORT absorbs between an integer op and its output QuantizeLinear.
 _ABSORBED = {"Relu", "Clip"}
@@ -100,3 +101,23 @@ def _rewire(node: onnx.NodeProto, old: str, new: str) -> None:
     for i, name in enumerate(node.input):
         if name == old:
             node.input[i] = new
+
+
+def add_output_quantizers(proto: onnx.ModelProto, sim: OnnxSimulation, integer_nodes: dict[str, Precision],
+                          calibration: np.ndarray, int4: bool, wide_domain: str,
+                          progress: Progress | None) -> tuple[onnx.ModelProto, int]:
+    """The model with its integer groups' output quantizers written, and how many there are."""
+    float_nodes = {site.node for site in sim.sites} - set(integer_nodes)
+    needed = output_tensors(proto, integer_nodes, int4, float_nodes)
+    if not needed:
+        return proto, 0
+    params = calibrate(sim, needed, calibration, progress)
+    writer = QdqWriter(proto, int4, wide_domain)
+    users = {name: [node for node in proto.graph.node if name in node.input] for name in params}
+    for tensor, tensor_params in params.items():
+        dequantized = writer.qdq(tensor, tensor_params)  # type: ignore[arg-type]
+        for node in users[tensor]:
+            for i, name in enumerate(node.input):
+                if name == tensor:
+                    node.input[i] = dequantized
+    return writer.finish(), len(params)
