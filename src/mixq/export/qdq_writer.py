@@ -10,47 +10,13 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from mixq.backends.onnx.int_types import INTEGER_RANGE, WIDE_TYPES, container_type, integer_tensor
 from mixq.backends.onnx.qdq import drop_unused_initializers
 from mixq.core.ranges import QuantParams
-from mixq.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
 _INT32 = (-(2**31), 2**31 - 1)
-
-
-def _container(qmin: int, qmax: int, int4: bool) -> int:
-    """The smallest ONNX integer type holding ``[qmin, qmax]``."""
-    if qmin >= 0:
-        for dtype, high in ((onnx.TensorProto.UINT4, 15), (onnx.TensorProto.UINT8, 255),
-                            (onnx.TensorProto.UINT16, 65535)):
-            if qmax <= high and (int4 or dtype != onnx.TensorProto.UINT4):
-                return dtype
-    else:
-        for dtype, low, high in ((onnx.TensorProto.INT4, -8, 7), (onnx.TensorProto.INT8, -128, 127),
-                                 (onnx.TensorProto.INT16, -32768, 32767)):
-            if low <= qmin and qmax <= high and (int4 or dtype != onnx.TensorProto.INT4):
-                return dtype
-    raise ConfigError(f"no ONNX integer type holds the range [{qmin}, {qmax}]")
-
-
-_RANGE: dict[int, tuple[int, int]] = {onnx.TensorProto.UINT4: (0, 15), onnx.TensorProto.INT4: (-8, 7), onnx.TensorProto.UINT8: (0, 255),
-          onnx.TensorProto.INT8: (-128, 127), onnx.TensorProto.UINT16: (0, 65535),
-          onnx.TensorProto.INT16: (-32768, 32767)}
-_WIDE: set[int] = {onnx.TensorProto.UINT4, onnx.TensorProto.INT4, onnx.TensorProto.UINT16, onnx.TensorProto.INT16}
-
-
-def _tensor(name: str, values: np.ndarray, dtype: int) -> onnx.TensorProto:
-    if dtype in (onnx.TensorProto.INT4, onnx.TensorProto.UINT4):
-        try:
-            import ml_dtypes
-
-            kind = ml_dtypes.int4 if dtype == onnx.TensorProto.INT4 else ml_dtypes.uint4
-            return numpy_helper.from_array(np.asarray(values).astype(kind), name)
-        except (ImportError, TypeError, ValueError):
-            return helper.make_tensor(name, dtype, list(np.shape(values)), np.asarray(values).reshape(-1).tolist())
-    np_dtype = helper.tensor_dtype_to_np_dtype(dtype)
-    return numpy_helper.from_array(np.asarray(values).astype(np_dtype), name)
 
 
 class QdqWriter:
@@ -74,7 +40,7 @@ class QdqWriter:
         self.extra.setdefault(key, []).extend(nodes)
 
     def _domain(self, dtype: int) -> str:
-        return self.wide_domain if dtype in _WIDE else ""
+        return self.wide_domain if dtype in WIDE_TYPES else ""
 
     def qdq(self, tensor: str, params: QuantParams) -> str:
         """A real QuantizeLinear/DequantizeLinear pair (clipped first to a range below its container)."""
@@ -83,13 +49,13 @@ class QdqWriter:
         key = ("qdq", tensor, qmin, qmax, scale, zero)
         if key in self.made:
             return self.made[key]
-        dtype = _container(qmin, qmax, int4=False)
+        dtype = container_type(qmin, qmax, int4=False)
         base = f"{tensor}::q{qmax - qmin + 1}"
         self.inits += [numpy_helper.from_array(np.asarray(scale, np.float32), base + "_scale"),
-                       _tensor(base + "_zero", np.asarray(zero), dtype)]
+                       integer_tensor(base + "_zero", np.asarray(zero), dtype)]
         nodes = []
         source = tensor
-        if (qmin, qmax) != _RANGE[dtype]:
+        if (qmin, qmax) != INTEGER_RANGE[dtype]:
             low, high = np.float32((qmin - zero) * scale), np.float32((qmax - zero) * scale)
             self.inits += [numpy_helper.from_array(np.asarray(low), base + "_lo"),
                            numpy_helper.from_array(np.asarray(high), base + "_hi")]
@@ -145,13 +111,13 @@ class QdqWriter:
         made_key = ("wq", key, params.qmin, params.qmax)
         if made_key in self.made:
             return self.made[made_key]
-        dtype = _container(params.qmin, params.qmax, self.int4)
+        dtype = container_type(params.qmin, params.qmax, self.int4)
         q, _, _ = quant.weight_integers(key, bits)
         scale = np.asarray(params.scale, np.float32)
         zero = np.asarray(params.zero_point).astype(np.int32)
         base = f"{key}::w{params.qmax - params.qmin + 1}"
-        self.inits += [_tensor(base + "_q", q, dtype), numpy_helper.from_array(scale, base + "_scale"),
-                       _tensor(base + "_zero", zero, dtype)]
+        self.inits += [integer_tensor(base + "_q", q, dtype), numpy_helper.from_array(scale, base + "_scale"),
+                       integer_tensor(base + "_zero", zero, dtype)]
         attrs: dict[str, Any] = {"axis": axis} if per_channel else {}
         self.emit(None, [helper.make_node("DequantizeLinear", [base + "_q", base + "_scale", base + "_zero"], [base],
                                           name=base + "_dequantize", domain=self._domain(dtype), **attrs)])

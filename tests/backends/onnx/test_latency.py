@@ -15,7 +15,8 @@ from onnx import numpy_helper  # noqa: E402
 from onnx_graphs import GRAPHS  # noqa: E402
 
 from mixq.backends.onnx.backend import OnnxBackend  # noqa: E402
-from mixq.backends.onnx.latency import Timer, fingerprint, kernel_model, kernel_of, measure_latency  # noqa: E402
+from mixq.backends.onnx.latency import fingerprint, kernel_model, measure_latency  # noqa: E402
+from mixq.backends.onnx.timing import Timer, kernel_of  # noqa: E402
 from mixq.core.precision import Precision, parse_candidates  # noqa: E402
 from mixq.cost.measured_latency import CACHE_ENV, cache_path  # noqa: E402
 
@@ -219,7 +220,7 @@ def test_a_bias_shared_through_identity_is_a_constant_and_fuses() -> None:
 def test_kernel_time_sums_compute_nodes_per_run_and_skips_layout_changes(tmp_path) -> None:
     import json
 
-    from mixq.backends.onnx.latency import _kernel_ms
+    from mixq.backends.onnx.timing import _kernel_ms
 
     def node(op: str, dur: int) -> dict:
         return {"cat": "Node", "name": f"{op}_kernel_time", "dur": dur, "args": {"op_name": op}}

@@ -26,11 +26,7 @@ import hashlib
 import json
 import os
 import platform
-import statistics
-import tempfile
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,111 +35,20 @@ import onnx
 from onnx import helper, numpy_helper
 
 from mixq.backends.base import Progress
+from mixq.backends.onnx.int_types import container_type, integer_tensor
+from mixq.backends.onnx.qdq import Quantizers
 from mixq.backends.onnx.runtime import integer_kernel
+from mixq.backends.onnx.timing import Timer, kernel_of
 from mixq.backends.onnx.trace import OnnxSite
 from mixq.core.graph import QuantizerGroup
 from mixq.core.precision import Precision, QuantScheme
-from mixq.core.ranges import integer_range
+from mixq.core.ranges import RangeMethod, integer_range
 from mixq.cost.measured_latency import LatencyEntry, LatencyTable, fill_table
 from mixq.errors import UnsupportedModelError
 
 #: Opset of the kernel models: int16/uint16 and INT4 QuantizeLinear/DequantizeLinear.
 KERNEL_OPSET = 21
-#: Optimized-graph nodes that move or convert data rather than compute the op.
-_PLUMBING = {"QuantizeLinear", "DequantizeLinear", "Cast", "Clip", "ReorderInput", "ReorderOutput", "Identity",
-             "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Shape", "Flatten"}
 _T = onnx.TensorProto
-
-
-@dataclass(frozen=True)
-class Timer:
-    """How kernels are timed: ORT CPU EP, sequential execution, the median of repeated runs.
-
-    Runs repeat until ``min_runs`` and ``min_seconds`` are both reached (at most ``max_runs``), after
-    ``warmup`` untimed runs. ``clock`` is injectable so tests are deterministic.
-    """
-
-    threads: int | None = None
-    warmup: int = 3
-    min_runs: int = 10
-    max_runs: int = 200
-    min_seconds: float = 0.05
-    clock: Callable[[], float] = time.perf_counter
-    #: Time only the compute kernels (ORT's profiler), not the layout changes an op alone needs: in a
-    #: network ORT keeps consecutive convs in its blocked (NCHWc) or NHWC layout, so the Reorder/Transpose
-    #: around an isolated op would otherwise count as much as the op itself.
-    kernels_only: bool = True
-
-    def settings(self) -> dict[str, Any]:
-        return {"threads": self.threads, "warmup": self.warmup, "min_runs": self.min_runs,
-                "max_runs": self.max_runs, "min_seconds": self.min_seconds, "kernels_only": self.kernels_only}
-
-    def session(self, proto: onnx.ModelProto, optimized: str | None = None, profile: str | None = None) -> Any:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.inter_op_num_threads = 1
-        if self.threads is not None:
-            options.intra_op_num_threads = self.threads
-        if optimized is not None:
-            options.optimized_model_filepath = optimized
-        if profile is not None:
-            options.enable_profiling = True
-            options.profile_file_prefix = profile
-        return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-    def measure(self, proto: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> tuple[float, list[str]]:
-        """Median milliseconds of one run, and the nodes of the graph ORT runs (after its fusions)."""
-        with tempfile.TemporaryDirectory() as tmp:
-            target = str(Path(tmp) / "optimized.onnx")
-            try:
-                sess = self.session(proto, target, str(Path(tmp) / "profile") if self.kernels_only else None)
-            except Exception as exc:
-                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-                raise UnsupportedModelError(f"ONNX Runtime cannot run a kernel model: {first}") from None
-            ops = [_label(node) for node in onnx.load(target).graph.node] if os.path.isfile(target) else []
-            for _ in range(self.warmup):
-                sess.run(None, feeds)
-            times: list[float] = []
-            spent = 0.0
-            while len(times) < self.max_runs and (len(times) < self.min_runs or spent < self.min_seconds):
-                started = self.clock()
-                sess.run(None, feeds)
-                elapsed = self.clock() - started
-                times.append(elapsed * 1e3)
-                spent += elapsed
-            if self.kernels_only:
-                kernels = _kernel_ms(sess.end_profiling(), self.warmup, len(times))
-                if kernels is not None:
-                    return kernels, ops
-        return float(statistics.median(times)), ops
-
-
-def _kernel_ms(profile: str, warmup: int, runs: int) -> float | None:
-    """Median over the timed runs of the summed durations of compute nodes in ORT's profile (None: none)."""
-    events = json.loads(Path(profile).read_text())
-    durations = [event["dur"] for event in events
-                 if event.get("cat") == "Node" and str(event.get("name", "")).endswith("_kernel_time")
-                 and event.get("args", {}).get("op_name") not in _PLUMBING]
-    total = warmup + runs
-    if not durations or len(durations) % total:
-        return None
-    per_run = len(durations) // total
-    sums = [sum(durations[i * per_run:(i + 1) * per_run]) for i in range(warmup, total)]
-    return float(statistics.median(sums)) / 1e3  # microseconds -> ms
-
-
-def _label(node: onnx.NodeProto) -> str:
-    domain = node.domain.rsplit(".", 1)[-1] if node.domain not in ("", "ai.onnx", "com.microsoft") else ""
-    return f"{node.op_type}[{domain}]" if domain else node.op_type
-
-
-def kernel_of(ops: Sequence[str]) -> str:
-    """The compute op(s) among the optimized graph's nodes, e.g. ``QLinearConv`` or ``Conv[nchwc]``."""
-    compute = [op for op in ops if op.split("[")[0] not in _PLUMBING]
-    return "+".join(dict.fromkeys(compute)) or "+".join(dict.fromkeys(ops)) or "?"
 
 
 # -- kernel models -----------------------------------------------------------------------------------
@@ -244,32 +149,19 @@ class _Builder:
         return self.made[key], scale
 
     def weight_int(self, name: str, bits: int, axis: int) -> tuple[str, np.ndarray]:
-        """Integer weights (from the real ones) with a per-channel or per-tensor DequantizeLinear."""
-        w = numpy_helper.to_array(self.index.initializers[name]).astype(np.float64)
-        qmin, qmax = integer_range(bits, self.scheme.weight_symmetric)
-        per_channel = self.scheme.weight_per_channel and w.ndim > 1
-        if per_channel:
-            moved = np.moveaxis(np.abs(w), axis, 0).reshape(w.shape[axis], -1)
-            scale = np.maximum(moved.max(axis=1) / max(qmax, 1), 1e-8)
-            shape = [1] * w.ndim
-            shape[axis] = -1
-            q = np.clip(np.round(w / scale.reshape(shape)), qmin, qmax)
-        else:
-            scale = np.asarray(max(float(np.abs(w).max()) / max(qmax, 1), 1e-8))
-            q = np.clip(np.round(w / scale), qmin, qmax)
-        signed = qmin < 0
-        if bits <= 4:
-            dtype = _T.INT4 if signed else _T.UINT4
-        elif bits <= 8:
-            dtype = _T.INT8 if signed else _T.UINT8
-        else:
-            dtype = _T.INT16 if signed else _T.UINT16
+        """Integer weights (from the real ones, min-max ranges: values do not change the time) with a
+        per-channel or per-tensor DequantizeLinear, stored as the export stores them."""
+        weight = numpy_helper.to_array(self.index.initializers[name])
+        quant = Quantizers({name: weight}, {name: axis}, {}, replace(self.scheme, weight_range=RangeMethod.MINMAX))
+        params = quant.weight_params(name, bits)
+        q, _, _ = quant.weight_integers(name, bits)
+        dtype = container_type(params.qmin, params.qmax, int4=True)
+        scale = np.asarray(params.scale, np.float32)
         base = f"{name}::w{bits}"
-        zero = np.zeros(scale.shape, np.int32)
-        self.init(base + "_q", _int_tensor(base + "_q", q, dtype))
-        self.init(base + "_scale", scale.astype(np.float32))
-        self.init(base + "_zero", _int_tensor(base + "_zero", zero, dtype))
-        attrs = {"axis": axis} if per_channel else {}
+        self.init(base + "_q", integer_tensor(base + "_q", q, dtype))
+        self.init(base + "_scale", scale)
+        self.init(base + "_zero", integer_tensor(base + "_zero", np.asarray(params.zero_point), dtype))
+        attrs = {"axis": axis} if self.scheme.weight_per_channel else {}
         out = self.add("DequantizeLinear", [base + "_q", base + "_scale", base + "_zero"], base, **attrs)
         return out, scale
 
@@ -362,13 +254,6 @@ class _Builder:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", KERNEL_OPSET)])
         model.ir_version = 10
         return model
-
-
-def _int_tensor(name: str, values: np.ndarray, dtype: int) -> onnx.TensorProto:
-    if dtype in (_T.INT4, _T.UINT4):
-        return helper.make_tensor(name, dtype, list(np.shape(values)), np.asarray(values).astype(np.int64).ravel()
-                                  .tolist())
-    return numpy_helper.from_array(np.asarray(values).astype(helper.tensor_dtype_to_np_dtype(dtype)), name)
 
 
 def kernel_model(traced: Any, group: QuantizerGroup, precision: Precision,
