@@ -25,7 +25,7 @@ from mixq.core.precision import Precision, QuantScheme, parse_candidates
 from mixq.core.tables import SensitivityTable
 from mixq.cost import COST_MODELS, total_cost
 from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
-from mixq.cost.measured_latency import LatencyTable, MeasuredLatency, check_measurable, measure_for, table_report
+from mixq.cost.measured_latency import MeasuredLatency, check_measurable, latency_needed, measure_for, table_report
 from mixq.data.dataset import ArrayDataset, Dataset
 from mixq.errors import ConfigError, DataError, UnsupportedModelError
 from mixq.evaluation import Evaluator, ScoreFn
@@ -139,11 +139,17 @@ def search(
     if out is not None:
         check_writable(out)
     _check_labels(config.quality_target, as_dataset(eval_data if eval_data is not None else data), score)
-    if _wants_measured_latency(config):  # before calibration: a torch model cannot be timed in ORT
+    measure_latency = latency_needed(config.cost, config.cost_budgets, config.hardware)
+    if measure_latency:  # before calibration: a torch model cannot be timed in ORT
         check_measurable(backends.resolve(model).name)
     session = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
     graph = session.graph
-    latency = _measure_latency(session, config, progress)
+    latency = None
+    if measure_latency:
+        latency = measure_for(session.backend.name, session.traced, threads=config.threads, progress=progress,
+                              scheme=config.scheme)
+        session.costs["latency"] = MeasuredLatency(latency)
+        session.timings["latency_table_s"] = latency.seconds
     _check_reachable(graph, config, session.costs)
     if config.strategy == "tuneqn" and not hasattr(session.sim, "probe"):
         raise UnsupportedModelError(
@@ -292,30 +298,6 @@ def costs_of(graph: QuantGraph, assignment: Assignment, measured: Mapping[str, A
         out[f"{name}_{model.unit}"] = value
         out[f"{name}_ratio"] = value / max(model.reference(graph), 1e-30)
     return out
-
-
-def _wants_measured_latency(config: SearchConfig) -> bool:
-    """Latency is the cost or a budget, and no --hardware description defines it."""
-    if config.cost != "latency" and not any(b.cost == "latency" for b in config.cost_budgets):
-        return False
-    if config.hardware is None:
-        return True
-    from mixq.hardware import load_hardware
-
-    return "latency" not in load_hardware(config.hardware).cost_models()
-
-
-def _measure_latency(session: Session, config: SearchConfig, progress: Progress | None) -> LatencyTable | None:
-    """Time every group's kernels in the runtime (cached per model and machine) when the search needs it."""
-    if not _wants_measured_latency(config):
-        return None
-    table = measure_for(session.backend.name, session.traced, threads=config.threads, progress=progress,
-                        scheme=config.scheme)
-    session.costs["latency"] = MeasuredLatency(table)
-    session.timings["latency_table_s"] = table.seconds
-    logger.info("latency table: %d entries measured in %.1f s, %d from the cache", table.measured, table.seconds,
-                len(table.entries) - table.measured)
-    return table
 
 
 def evaluate(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixq.core.budget import CostBudget
 from mixq.core.graph import GroupId, QuantGraph, QuantizerGroup
 from mixq.core.precision import Precision
 from mixq.cost.bops import Bops
@@ -216,10 +217,24 @@ def check_measurable(backend: str) -> str:
     return target
 
 
+def latency_needed(cost: str, budgets: Iterable[CostBudget], hardware: str | None) -> bool:
+    """Latency is the cost or a budget, and no hardware description (``--hardware``) defines it."""
+    if cost != "latency" and not any(b.cost == "latency" for b in budgets):
+        return False
+    if hardware is None:
+        return True
+    from mixq.hardware import load_hardware
+
+    return "latency" not in load_hardware(hardware).cost_models()
+
+
 def measure_for(backend: str, traced: Any, **settings: Any) -> LatencyTable:
     """The measured table of a traced model, by the backend that can time it (see :func:`check_measurable`)."""
     module, function = check_measurable(backend).split(":")
-    return getattr(importlib.import_module(module), function)(traced, **settings)
+    table: LatencyTable = getattr(importlib.import_module(module), function)(traced, **settings)
+    logger.info("latency table: %d entries measured in %.1f s, %d from the cache", table.measured, table.seconds,
+                len(table.entries) - table.measured)
+    return table
 
 
 def table_report(graph: QuantGraph, table: LatencyTable) -> dict[str, Any]:
