@@ -22,9 +22,9 @@ from collections.abc import Collection, Mapping
 import numpy as np
 import onnx
 
-from mixq.backends.base import Progress, calibration_batches
+from mixq.backends.base import Progress
 from mixq.backends.onnx.runtime import integer_kernel
-from mixq.backends.onnx.simulation import OnnxSimulation, collect_stats
+from mixq.backends.onnx.simulation import OnnxSimulation
 from mixq.backends.onnx.trace import node_inputs
 from mixq.core.precision import Precision
 from mixq.core.ranges import activation_params
@@ -84,7 +84,7 @@ def calibrate(sim: OnnxSimulation, needed: Mapping[str, int], calibration: np.nd
               progress: Progress | None = None) -> dict[str, object]:
     """Quantizer parameters of the new output quantizers, by the search's range method."""
     scheme = sim.quantizers.scheme
-    stats = collect_stats(sim.model, set(needed), calibration_batches(calibration, progress))
+    stats = sim.tensor_stats(set(needed), calibration, progress)
     return {name: activation_params(stats[name], bits, scheme.act_range, scheme.act_symmetric, scheme.percentile)
             for name, bits in needed.items()}
 

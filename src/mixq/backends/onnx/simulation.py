@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 import onnx
 
-from mixq.backends.base import require_finite
+from mixq.backends.base import Progress, calibration_batches, require_finite
 from mixq.backends.onnx.qdq import Feed, Quantizers, fake_quant, part_members, submodel
 from mixq.backends.onnx.runtime import Runner, with_outputs
 from mixq.backends.onnx.trace import GraphIndex, OnnxSite, TensorInfo, node_inputs
@@ -133,9 +133,19 @@ class OnnxSimulation:
                         for gid, group_sites in self._group_sites.items()}
         self._probes: OrderedDict[tuple[tuple[GroupId, str], ...], Runner] = OrderedDict()
         self._locals: dict[tuple[GroupId, bool], _Part] = {}
+        self._tensor_stats: dict[str, ActivationStats] = {}
         extra = [name for name in self._cached if name not in index.outputs]
         self._bytes_per_sample = sum(model.infos[name].bytes_per_sample(model.batch)
                                      for name in [*extra, *index.outputs] if name in model.infos)
+
+    def tensor_stats(self, tensors: set[str], calibration: np.ndarray,
+                     progress: Progress | None = None) -> dict[str, ActivationStats]:
+        """Calibration statistics of any float tensors (the export's output quantizers), each computed once:
+        ``calibration`` must be the samples the simulation was prepared on."""
+        missing = tensors - self._tensor_stats.keys()
+        if missing:
+            self._tensor_stats.update(collect_stats(self.model, missing, calibration_batches(calibration, progress)))
+        return {name: self._tensor_stats[name] for name in tensors}
 
     def cache_bytes_per_sample(self) -> int:
         return self._bytes_per_sample
