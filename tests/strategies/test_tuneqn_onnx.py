@@ -30,23 +30,19 @@ from mixq.errors import UnsupportedModelError  # noqa: E402
 from mixq.evaluation import Evaluator  # noqa: E402
 from mixq.export import export as export_plan  # noqa: E402
 from mixq.strategies.tuneqn import layer_errors, ranking, run_tuneqn  # noqa: E402
+from mixq.testing import onnx_graphs as graphs  # noqa: E402
 from mixq.testing.models import ResidualNet, random_images  # noqa: E402
 
 W4A8, W8A8, FP16, FP32 = (Precision.parse(p) for p in ("w4a8", "w8a8", "fp16", "fp32"))
-
-
-def _init(name: str, shape: tuple[int, ...], seed: int, scale: float = 0.3) -> onnx.TensorProto:
-    values = np.random.default_rng(seed).standard_normal(shape) * scale
-    return numpy_helper.from_array(values.astype(np.float32), name)
 
 
 def layered(fixed_batch: bool = False) -> onnx.ModelProto:
     """conv1 -> relu -> {conv_a, conv_b} (one group) -> add -> relu -> pool -> flatten -> fc (Gemm)
     -> proj (MatMul + bias Add, a Linear on tokens as torch exports it). ``fixed_batch``: the input has
     batch 1 and the flatten is a Reshape to (1, -1), so the model only runs at batch 1."""
-    inits = [_init("w1", (4, 3, 3, 3), 1), _init("b1", (4,), 2, 0.1), _init("wa", (4, 4, 1, 1), 3),
-             _init("wb", (4, 4, 3, 3), 4, 0.2), _init("wfc", (6, 4), 5), _init("bfc", (6,), 6, 0.1),
-             _init("wproj", (6, 5), 7), _init("bproj", (5,), 8, 0.5),
+    inits = [graphs.init("w1", (4, 3, 3, 3), 1), graphs.init("b1", (4,), 2, 0.1), graphs.init("wa", (4, 4, 1, 1), 3),
+             graphs.init("wb", (4, 4, 3, 3), 4, 0.2), graphs.init("wfc", (6, 4), 5), graphs.init("bfc", (6,), 6, 0.1),
+             graphs.init("wproj", (6, 5), 7), graphs.init("bproj", (5,), 8, 0.5),
              numpy_helper.from_array(np.array([1, -1], np.int64), "shape")]
     flatten = (helper.make_node("Reshape", ["p", "shape"], ["f"], name="flatten") if fixed_batch
                else helper.make_node("Flatten", ["p"], ["f"], name="flatten"))
@@ -64,11 +60,8 @@ def layered(fixed_batch: bool = False) -> onnx.ModelProto:
         helper.make_node("Add", ["mm", "bproj"], ["y"], name="proj_bias"),
     ]
     batch = 1 if fixed_batch else "N"
-    graph = helper.make_graph(nodes, "layered", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 6, 6])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return graphs.model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 6, 6])],
+                        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])], inits)
 
 
 #: Each group's output tensors, in op order (``proj``: its bias Add's output, as torch's Linear).
