@@ -300,12 +300,14 @@ class TorchToOnnx:
     mapping: GroupMapping
 
 
-def map_model(model: Any, sample: np.ndarray) -> TorchToOnnx:
-    """Export ``model`` to ONNX, trace both, map the groups (the user's model is not changed)."""
+def map_model(model: Any, sample: np.ndarray, torch_traced: TorchTraced | None = None) -> TorchToOnnx:
+    """Export ``model`` to ONNX, trace both (or reuse ``torch_traced``), map the groups (the user's model
+    is not changed)."""
     from mixq.backends import get_backend
 
     candidates = parse_candidates("w8a8")
-    torch_traced = get_backend("torch").trace(model, sample[:1], candidates)
+    if torch_traced is None:
+        torch_traced = get_backend("torch").trace(model, sample[:1], candidates)
     proto = to_onnx(model, sample)
     onnx_traced = get_backend("onnx").trace(proto, sample[:1], candidates)
     return TorchToOnnx(proto, torch_traced, onnx_traced, map_groups(torch_traced, onnx_traced, sample))
@@ -341,8 +343,8 @@ def export_torch(model: Any, plan: Plan | Assignment, data: Dataset, path: str |
                               "as MODEL") from None
         raise
     assert torch_assignment is not None
-    onnx_traced = get_backend("onnx").trace(to_onnx(model, sample), sample, candidates)
-    mapping = map_groups(torch_traced, onnx_traced, sample)
+    mapped = map_model(model, sample, torch_traced)
+    onnx_traced, mapping = mapped.onnx_traced, mapped.mapping
     onnx_assignment = mapping.translate(torch_assignment)
     sim = onnx_traced.prepare(calibration, scheme, progress)
     check = calibration[:check_samples] if check_samples else None
