@@ -223,6 +223,7 @@ def test_a_full_disk_stops_with_one_clear_error_and_resumes(tmp_path: Path, imag
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
     import os
+    import os
 
     real_fsync, calls = os.fsync, []
 
@@ -245,17 +246,17 @@ def test_a_full_disk_stops_with_one_clear_error_and_resumes(tmp_path: Path, imag
 
 def test_a_failed_json_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
+    import os
 
-    from mixq.plan import write_json
+    from mixq.atomic import write_json
 
     target = tmp_path / "plan.json"
     write_json(target, {"old": True})
 
-    def full(self: Path, *args: object, **kwargs: object) -> int:
-        Path.write_bytes(self, b"{ partial")
+    def full(descriptor: int) -> None:  # the content was written but cannot reach the disk
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(OSError):
         write_json(target, {"new": True})
     monkeypatch.undo()

@@ -41,3 +41,26 @@ class InfeasibleBudgetError(MixqError):
 
 class RunDirectoryError(MixqError):
     """The run directory cannot be written, or holds a run made with other settings."""
+
+
+class CapabilityError(MixqError):
+    """The backend (or runtime) cannot do what was asked, e.g. time kernels of a torch model; the message
+    names the capability and what to do instead. Raised before any work starts."""
+
+
+class ExportError(MixqError):
+    """A plan cannot be written as the requested file (a group that cannot be mapped, an unwritable path)."""
+
+
+class PluginError(MixqError):
+    """A third-party plug-in is broken or clashes with another (two entries under one name)."""
+
+
+class InternalError(Exception):
+    """A mixq bug: an invariant that must hold did not. Not a ``MixqError`` (not the user's fault): the CLI
+    says it is a bug, asks for a report and keeps the traceback (shown with ``-v``)."""
+
+
+def internal(message: str) -> InternalError:
+    """``raise internal("...")`` where an ``assert`` would have been: the message says it is a mixq bug."""
+    return InternalError(f"mixq bug: {message}. Please report it with the command and `mixq --version`.")

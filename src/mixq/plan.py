@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mixq.core.assignment import Assignment
+from mixq.atomic import write_json
 from mixq.errors import ConfigError
 from mixq.version import __version__
 
@@ -76,22 +77,3 @@ class Plan:
             budgets=tuple(data.get("budgets", ())),
             provenance=data.get("provenance", {}),
         )
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write atomically: a killed process never leaves half a file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2, default=_jsonable) + "\n")
-        tmp.replace(path)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # e.g. a full disk: leave the old file, not a partial one
-        raise
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, float):
-        return None
-    return str(value)

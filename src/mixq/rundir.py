@@ -16,7 +16,7 @@ from typing import Any
 
 from mixq.core.precision import Precision
 from mixq.errors import RunDirectoryError
-from mixq.plan import write_json
+from mixq.atomic import write_atomic, write_json
 from mixq.sensitivity.sqnr import Measurement
 
 logger = logging.getLogger(__name__)
@@ -73,10 +73,8 @@ class RunDirectory:
 
     def write_text(self, name: str, text: str) -> Path:
         path = self.file(name)
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            tmp.write_text(text)
-            tmp.replace(path)
+            write_atomic(path, text)
         except OSError as exc:
             raise RunDirectoryError(f"cannot write {path}: {exc.strerror or exc}") from None
         return path

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mixq.atomic import write_json
 from mixq.core.budget import CostBudget
 from mixq.core.graph import GroupId, QuantGraph, QuantizerGroup
 from mixq.core.precision import Precision
@@ -168,9 +169,7 @@ def save_cached(table: LatencyTable) -> Path | None:
     path = cache_path(table.key)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(table.to_dict(), indent=1))
-        tmp.replace(path)
+        write_json(path, table.to_dict(), indent=1)
         return path
     except OSError as exc:
         logger.warning("cannot write the latency cache %s (%s); the table will be measured again next time", path,

@@ -34,6 +34,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from mixq.atomic import write_atomic
 from mixq.backends.base import Progress
 from mixq.backends.onnx.load import INT4_OPSET, opset, upgrade
 from mixq.backends.onnx.simulation import OnnxSimulation, restore_declarations
@@ -199,9 +200,8 @@ def save(proto: onnx.ModelProto, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     large = proto.ByteSize() > 1_800_000_000
-    tmp = path.with_name(path.name + ".tmp")
-    onnx.save(proto, str(tmp), save_as_external_data=large, location=path.name + ".data" if large else None)
-    tmp.replace(path)
+    write_atomic(path, lambda tmp: onnx.save(proto, str(tmp), save_as_external_data=large,
+                                             location=path.name + ".data" if large else None))
     return path
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mixq.atomic import write_atomic
 from mixq.errors import RunDirectoryError
 from mixq.report.analysis import ReportData, analyze
 from mixq.report.load import RunData, load_run
@@ -34,10 +35,8 @@ def write_report(run_dir: str | Path, png: bool = True) -> ReportFiles:
     data = analyze(load_run(run_dir))
     html = render_html(data)
     path = data.run.path / REPORT_FILE
-    tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(html, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, html)
     except OSError as exc:
         raise RunDirectoryError(f"cannot write {path}: {exc.strerror or exc}") from None
     pngs: tuple[Path, ...] = ()

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mixq.backends.base import Progress, Simulation
+from mixq.atomic import write_json
 from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
@@ -194,6 +195,4 @@ class SimulationPairs:
         if self.cache is None:
             return
         merged = PairInteractions({**known.single, **result.single}, {**known.joint, **result.joint}, result.n_samples)
-        tmp = self.cache.with_name(self.cache.name + ".tmp")
-        tmp.write_text(json.dumps(merged.to_records(), indent=1) + "\n")
-        tmp.replace(self.cache)
+        write_json(self.cache, merged.to_records(), indent=1)

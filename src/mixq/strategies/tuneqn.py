@@ -36,7 +36,7 @@ from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
 from mixq.core.quality import Quality
 from mixq.errors import InfeasibleBudgetError, RunDirectoryError
-from mixq.plan import write_json
+from mixq.atomic import write_json
 from mixq.core.tables import SensitivityTable
 from mixq.cost.bops import Bops
 from mixq.solvers.base import AllocationProblem, ParetoCurve
