@@ -23,7 +23,7 @@ from mixq.core.budget import CostUnit, QualityTarget
 from mixq.core.graph import QuantGraph
 from mixq.core.precision import Precision, QuantScheme, parse_candidates
 from mixq.core.tables import SensitivityTable
-from mixq.cost import COST_MODELS, total_cost
+from mixq.cost import default_cost_models, total_cost
 from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
 from mixq.cost.measured_latency import MeasuredLatency, check_measurable, latency_needed, measure_for, table_report
 from mixq.data.dataset import ArrayDataset, Dataset
@@ -33,7 +33,7 @@ from mixq.plan import Plan
 from mixq.rundir import MEASUREMENTS, JsonlMeasurementLog, RunDirectory, check_writable
 from mixq.sensitivity.pairs import SimulationPairs
 from mixq.sensitivity.sqnr import MeasurementLog, MemoryLog, chunk_size, measure_sensitivity
-from mixq.solvers import Loop, get_solver
+from mixq.solvers import COMPARED, SOLVERS, Loop, get_solver
 from mixq.solvers.base import AllocationProblem, ParetoCurve, within
 from mixq.solvers.loop import LoopResult
 from mixq.solvers.memory import float_peak_bytes, peak_activation_bytes
@@ -287,8 +287,7 @@ def costs_of(graph: QuantGraph, assignment: Assignment, measured: Mapping[str, A
     peak = peak_activation_bytes(graph, dict(assignment.items()))
     out: dict[str, float] = {"peak_activation_bytes": peak,
                              "peak_activation_ratio": peak / max(float_peak_bytes(graph), 1e-30)}
-    for name, cls in COST_MODELS.items():
-        model = cls()
+    for name, model in default_cost_models().items():
         value = total_cost(model, graph, assignment)
         key = "weight_bytes" if name == "size" else name
         out[key] = value
@@ -424,12 +423,13 @@ class SolverComparison:
 
 
 def compare_solvers(model: object, data: Dataset | np.ndarray, config: SearchConfig, out: str | Path,
-                    solvers: tuple[str, ...] = ("greedy", "ilp", "iqp", "fallback", "evolution"),
+                    solvers: tuple[str, ...] | None = None,
                     progress: Progress | None = None, eval_data: Dataset | None = None,
                     command: str | None = None) -> SolverComparison:
     """Which solver wins on this model: each searches in turn (phase 1 runs once; the others resume
     from ``out``); the winner has the best measured quality among the plans that meet the budgets
     (top-1 with labels, else output SQNR), ties to the cheaper plan. ``out/plan.json`` is the winner's."""
+    solvers = tuple(SOLVERS.names(tag=COMPARED)) if solvers is None else solvers  # default: the registry's
     if not solvers:
         raise ConfigError("give at least one solver to compare")
     results: dict[str, SearchResult] = {}

@@ -26,7 +26,7 @@ from mixq.cost.measured_latency import (
     table_report,
 )
 from mixq.errors import ConfigError
-from mixq.hardware.costs import KernelLatency
+from mixq.cost.kernel_latency import KernelLatency
 from mixq.solvers.ilp import IlpSolver
 from mixq.solvers.run import build_problem
 

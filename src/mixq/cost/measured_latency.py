@@ -4,7 +4,7 @@ BOPs assume time scales with weight bits x activation bits. A CPU runtime does n
 only fast when the runtime fuses it into an integer kernel, fp16 runs as fp32 plus casts, 4-bit or
 16-bit weights may not be fused at all. A backend times each group's op(s) alone at each candidate
 (see ``mixq.backends.onnx.latency``) and fills a :class:`LatencyTable`; here the table becomes an
-additive cost model (the interface of :class:`mixq.hardware.costs.KernelLatency`), is cached per model
+additive cost model (the interface of :class:`mixq.cost.kernel_latency.KernelLatency`), is cached per model
 and machine, and is compared with BOPs (:func:`bops_vs_latency`).
 """
 
