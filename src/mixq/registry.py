@@ -27,12 +27,13 @@ import difflib
 import fnmatch
 import importlib
 import logging
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
 from mixq.errors import ConfigError, PluginError
+from mixq.options import with_options
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -123,6 +124,23 @@ class Registry(Generic[T]):
         if entry.config is None:
             return factory()
         return factory(config if config is not None else entry.config())
+
+    def settings(self, name: str, search: Any = None, options: Mapping[str, Any] | None = None) -> Any:
+        """The settings dataclass instance entry ``name`` is created with (None if it takes none).
+
+        Built by the dataclass's ``from_search(search)`` classmethod when it has one and ``search`` (the
+        search's settings, e.g. a ``SearchConfig``) is given, else from its defaults; then ``options``
+        (``{"curve_points": "50"}``, dotted keys for nested settings) are set, converted and checked.
+        """
+        entry = self.get(name)
+        options = options or {}
+        if entry.config is None:
+            if options:
+                raise ConfigError(f"{self.kind} {name} takes no settings; drop {', '.join(sorted(options))}")
+            return None
+        from_search = getattr(entry.config, "from_search", None)
+        config = from_search(search) if from_search is not None and search is not None else entry.config()
+        return with_options(config, options, f"{self.kind} {name}")
 
     def names(self, pattern: str = "*", tag: str | None = None) -> list[str]:
         """Registered names matching a shell-style ``pattern`` (and carrying ``tag``), in declaration order."""

@@ -32,4 +32,4 @@ HARDWARE.add("generic", described("generic", builtin.GENERIC),
 HARDWARE.add("onnxruntime-cpu", described("onnxruntime-cpu", builtin.ONNXRUNTIME_CPU),
              help="ONNX Runtime's CPU provider: w8a8 integer kernels or fp32")
 HARDWARE.add("npu-w4a8-w8a8-w8a16", described("npu-w4a8-w8a8-w8a16", builtin.NPU_W4A8_W8A8_W8A16),
-             help="an accelerator with W4A8, W8A8 and W8A16 kernels (Pandey et al.)")
+             help="an accelerator with W4A8, W8A8 and W8A16 kernels, the search space of Pandey et al.")

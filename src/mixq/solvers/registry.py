@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mixq.errors import ConfigError
-from mixq.options import with_options
 from mixq.registry import Registry
 from mixq.solvers.base import Solver
 from mixq.solvers.evolution import EvolutionConfig, EvolutionSolver
@@ -44,23 +42,13 @@ SOLVERS.add("exhaustive", ExhaustiveSolver,
 
 
 def solver_config(name: str, search: SearchSettings | None = None, options: Mapping[str, Any] | None = None) -> Any:
-    """The settings dataclass of solver ``name`` (None if it takes none).
-
-    Built from the search's shared settings when the dataclass has ``from_search``, else from its
-    defaults; then ``options`` (``{"curve_points": 50}``, dotted keys for nested settings) are set.
+    """The settings dataclass of solver ``name`` (None if it takes none): ``from_search(search)`` or the
+    defaults, then ``options`` (see :meth:`mixq.registry.Registry.settings`).
 
     Raises:
         ConfigError: unknown solver (did-you-mean), unknown setting (naming the known ones) or a bad value.
     """
-    entry = SOLVERS.get(name)
-    options = options or {}
-    if entry.config is None:
-        if options:
-            raise ConfigError(f"solver {name} takes no settings; drop {', '.join(sorted(options))}")
-        return None
-    from_search = getattr(entry.config, "from_search", None)
-    config = from_search(search) if from_search is not None and search is not None else entry.config()
-    return with_options(config, options, f"solver {name}")
+    return SOLVERS.settings(name, search, options)
 
 
 def get_solver(name: str, settings: Any = None) -> Solver | ClosedLoopSolver:
