@@ -73,17 +73,17 @@ def with_options(config: C, options: Mapping[str, Any], owner: str) -> C:
     nested: dict[str, dict[str, Any]] = {}
     direct: dict[str, Any] = {}
     hints = typing.get_type_hints(type(config))
-    names = {f.name for f in dataclasses.fields(config)}
+    known = known_keys(type(config))
     for key, value in options.items():
         head, dot, rest = key.partition(".")
-        if head not in names or (dot and not _is_settings(hints.get(head))):
-            raise ConfigError(_unknown(owner, key, known_keys(type(config))))
+        if _is_settings(hints.get(key)):
+            fields = ", ".join(k for k in known if k.startswith(f"{key}."))
+            raise ConfigError(f"{owner}: {key!r} is a group of settings; set its fields ({fields})")
+        if key not in known:
+            raise ConfigError(_unknown(owner, key, known))
         if dot:
             nested.setdefault(head, {})[rest] = value
         else:
-            if _is_settings(hints.get(head)):
-                fields = ", ".join(f"{key}.{sub}" for sub in known_keys(hints[head]))
-                raise ConfigError(f"{owner}: {key!r} is a group of settings; set its fields ({fields})")
             direct[head] = _convert(value, hints.get(head), f"{owner} setting {key!r}")
     for head, sub in nested.items():
         direct[head] = with_options(getattr(config, head), sub, f"{owner} ({head})")

@@ -260,26 +260,34 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                           max_evaluations=args.max_evaluations, pair_groups=args.pair_groups,
                           time_limit_s=args.time_limit,
                           solver_options=parse_pairs(args.solver_options, "--solver-option"))
+    compared = _compared(args.compare_solvers) if args.compare_solvers else ()
     loaded, preprocess, data = _load(args)
     eval_data = load_data(args.eval_data, preprocess, labels=args.labels) if args.eval_data else None
-    if args.compare_solvers:
-        return _compare(args, console, loaded, data, config, eval_data)
+    if compared:
+        return _compare(args, console, loaded, data, config, eval_data, compared)
     with _progress(args, console) as progress:
         result = search(loaded.model, data, config, out=args.out, progress=progress, eval_data=eval_data,
                         command=args.command_line)
     return _finish_search(args, console, result)
 
 
-def _compare(args: argparse.Namespace, console: Console, loaded: Any, data: Any, config: SearchConfig,
-             eval_data: Any) -> int:
-    from mixq.api import compare_solvers
-
-    names = tuple(n.strip() for n in args.compare_solvers.split(",") if n.strip())
+def _compared(text: str) -> tuple[str, ...]:
+    """--compare-solvers' names, each checked against the registry (before anything is loaded)."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
     for name in names:
         try:
             SOLVERS.get(name)
         except ConfigError as exc:
             raise ConfigError(f"--compare-solvers: {exc}") from None
+    if not names:
+        raise ConfigError("--compare-solvers: give at least one solver")
+    return names
+
+
+def _compare(args: argparse.Namespace, console: Console, loaded: Any, data: Any, config: SearchConfig,
+             eval_data: Any, names: tuple[str, ...]) -> int:
+    from mixq.api import compare_solvers
+
     with _progress(args, console) as progress:
         comparison = compare_solvers(loaded.model, data, config, args.out, names, progress, eval_data,
                                      args.command_line)
