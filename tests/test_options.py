@@ -41,8 +41,8 @@ def test_strings_become_the_annotated_types_and_dotted_keys_reach_nested_setting
     ({"count": "many"}, "x setting 'count' must be an integer, got 'many'"),
     ({"count": 1.5}, "must be an integer"),
     ({"verbose": "maybe"}, "must be true or false"),
-    ({"inner.limt": 1}, "no setting 'inner.limt'; did you mean 'inner.limit'\\? known: count, name, verbose, cap, "
-                        "inner.limit"),
+    ({"inner.limt": 1}, ("no setting 'inner.limt'; did you mean 'inner.limit'\\? known: count, name, verbose, "
+                         "cap, inner.limit")),
     ({"inner": 1}, "'inner' is a group of settings; set its fields \\(inner.limit\\)"),
     ({"count.x": 1}, "no setting 'count.x'"),
 ])

@@ -20,7 +20,7 @@ class Knobs:
 
     @classmethod
     def from_search(cls, search: object) -> Knobs:
-        return cls(seed=getattr(search, "seed"))
+        return cls(seed=search.seed)
 
 
 class Widget:

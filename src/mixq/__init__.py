@@ -17,9 +17,9 @@ _LAZY = {
     "search": "mixq.api", "evaluate": "mixq.api", "apply": "mixq.api", "inspect_model": "mixq.api",
     "SearchConfig": "mixq.config", "Plan": "mixq.plan", "load_data": "mixq.data", "Preprocess": "mixq.data",
     "load_model": "mixq.models",
-    **{name: "mixq.plugins" for name in (
-        "list_backends", "list_cost_models", "list_executors", "list_hardware", "list_metrics", "list_runtimes",
-        "list_solvers", "list_strategies", "list_tasks")},
+    "list_backends": "mixq.plugins", "list_cost_models": "mixq.plugins", "list_executors": "mixq.plugins",
+    "list_hardware": "mixq.plugins", "list_metrics": "mixq.plugins", "list_runtimes": "mixq.plugins",
+    "list_solvers": "mixq.plugins", "list_strategies": "mixq.plugins", "list_tasks": "mixq.plugins",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -26,6 +26,7 @@ from mixq.core.tables import SensitivityTable
 from mixq.cost import default_cost_models, total_cost
 from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
 from mixq.cost.measured_latency import MeasuredLatency, check_measurable, latency_needed, measure_for, table_report
+from mixq.cost.memory import float_peak_bytes, peak_activation_bytes
 from mixq.data.dataset import ArrayDataset, Dataset
 from mixq.errors import ConfigError, DataError, UnsupportedModelError
 from mixq.evaluation import Evaluator, ScoreFn
@@ -36,7 +37,6 @@ from mixq.sensitivity.sqnr import MeasurementLog, MemoryLog, chunk_size, measure
 from mixq.solvers import COMPARED, SOLVERS, Loop, get_solver
 from mixq.solvers.base import AllocationProblem, ParetoCurve, within
 from mixq.solvers.loop import LoopResult
-from mixq.solvers.memory import float_peak_bytes, peak_activation_bytes
 from mixq.solvers.run import allocate, build_problem, timed
 from mixq.strategies.tuneqn import STATE_FILE as TUNEQN_STATE
 from mixq.strategies.tuneqn import run_tuneqn, tuneqn_outcome

@@ -25,7 +25,7 @@ def test_the_registry_lists_every_solver_once_in_help_order() -> None:
         solver = get_solver(name, solver_config(name))
         closed_loop = isinstance(solver, ClosedLoopSolver)
         assert solver.name == name and closed_loop == (name in ("iqp", "fallback", "evolution"))
-        assert closed_loop or (callable(getattr(solver, "curve")) and callable(getattr(solver, "solve")))
+        assert closed_loop or (callable(solver.curve) and callable(solver.solve))
 
 
 def test_each_solver_config_is_built_from_the_search_settings() -> None:
@@ -59,8 +59,8 @@ def test_solver_options_override_and_survive_the_config_json_round_trip() -> Non
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"solver": "gredy"}, "unknown solver 'gredy'; did you mean 'greedy'\\?"),
     ({"solver": "ilp", "solver_options": {"curve_point": 3}},
-     "solver ilp has no setting 'curve_point'; did you mean 'curve_points'\\? known: time_limit_s, curve_points, "
-     "mip_rel_gap"),
+     ("solver ilp has no setting 'curve_point'; did you mean 'curve_points'\\? known: time_limit_s, curve_points, "
+      "mip_rel_gap")),
     ({"solver_options": {"steps": 3}}, "solver greedy takes no settings; drop steps"),
     ({"solver": "ilp", "solver_options": {"curve_points": "many"}}, "must be an integer, got 'many'"),
     ({"solver": "ilp", "solver_options": {"curve_points": 1}}, "curve_points must be at least 2"),

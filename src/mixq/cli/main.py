@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from mixq.allocator import prefer_heap_allocations
+from mixq.cli.choices import name_in
 from mixq.cli.configfile import add_config_file_flag, parse_with_config, resolved_command, typed_command
 from mixq.cli.export_cmd import add_export_parser, cmd_export
 from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
 from mixq.cli.summary import print_comparison, print_inspect, print_search
-from mixq.cli.choices import name_in
 from mixq.config import DEFAULT_CANDIDATES, SearchConfig, scheme_from_dict
 from mixq.core.budget import BUDGET_HELP
 from mixq.core.precision import QuantScheme, RangeMethod

@@ -12,7 +12,7 @@ from typing import Any
 from mixq.cost.base import CostModel, total_cost
 from mixq.cost.bops import Bops
 from mixq.cost.latency import LatencySource, latency_model
-from mixq.cost.memory import PeakActivationBytes
+from mixq.cost.memory import PeakMemory
 from mixq.cost.size import WeightSize
 from mixq.registry import Registry
 
@@ -27,7 +27,7 @@ COST_MODELS.add("size", WeightSize, tags={ADDITIVE}, help="weight bytes")
 COST_MODELS.add("latency", latency_model, config=LatencySource, tags={ADDITIVE},
                 help="milliseconds of each group's kernels measured in ONNX Runtime on this machine (.onnx "
                      "models), or --hardware's latency table")
-COST_MODELS.add("memory", PeakActivationBytes,
+COST_MODELS.add("memory", PeakMemory,
                 help="peak activation bytes, the largest activation tensor a quantized op reads (memory<= budgets)")
 
 
@@ -37,5 +37,5 @@ def default_cost_models() -> dict[str, CostModel]:
             if entry.config is None}
 
 
-__all__ = ["ADDITIVE", "COST_MODELS", "Bops", "CostModel", "LatencySource", "PeakActivationBytes", "WeightSize",
+__all__ = ["ADDITIVE", "COST_MODELS", "Bops", "CostModel", "LatencySource", "PeakMemory", "WeightSize",
            "default_cost_models", "latency_model", "total_cost"]

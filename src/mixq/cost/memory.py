@@ -1,16 +1,14 @@
 """Peak activation memory: the largest activation tensor a quantized op reads, per sample.
 
-A maximum over groups, not a sum, so it is no additive :class:`~mixq.cost.base.CostModel`: it cannot
-be the cost a curve is walked along, and ``memory<=`` budgets narrow each group's candidates instead
-(:mod:`mixq.solvers.memory`). Registered as the ``memory`` cost model for totals and reports.
+Not additive (a maximum over groups), so it is no :class:`~mixq.cost.base.CostModel`: memory budgets
+narrow candidates instead (:mod:`mixq.solvers.memory`), and plans report it as a total.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mixq.core.assignment import Assignment
-from mixq.core.graph import GroupId, QuantGraph, QuantizerGroup
+from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
 
 FP32 = Precision.parse("fp32")
@@ -26,18 +24,14 @@ def peak_activation_bytes(graph: QuantGraph, assignment: Mapping[GroupId, Precis
     return max((group.activation_bytes(assignment[group.id]) for group in graph), default=0.0)
 
 
-class PeakActivationBytes:
-    """Bytes of the largest activation tensor; ``reference`` is the float32 model's peak."""
+class PeakMemory:
+    """Peak activation bytes per sample; ``reference`` is the float32 model's peak."""
 
     name = "memory"
     unit = "bytes"
 
-    def cost(self, group: QuantizerGroup, precision: Precision) -> float:
-        """The group's own activation tensor at ``precision`` (the total is the maximum of these)."""
-        return group.activation_bytes(precision)
-
-    def total(self, graph: QuantGraph, assignment: Assignment) -> float:
-        return peak_activation_bytes(graph, dict(assignment.items()))
+    def total(self, graph: QuantGraph, assignment: Mapping[GroupId, Precision]) -> float:
+        return peak_activation_bytes(graph, assignment)
 
     def reference(self, graph: QuantGraph) -> float:
         return float_peak_bytes(graph)

@@ -19,7 +19,6 @@ from mixq.solvers.restrictions import Restriction, apply_restrictions, parse_res
 from mixq.solvers.select import QualitySelection, feasible_indices, select_by_cost, select_by_quality
 from mixq.solvers.settings import SearchSettings
 
-
 __all__ = [
     "COMPARED",
     "SOLVERS",

@@ -7,12 +7,10 @@ from collections.abc import Sequence
 
 from mixq.core.budget import CostUnit, MemoryBudget
 from mixq.core.graph import QuantGraph
-from mixq.cost.memory import float_peak_bytes, peak_activation_bytes
+from mixq.cost.memory import float_peak_bytes
 from mixq.errors import InfeasibleBudgetError
 from mixq.solvers.base import within
 from mixq.solvers.restrictions import narrow_graph
-
-__all__ = ["apply_memory_budgets", "float_peak_bytes", "peak_activation_bytes"]
 
 
 def apply_memory_budgets(graph: QuantGraph, budgets: Sequence[MemoryBudget]) -> QuantGraph:
