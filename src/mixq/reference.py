@@ -152,7 +152,7 @@ def evaluate_as_given(model: object, data: Dataset, reference: object | None, qu
     """``model`` run as is against ``reference`` (or itself). Costs: float costs from a trace; for an exported
     file, ``bops_ratio`` is unknown (``None``) and ``weight_bytes`` are its stored initializers' bytes."""
     from mixq import backends
-    from mixq.api import costs_of
+    from mixq.cost.totals import plan_costs
     from mixq.core.assignment import uniform
     from mixq.core.precision import Precision, parse_candidates
     from mixq.core.quality import measure_quality
@@ -171,8 +171,8 @@ def evaluate_as_given(model: object, data: Dataset, reference: object | None, qu
         result.update(bops_ratio=None, weight_bytes=stored_weight_bytes(model))
     else:
         graph = backends.resolve(model).trace(model, data.load(0, 1), parse_candidates("w8a8")).graph
-        costs = costs_of(graph, uniform(graph, Precision.parse("fp32")))
-        result.update(bops_ratio=costs["bops_ratio"], weight_bytes=costs["weight_bytes"])
+        costs = plan_costs(graph, uniform(graph, Precision.parse("fp32")))
+        result.update(bops_ratio=costs["bops"].ratio, weight_bytes=costs["size"].value)
     if reference is not None:
         result["reference"] = against.name
     return result

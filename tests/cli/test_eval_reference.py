@@ -36,7 +36,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     onnx.save(graphs.residual(), str(float_path))
     graph = OnnxBackend().trace(float_path, x[:1], parse_candidates("w8a8")).graph
     plan = Plan(uniform(graph, Precision.parse("w4a8")), costs={}, predicted_sqnr_db=0.0,
-                provenance={"num_samples": 16})
+                num_samples=16)
     plan.save(root / "plan.json")
     export(float_path, plan, x, root / "model.qdq.onnx", check_samples=0)
     return {"root": root, "float": float_path, "qdq": root / "model.qdq.onnx", "data": root / "data.npz",

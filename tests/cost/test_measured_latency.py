@@ -217,10 +217,11 @@ def test_milliseconds_with_a_relative_hardware_table_are_refused(tmp_path: Path)
 
 def test_the_report_shows_one_line(tmp_path: Path) -> None:
     pytest.importorskip("jinja2")
+    from mixq.cost.totals import CostRecord
     from mixq.report.html import latency_note
 
     assert latency_note(tmp_path, {}) is None  # not a latency search
     (tmp_path / "latency_table.json").write_text(json.dumps(table_report(graph(), table())))
-    line = latency_note(tmp_path, {"latency_ms": 1.5, "latency_ratio": 0.1875})
+    line = latency_note(tmp_path, {"latency": CostRecord(1.5, "ms", 0.1875)})
     assert line.startswith("Measured latency of the quantized ops: 1.5 ms (18.8% of every group")
     assert "mean within-group Spearman +0.50" in line

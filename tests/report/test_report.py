@@ -67,10 +67,10 @@ def test_chosen_point_is_the_plans_point_on_the_curve(run_dir: Path) -> None:
     assert data.chosen_index is not None
     chosen = data.run.curve[data.chosen_index]
     assert chosen.assignment.to_dict() == plan.assignment.to_dict()
-    assert data.chosen_bops_ratio == pytest.approx(plan.costs["bops_ratio"])
+    assert data.chosen_bops_ratio == pytest.approx(plan.costs["bops"].ratio)
     pareto = dict(all_figures(data))["pareto"]
     star = next(trace for trace in pareto.data if trace.name == "chosen")
-    assert star.x[0] == pytest.approx(plan.costs["bops_ratio"]) and star.y[0] == pytest.approx(plan.predicted_sqnr_db)
+    assert star.x[0] == pytest.approx(plan.costs["bops"].ratio) and star.y[0] == pytest.approx(plan.predicted_sqnr_db)
     measured = next(trace for trace in pareto.data if trace.name == "mixed precision (measured)")
     evaluations = json.loads((run_dir / "evaluations.json").read_text())
     assert sorted(measured.y) == pytest.approx(sorted(e["sqnr_db"] for e in evaluations))

@@ -58,8 +58,8 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     latencies (with ``benchmark``), the integer kernels ONNX Runtime fused, and notes.
     """
     from mixq import backends
-    from mixq.api import as_dataset, prepare, resolve_assignment
-    from mixq.config import scheme_from_dict
+    from mixq.core.assignment import Assignment, resolve
+    from mixq.prepared import as_dataset, prepare
     from mixq.backends.onnx.simulation import OnnxSimulation
     from mixq.export.onnx_qdq import export_qdq
     from mixq.plan import Plan
@@ -70,11 +70,10 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
                           "then run `mixq search model.onnx ...` and `mixq export model.onnx --plan ...`")
     if isinstance(plan, (str, Path)):
         plan = Plan.load(plan)
-    provenance = plan.provenance if isinstance(plan, Plan) else {}
-    if scheme is None:
-        scheme = scheme_from_dict(dict(provenance["scheme"])) if "scheme" in provenance else None
+    if scheme is None and isinstance(plan, Plan):
+        scheme = plan.scheme
     if num_samples is None:
-        num_samples = int(provenance.get("num_samples", 64))
+        num_samples = plan.num_samples if isinstance(plan, Plan) and plan.num_samples is not None else 64
     data = as_dataset(calibration)
     if backend.name == "torch":
         from mixq.export.from_torch import export_torch
@@ -83,7 +82,7 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
                             check_samples=check_samples, benchmark=benchmark, int4=int4, int32_bias=int32_bias,
                             output_quantizers=output_quantizers, threads=threads, progress=progress)
     session = prepare(model, data, ["w8a8"], scheme or _default_scheme(), num_samples, threads, progress)
-    assignment = resolve_assignment(session.graph, plan)
+    assignment = resolve(session.graph, plan if isinstance(plan, Assignment) else plan.assignment)
     assert assignment is not None
     check = session.calibration[:check_samples] if check_samples else None
     sim: OnnxSimulation = session.sim  # type: ignore[assignment]  # the ONNX backend's simulation

@@ -322,7 +322,7 @@ def export_torch(model: Any, plan: Plan | Assignment, data: Dataset, path: str |
     """``mixq.export.export`` for a torch model and a plan from its torch search (see ``export``)."""
     import torch
 
-    from mixq.api import resolve_assignment
+    from mixq.core.assignment import resolve
     from mixq.backends import get_backend
     from mixq.export.onnx_qdq import export_qdq
 
@@ -335,7 +335,7 @@ def export_torch(model: Any, plan: Plan | Assignment, data: Dataset, path: str |
     sample, candidates = calibration[:1], parse_candidates("w8a8")
     torch_traced = get_backend("torch").trace(model, sample, candidates)
     try:  # first: does the plan fit this torch model at all?
-        torch_assignment = resolve_assignment(torch_traced.graph, plan)
+        torch_assignment = resolve(torch_traced.graph, plan if isinstance(plan, Assignment) else plan.assignment)
     except ConfigError as exc:
         searched = plan.assignment if not isinstance(plan, Assignment) else plan
         if any(str(g).startswith("/") for g in searched):  # torch.onnx.export's node names

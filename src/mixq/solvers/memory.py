@@ -3,26 +3,14 @@ entering the additive objective; every solver then respects them without knowing
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from mixq.core.budget import CostUnit, MemoryBudget
-from mixq.core.graph import GroupId, QuantGraph
-from mixq.core.precision import Precision
+from mixq.core.graph import QuantGraph
+from mixq.cost.memory import float_peak_bytes
 from mixq.errors import InfeasibleBudgetError
 from mixq.solvers.base import within
 from mixq.solvers.restrictions import narrow_graph
-
-FP32 = Precision.parse("fp32")
-
-
-def float_peak_bytes(graph: QuantGraph) -> float:
-    """The float32 model's largest quantizable-op activation tensor, per sample."""
-    return max((group.activation_bytes(FP32) for group in graph), default=0.0)
-
-
-def peak_activation_bytes(graph: QuantGraph, assignment: Mapping[GroupId, Precision]) -> float:
-    """The largest activation tensor a group reads under ``assignment``, per sample."""
-    return max((group.activation_bytes(assignment[group.id]) for group in graph), default=0.0)
 
 
 def apply_memory_budgets(graph: QuantGraph, budgets: Sequence[MemoryBudget]) -> QuantGraph:
