@@ -27,7 +27,7 @@ from mixq.cost import COST_MODELS, total_cost
 from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
 from mixq.cost.measured_latency import MeasuredLatency, check_measurable, latency_needed, measure_for, table_report
 from mixq.data.dataset import ArrayDataset, Dataset
-from mixq.errors import ConfigError, DataError, UnsupportedModelError
+from mixq.errors import CapabilityError, ConfigError, DataError, UnsupportedModelError
 from mixq.evaluation import Evaluator, ScoreFn
 from mixq.plan import Plan
 from mixq.rundir import MEASUREMENTS, JsonlMeasurementLog, RunDirectory, check_writable
@@ -96,7 +96,7 @@ def prepare(model: object, data: Dataset | np.ndarray, candidates: Any, scheme: 
         raise DataError("the data set is empty: give at least one sample")
     backend = backends.resolve(model)
     if threads is not None:
-        _set_threads(threads)
+        backend.set_threads(threads)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     calibration = data.subset(min(num_samples, len(data))).load(0, min(num_samples, len(data)))
@@ -141,12 +141,12 @@ def search(
     _check_labels(config.quality_target, as_dataset(eval_data if eval_data is not None else data), score)
     measure_latency = latency_needed(config.cost, config.cost_budgets, config.hardware)
     if measure_latency:  # before calibration: a torch model cannot be timed in ORT
-        check_measurable(backends.resolve(model).name)
+        check_measurable(backends.resolve(model))
     session = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
     graph = session.graph
     latency = None
     if measure_latency:
-        latency = measure_for(session.backend.name, session.traced, threads=config.threads, progress=progress,
+        latency = measure_for(session.backend, session.traced, threads=config.threads, progress=progress,
                               scheme=config.scheme)
         session.costs["latency"] = MeasuredLatency(latency)
         session.timings["latency_table_s"] = latency.seconds
@@ -237,11 +237,10 @@ def _tuneqn(session: Session, config: SearchConfig, run: RunDirectory | None, ev
     key = {**_run_key(session, config), "candidates": [str(p) for p in config.candidates],
            "restrictions": [str(r) for r in config.restrictions], "hardware": config.hardware,
            "cost": config.cost, "eval_samples": len(evaluator.data)}
-    measure = None
-    if session.backend.name == "onnx":  # the paper's runtime objectives: the exported file's size and latency
-        from mixq.export.measure import deployed_costs
-
-        measure = deployed_costs(session.sim, session.calibration, config.threads)  # type: ignore[arg-type]
+    try:  # the paper's runtime objectives: the exported file's size and latency, where the backend can deploy
+        measure = session.backend.deployed_costs(session.sim, session.calibration, config.threads)
+    except CapabilityError:
+        measure = None
     result = run_tuneqn(session.sim, session.calibration, problem, evaluator.quality, config.cost_budgets, target,
                         float_quality, run.file(TUNEQN_STATE) if run else None, key, measure=measure,
                         max_iterations=config.max_evaluations, progress=progress)
@@ -330,11 +329,9 @@ def evaluate(
         if assignment is not None:
             raise ConfigError("with a reference the model is evaluated as given: drop the plan or precision "
                               "(--plan/--uniform), or evaluate the float model with them and no --reference")
-        if threads is not None:
-            _set_threads(threads)
         from mixq.reference import evaluate_as_given
 
-        return evaluate_as_given(model, data, reference, quantized_file, progress)
+        return evaluate_as_given(model, data, reference, quantized_file, progress, threads)
     if quantized_file:
         raise ConfigError(f"{describe(model)} is already quantized (an exported QDQ file), so it cannot be quantized "
                           "again: evaluate it as given with --reference FLOAT_MODEL (reference= in the API)")
@@ -377,16 +374,6 @@ def graph_records(graph: QuantGraph) -> list[dict[str, Any]]:
 
 def _hash_array(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()[:16]
-
-
-def _set_threads(threads: int) -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
-
 
 
 def inspect_model(model: object, data: Dataset | np.ndarray | None, preprocess: Any = None) -> dict[str, Any]:

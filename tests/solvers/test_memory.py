@@ -12,7 +12,7 @@ from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup, QuantOp
 from mixq.core.precision import parse_candidates
 from mixq.errors import InfeasibleBudgetError
 from mixq.solvers.memory import apply_memory_budgets, float_peak_bytes
-from mixq.testing.models import TinyConvNet, random_images
+from mixq.backends.torch.testing import TinyConvNet, random_images
 
 
 def graph(*numels: int, candidates: str = "w8a8,w8a16") -> QuantGraph:
