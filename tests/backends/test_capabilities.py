@@ -83,3 +83,33 @@ def test_an_assignment_is_exported_through_the_backend(torch_sim, tmp_path: Path
     report = export(TinyConvNet(), assignment, images, tmp_path / "model.onnx", num_samples=4, check_samples=2)
     assert isinstance(report, ExportReport) and report.path.is_file() and is_quantized_file(report.path)
     assert stored_weight_bytes(report.path) < report.float_file_bytes
+
+
+def test_an_unwritable_output_is_an_export_error_before_any_work(tmp_path: Path) -> None:
+    from mixq.errors import ExportError
+    from mixq.export import export
+
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(ExportError, match="is a file, not a folder"):
+        export(TinyConvNet(), {}, random_images(2), tmp_path / "taken" / "model.onnx")
+    with pytest.raises(ExportError, match="is a directory"):
+        export(TinyConvNet(), {}, random_images(2), tmp_path)
+
+
+def test_an_invalid_qdq_model_is_a_mixq_bug(torch_sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("onnxruntime")
+    from onnx import helper
+
+    from mixq.backends.onnx.export import onnx_qdq
+    from mixq.errors import InternalError
+    from mixq.export import export
+
+    def corrupt(proto):  # a writer bug: a node without its input
+        proto.graph.node.append(helper.make_node("Relu", [], ["broken"], name="broken"))
+        return 0
+
+    monkeypatch.setattr(onnx_qdq, "fold_pads", corrupt)
+    _, traced, _, images = torch_sim
+    with pytest.raises(InternalError, match="mixq bug: the exported QDQ model is invalid"):
+        export(TinyConvNet(), uniform(traced.graph, Precision.parse("w8a8")), images, tmp_path / "m.onnx",
+               num_samples=4, check_samples=0)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mixq.errors import DataError
+from mixq.errors import DataError, ExportError
 from mixq.export.report import ExportReport
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     from mixq.data.dataset import ArrayDataset
     from mixq.plan import Plan
 
+    path = writable_output(Path(path))
     backend = backends.resolve(model)
     if isinstance(plan, (str, Path)):
         plan = Plan.load(plan)
@@ -83,7 +84,19 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     assignment = plan if isinstance(plan, Assignment) else plan.assignment
     settings = ExportSettings(scheme=scheme or _default_scheme(), check_samples=check_samples, benchmark=benchmark,
                               int4=int4, int32_bias=int32_bias, output_quantizers=output_quantizers, threads=threads)
-    return backend.export(model, assignment, samples, Path(path), settings, progress)
+    return backend.export(model, assignment, samples, path, settings, progress)
+
+
+def writable_output(path: Path) -> Path:
+    """``path`` if a file can be written there, checked before any work (the export itself takes minutes)."""
+    if path.is_dir():
+        raise ExportError(f"{path} is a directory: give the file to write, e.g. {path / 'model.onnx'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ExportError(f"cannot write {path}: {parent} is a file, not a folder; choose another output path")
+            break
+    return path
 
 
 def _default_scheme() -> Any:

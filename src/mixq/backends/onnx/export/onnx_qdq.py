@@ -40,7 +40,7 @@ from mixq.backends.onnx.simulation import OnnxSimulation, restore_declarations
 from mixq.backends.onnx.trace import OnnxSite
 from mixq.core.assignment import Assignment
 from mixq.core.precision import Precision
-from mixq.errors import ConfigError, UnsupportedModelError, internal
+from mixq.errors import ConfigError, ExportError, UnsupportedModelError, internal
 from mixq.export.report import ExportReport
 from mixq.backends.onnx.export.checks import compare, fused_ops, kernel_notes, latency_ms
 from mixq.backends.onnx.export.fold_pads import fold_pads
@@ -177,10 +177,13 @@ def _rewrite_site(writer: QdqWriter, node: onnx.NodeProto, site: OnnxSite, preci
 
 def save(proto: onnx.ModelProto, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     large = proto.ByteSize() > 1_800_000_000
-    write_atomic(path, lambda tmp: onnx.save(proto, str(tmp), save_as_external_data=large,
-                                             location=path.name + ".data" if large else None))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: onnx.save(proto, str(tmp), save_as_external_data=large,
+                                                 location=path.name + ".data" if large else None))
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}; choose another output path") from exc
     return path
 
 
