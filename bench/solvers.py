@@ -67,7 +67,7 @@ class Indexed(Dataset):
 
 def load_model(key: str) -> tuple[Any, Dataset]:
     if key == "lite0":
-        from mixq.zoo.efficientnet_lite import efficientnet_lite0
+        from mixq.backends.torch.zoo.efficientnet_lite import efficientnet_lite0
 
         model, preprocess = efficientnet_lite0()
         return model, load_data(SHARED / "imagenet-samples", preprocess)

@@ -14,7 +14,7 @@ from mixq.config import SearchConfig
 from mixq.core.precision import Precision
 from mixq.errors import ConfigError, InfeasibleBudgetError, MixqError, RunDirectoryError
 from mixq.plan import Plan
-from mixq.testing.models import ResidualNet, SharedInputNet, TinyConvNet, outlier_net, random_images
+from mixq.backends.torch.testing import ResidualNet, SharedInputNet, TinyConvNet, outlier_net, random_images
 
 CANDIDATES = "w4a8,w8a8,w8a16"
 

@@ -13,7 +13,7 @@ from mixq.core.precision import Precision, QuantScheme, RangeMethod
 from mixq.cost.totals import CostRecord
 from mixq.errors import ConfigError
 from mixq.plan import PLAN_SCHEMA, Plan, Provenance
-from mixq.testing.models import TinyConvNet, random_images
+from mixq.backends.torch.testing import TinyConvNet, random_images
 
 #: Written by mixq before plans had a typed format (schema 1): a tiny-cnn search at bops<=0.4.
 V1_PLAN = Path(__file__).parent / "fixtures" / "plan_v1.json"

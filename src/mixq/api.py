@@ -27,7 +27,7 @@ from mixq.data.dataset import Dataset
 from mixq.errors import ConfigError
 from mixq.evaluation import Evaluator, ScoreFn
 from mixq.plan import Plan, Provenance
-from mixq.prepared import Prepared, _set_threads, as_dataset, prepare, trace_only
+from mixq.prepared import Prepared, as_dataset, prepare, trace_only
 from mixq.preflight import check_budgets_given, check_labels, check_reachable
 from mixq.rundir import RunDirectory, check_writable
 from mixq.solvers.base import ParetoCurve
@@ -82,13 +82,13 @@ def search(
     strategy: Strategy = STRATEGIES.create(config.strategy)
     measure_latency = latency_needed(config.cost, config.cost_budgets, config.hardware)
     if measure_latency:  # before calibration: a torch model cannot be timed in ORT
-        check_measurable(backends.resolve(model).name)
+        check_measurable(backends.resolve(model))
     prepared = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
     timings = dict(prepared.timings)
     measured: dict[str, CostModel] = {}
     latency = None
     if measure_latency:
-        latency = measure_for(prepared.backend.name, prepared.traced, threads=config.threads, progress=progress,
+        latency = measure_for(prepared.backend, prepared.traced, threads=config.threads, progress=progress,
                               scheme=config.scheme)
         measured["latency"] = MeasuredLatency(latency)
         timings["latency_table_s"] = latency.seconds
@@ -177,9 +177,7 @@ def evaluate(
         if assignment is not None:
             raise ConfigError("with a reference the model is evaluated as given: drop the plan or precision "
                               "(--plan/--uniform), or evaluate the float model with them and no --reference")
-        if threads is not None:
-            _set_threads(threads)
-        return evaluate_as_given(model, data, reference, quantized_file, progress)
+        return evaluate_as_given(model, data, reference, quantized_file, progress, threads)
     if quantized_file:
         raise ConfigError(f"{describe(model)} is already quantized (an exported QDQ file), so it cannot be quantized "
                           "again: evaluate it as given with --reference FLOAT_MODEL (reference= in the API)")

@@ -75,7 +75,7 @@ def prepare(model: object, data: Dataset | np.ndarray, candidates: str | Sequenc
         raise DataError("the data set is empty: give at least one sample")
     backend = backends.resolve(model)
     if threads is not None:
-        _set_threads(threads)
+        backend.set_threads(threads)
     timings: dict[str, float] = {}
     started = time.perf_counter()
     count = min(num_samples, len(data))
@@ -88,15 +88,6 @@ def prepare(model: object, data: Dataset | np.ndarray, candidates: str | Sequenc
     sim = traced.prepare(calibration, scheme, progress)
     timings["calibration_s"] = time.perf_counter() - started
     return Prepared(backend, traced, sim, calibration, timings)
-
-
-def _set_threads(threads: int) -> None:
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:
-        pass
 
 
 def trace_only(model: object, sample: np.ndarray, candidates: str = "w8a8") -> Any:

@@ -15,7 +15,7 @@ from PIL import Image
 from mixq.cli.main import main
 
 MODEL_FILE = """
-from mixq.testing.models import ResidualNet
+from mixq.backends.torch.testing import ResidualNet
 
 def build():
     return ResidualNet().eval()

@@ -13,7 +13,7 @@ from mixq.core.precision import parse_candidates
 from mixq.errors import InfeasibleBudgetError
 from mixq.cost.memory import float_peak_bytes
 from mixq.solvers.memory import apply_memory_budgets
-from mixq.testing.models import TinyConvNet, random_images
+from mixq.backends.torch.testing import TinyConvNet, random_images
 
 
 def graph(*numels: int, candidates: str = "w8a8,w8a16") -> QuantGraph:

@@ -12,7 +12,7 @@ from mixq import api
 from mixq.config import SearchConfig
 from mixq.core.precision import Precision
 from mixq.solvers.restrictions import at_least
-from mixq.testing.models import ResidualNet, random_images
+from mixq.backends.torch.testing import ResidualNet, random_images
 
 BUDGETS = {
     "greedy": ("bops<=0.35",),

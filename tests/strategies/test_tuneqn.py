@@ -22,7 +22,7 @@ from mixq.evaluation import Evaluator
 from mixq.solvers.base import AllocationProblem
 from mixq.strategies.tuneqn import (LayerError, combine, decremental, layer_errors, load_state, ranking,
                                     run_tuneqn)
-from mixq.testing.models import ResidualNet, outlier_net, random_images
+from mixq.backends.torch.testing import ResidualNet, outlier_net, random_images
 
 
 def session(model, candidates: str = "w8a8,fp32", n: int = 16):

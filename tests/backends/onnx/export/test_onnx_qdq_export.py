@@ -21,9 +21,9 @@ pytest.importorskip("onnxruntime")
 from mixq.backends.onnx.backend import OnnxBackend  # noqa: E402
 from mixq.core.assignment import Assignment, uniform  # noqa: E402
 from mixq.core.precision import Precision, QuantScheme, RangeMethod, parse_candidates  # noqa: E402
-from mixq.export.checks import compare  # noqa: E402
-from mixq.export.onnx_qdq import build_qdq, export_qdq  # noqa: E402
-from mixq.testing import onnx_graphs as graphs  # noqa: E402
+from mixq.backends.onnx.export.checks import compare  # noqa: E402
+from mixq.backends.onnx.export.onnx_qdq import build_qdq, export_qdq  # noqa: E402
+from mixq.backends.onnx import testing as graphs  # noqa: E402
 
 P = Precision.parse
 
