@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mixq.zoo.cifar_resnet import PREPROCESS, resnet20 as _resnet20, resnet56 as _resnet56
+from mixq.backends.torch.zoo.cifar_resnet import PREPROCESS, resnet20 as _resnet20, resnet56 as _resnet56
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

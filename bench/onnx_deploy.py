@@ -29,7 +29,7 @@ import table1  # noqa: E402  (bench/table1.py: the CLI runner and the Table-1 ro
 SHARED = table1.SHARED
 DATA = SHARED / "imagenet-samples"
 CALIBRATION = 64
-#: The TF Lite recipe of mixq.zoo.efficientnet_lite, spelled out: an .onnx file carries no preprocessing.
+#: The TF Lite recipe of mixq.backends.torch.zoo.efficientnet_lite, spelled out: an .onnx file carries no preprocessing.
 PREPROCESS = "resize=256 crop=224 interpolation=bicubic mean=0.498,0.498,0.498 std=0.502,0.502,0.502"
 
 
@@ -39,7 +39,7 @@ def lite0_onnx(out: Path) -> Path:
     if not path.exists():
         import torch
 
-        from mixq.zoo.efficientnet_lite import efficientnet_lite0
+        from mixq.backends.torch.zoo.efficientnet_lite import efficientnet_lite0
 
         model, _ = efficientnet_lite0()
         torch.onnx.export(model, torch.randn(1, 3, 224, 224), str(path), input_names=["input"],
@@ -95,8 +95,8 @@ def step_ranking(onnx_path: Path, out: Path, threads: int) -> dict:
 
 def _torch_to_onnx(sample: np.ndarray) -> dict[str, str]:
     """Torch group -> ONNX group, by mixq's export mapping (weights and inputs); Lite0 maps one to one."""
-    from mixq.export.from_torch import map_model
-    from mixq.zoo.efficientnet_lite import efficientnet_lite0
+    from mixq.backends.torch.export import map_model
+    from mixq.backends.torch.zoo.efficientnet_lite import efficientnet_lite0
 
     groups = map_model(efficientnet_lite0()[0], sample).mapping.groups
     assert all(len(onnx_groups) == 1 for onnx_groups in groups.values()), groups
@@ -118,7 +118,7 @@ def measure(path: Path, images: np.ndarray, labels: np.ndarray, reference: np.nd
     import onnx
     import onnxruntime as ort
 
-    from mixq.export.checks import fused_ops
+    from mixq.backends.onnx.export.checks import fused_ops
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -143,7 +143,7 @@ def latencies(rows: dict[str, dict], image: np.ndarray, threads: int, rounds: in
     Adds ``latency_ms`` (median over rounds) and ``latency_spread_ms`` (min and max round)."""
     import onnx
 
-    from mixq.export.checks import latency_ms
+    from mixq.backends.onnx.export.checks import latency_ms
 
     protos = {label: onnx.load(row["path"]) for label, row in rows.items()}
     name = protos[next(iter(protos))].graph.input[0].name

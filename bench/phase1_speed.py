@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mixq.allocator import prefer_heap_allocations
-from mixq.api import prepare
+from mixq.prepared import prepare
 from mixq.core.assignment import Assignment, uniform
 from mixq.core.precision import QuantScheme, parse_candidates
 from mixq.core.quality import signal_over_noise, sqnr_db_from_ratios

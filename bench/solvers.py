@@ -67,7 +67,7 @@ class Indexed(Dataset):
 
 def load_model(key: str) -> tuple[Any, Dataset]:
     if key == "lite0":
-        from mixq.zoo.efficientnet_lite import efficientnet_lite0
+        from mixq.backends.torch.zoo.efficientnet_lite import efficientnet_lite0
 
         model, preprocess = efficientnet_lite0()
         return model, load_data(SHARED / "imagenet-samples", preprocess)
@@ -127,7 +127,7 @@ def run_model(key: str, args: argparse.Namespace) -> dict[str, Any]:
             timings = result.timings
             rows.append({
                 "model": key, "solver": solver, "ratio": ratio, "budgets": list(budgets),
-                "bops_ratio": plan.costs["bops_ratio"], "size_ratio": plan.costs["size_ratio"],
+                "bops_ratio": plan.costs["bops"].ratio, "size_ratio": plan.costs["size"].ratio,
                 "predicted_sqnr_db": plan.predicted_sqnr_db, "top1": measured.get("top1"),
                 "agreement": measured.get("agreement"), "sqnr_db": measured.get("sqnr_db"),
                 "real_evaluations": details.get("evaluations", 0), "pair_runs": details.get("pair_runs", 0),
@@ -140,7 +140,7 @@ def run_model(key: str, args: argparse.Namespace) -> dict[str, Any]:
             })
             points = fronts.setdefault(solver, [])
             points += [(p.ratios["bops"], p.predicted_sqnr_db) for p in result.curve.points]
-            print(f"{key} {solver} {ratio}: bops {plan.costs['bops_ratio']:.3f} top-1 {measured.get('top1')} "
+            print(f"{key} {solver} {ratio}: bops {plan.costs['bops'].ratio:.3f} top-1 {measured.get('top1')} "
                   f"in {seconds:.1f} s", file=sys.stderr)
     return {"rows": rows, "fronts": {s: sorted(set(p)) for s, p in fronts.items()},
             "split": {"calibration": args.num_samples, "selection": len(selection), "test": len(test)}}

@@ -14,7 +14,7 @@ from mixq.config import SearchConfig
 from mixq.core.precision import Precision
 from mixq.errors import ConfigError, InfeasibleBudgetError, MixqError, RunDirectoryError
 from mixq.plan import Plan
-from mixq.testing.models import ResidualNet, SharedInputNet, TinyConvNet, outlier_net, random_images
+from mixq.backends.torch.testing import ResidualNet, SharedInputNet, TinyConvNet, outlier_net, random_images
 
 CANDIDATES = "w4a8,w8a8,w8a16"
 
@@ -37,7 +37,7 @@ def test_weight_outlier_layer_ends_at_the_highest_precision(index: int, images: 
     assignment = result.plan.assignment
     group = next(g.id for g in result.graph if model.outlier_layer in [op.name for op in g.ops])
     assert assignment[group] == Precision.parse("w8a8")
-    assert result.plan.costs["bops_ratio"] <= 0.375 + 1e-9
+    assert result.plan.costs["bops"].ratio <= 0.375 + 1e-9
     others = [p for g, p in assignment.items() if g != group]
     assert any(p.weight_bits == 4 for p in others), "the budget must have lowered other groups"
 
@@ -169,7 +169,7 @@ def test_run_directory_holds_everything_and_resumes(tmp_path: Path, images: np.n
     second = api.search(ResidualNet().eval(), images, config("bops<=0.3"), out=run)
     assert (run / "measurements.jsonl").read_text().splitlines() == lines  # nothing measured again
     assert second.sensitivity.sqnr_db == first.sensitivity.sqnr_db
-    assert Plan.load(run).costs["bops_ratio"] <= 0.3 + 1e-9
+    assert Plan.load(run).costs["bops"].ratio <= 0.3 + 1e-9
 
 
 def test_resume_with_changed_measurement_settings_is_refused(tmp_path: Path, images: np.ndarray) -> None:
@@ -195,7 +195,7 @@ def test_plan_round_trip_evaluates_to_the_searched_quality(tmp_path: Path, image
     result = api.search(model, images, config("bops<=0.35"), out=tmp_path / "run")
     measured = api.evaluate(model, images, Plan.load(tmp_path / "run" / "plan.json"), num_samples=16)
     assert measured["sqnr_db"] == pytest.approx(result.plan.quality["sqnr_db"], abs=1e-6)
-    assert measured["bops_ratio"] == pytest.approx(result.plan.costs["bops_ratio"])
+    assert measured["bops_ratio"] == pytest.approx(result.plan.costs["bops"].ratio)
     quantized = api.apply(model, Plan.load(tmp_path / "run" / "plan.json"), images, num_samples=16)
     with torch.no_grad():
         out = quantized(torch.from_numpy(images)).numpy()
@@ -222,7 +222,6 @@ def test_float_evaluation_reports_full_agreement_and_float_size(images: np.ndarr
 def test_a_full_disk_stops_with_one_clear_error_and_resumes(tmp_path: Path, images: np.ndarray,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
-    import os
     import os
 
     real_fsync, calls = os.fsync, []

@@ -13,8 +13,8 @@ from torch import nn
 from mixq.data import Preprocess
 from mixq.errors import BackendUnavailableError, UnsupportedModelError
 from mixq.models import BUILTIN_MODELS, LoadedModel, load_model
-from mixq.testing.models import TinyConvNet
-from mixq.zoo.vit import VisionTransformer
+from mixq.backends.torch.testing import TinyConvNet
+from mixq.backends.torch.zoo.vit import VisionTransformer
 
 
 def model_file(folder: Path, body: str, name: str = "model.py") -> Path:
@@ -91,9 +91,9 @@ def test_files_with_the_same_name_do_not_collide(tmp_path: Path) -> None:
 
 
 def test_module_factory() -> None:
-    loaded = load_model("mixq.testing.models:TinyConvNet")
-    assert isinstance(loaded.model, TinyConvNet) and loaded.name == "mixq.testing.models:TinyConvNet"
-    resnet = load_model("mixq.zoo.cifar_resnet:resnet20")
+    loaded = load_model("mixq.backends.torch.testing:TinyConvNet")
+    assert isinstance(loaded.model, TinyConvNet) and loaded.name == "mixq.backends.torch.testing:TinyConvNet"
+    resnet = load_model("mixq.backends.torch.zoo.cifar_resnet:resnet20")
     assert resnet.model(torch.zeros(1, 3, 32, 32)).shape == (1, 10)  # type: ignore[operator]
 
 

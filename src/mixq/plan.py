@@ -1,19 +1,66 @@
-"""A plan: the chosen assignment with its costs, predicted and measured quality, and provenance."""
+"""A plan: the chosen assignment with its costs, predicted and measured quality, and provenance.
+
+``plan.json`` has a format version (``schema_version``). Version 2 stores costs as one record per cost
+model (``{"bops": {"value", "unit", "ratio"}, ...}``) and the quantization scheme and calibration size
+as fields of their own; version 1 files (flat ``bops_ratio``/``weight_bytes`` keys, the scheme inside
+``provenance``) still load and are converted on reading.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from mixq.core.assignment import Assignment
 from mixq.atomic import write_json
+from mixq.core.assignment import Assignment
+from mixq.core.precision import QuantScheme
+from mixq.cost.totals import CostRecord
 from mixq.errors import ConfigError
 from mixq.version import __version__
 
-PLAN_SCHEMA = 1
+PLAN_SCHEMA = 2
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a plan came from, for reproduction and reports.
+
+    Attributes:
+        mixq_version: the mixq that searched it.
+        model_fingerprint: the traced graph and float outputs on two samples (see ``Prepared.fingerprint``).
+        seed: the search's seed.
+        strategy: the search strategy's registry name (``two-phase``, ``tuneqn``).
+        solver: the phase-2 solver's registry name.
+        hardware: the ``--hardware`` target, if any.
+        restrictions: the ``--restrict`` rules, as written.
+        solver_details: what the solver reports about its run (evaluations spent, fronts...).
+    """
+
+    mixq_version: str = __version__
+    model_fingerprint: str = ""
+    seed: int = 0
+    strategy: str = "two-phase"
+    solver: str = "greedy"
+    hardware: str | None = None
+    restrictions: tuple[str, ...] = ()
+    solver_details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out.update(restrictions=list(self.restrictions), solver_details=dict(self.solver_details))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}  # v1 also kept scheme/num_samples here
+        values["restrictions"] = tuple(str(r) for r in values.get("restrictions", ()))
+        values["solver_details"] = dict(values.get("solver_details") or {})
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -22,19 +69,29 @@ class Plan:
 
     Attributes:
         assignment: precision per quantizer group.
-        costs: totals and ratios (``bops``, ``bops_ratio``, ``weight_bytes``, ``size_ratio``).
+        costs: one record per cost model, keyed by its registry name (``bops``, ``size``, ``memory``,
+            and ``latency`` when it was measured): ``plan.costs["bops"].ratio``.
         predicted_sqnr_db: phase 1's additive-noise prediction for this assignment.
         quality: measured quality on the search's evaluation data, when it was measured.
         budgets: the budget expressions the plan was chosen for.
-        provenance: mixq version, model name and fingerprint, seed, strategy.
+        scheme: how tensors were quantized (export and eval calibrate the same way); None when unknown.
+        num_samples: calibration samples the search's ranges came from; None when unknown.
+        provenance: mixq version, model fingerprint, seed, strategy, solver.
     """
 
     assignment: Assignment
-    costs: Mapping[str, float]
+    costs: Mapping[str, CostRecord]
     predicted_sqnr_db: float
     quality: Mapping[str, float] = field(default_factory=dict)
     budgets: tuple[str, ...] = ()
-    provenance: Mapping[str, Any] = field(default_factory=dict)
+    scheme: QuantScheme | None = None
+    num_samples: int | None = None
+    provenance: Provenance = field(default_factory=Provenance)
+
+    def ratio(self, cost: str) -> float | None:
+        """The plan's total under ``cost`` as a fraction of that model's reference (None: not recorded)."""
+        record = self.costs.get(cost)
+        return record.ratio if record is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,12 +99,40 @@ class Plan:
             "mixq_version": __version__,
             "assignment": self.assignment.to_dict(),
             "precision_counts": self.assignment.counts(),
-            "costs": dict(self.costs),
+            "costs": {name: record.to_dict() for name, record in self.costs.items()},
             "predicted_sqnr_db": self.predicted_sqnr_db,
             "quality": dict(self.quality),
             "budgets": list(self.budgets),
-            "provenance": dict(self.provenance),
+            "scheme": self.scheme.to_dict() if self.scheme is not None else None,
+            "num_samples": self.num_samples,
+            "provenance": self.provenance.to_dict(),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "the plan") -> Plan:
+        """A plan of any known format version (1 or 2)."""
+        if "assignment" not in data:
+            raise ConfigError(f"{source} is not a mixq plan (no 'assignment')")
+        version = data.get("schema_version", 1)
+        if not isinstance(version, int) or version > PLAN_SCHEMA:
+            raise ConfigError(f"{source} was written by a newer mixq (schema {version}); upgrade mixq")
+        provenance = dict(data.get("provenance", {}))
+        if version < 2:
+            costs = _costs_v1(data.get("costs", {}))
+            scheme_data, num_samples = provenance.get("scheme"), provenance.get("num_samples")
+        else:
+            costs = {name: CostRecord.from_dict(record) for name, record in data.get("costs", {}).items()}
+            scheme_data, num_samples = data.get("scheme"), data.get("num_samples")
+        return cls(
+            assignment=Assignment.from_dict(data["assignment"]),
+            costs=costs,
+            predicted_sqnr_db=float(data.get("predicted_sqnr_db", math.nan)),
+            quality=dict(data.get("quality", {})),
+            budgets=tuple(data.get("budgets", ())),
+            scheme=QuantScheme.from_dict(dict(scheme_data)) if scheme_data else None,
+            num_samples=int(num_samples) if num_samples is not None else None,
+            provenance=Provenance.from_dict(provenance),
+        )
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -65,15 +150,17 @@ class Plan:
             raise ConfigError(f"plan file {path} does not exist; pass RUN/plan.json written by `mixq search`") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError(f"cannot read plan {path}: {exc}") from None
-        if not isinstance(data, dict) or "assignment" not in data:
+        if not isinstance(data, dict):
             raise ConfigError(f"{path} is not a mixq plan (no 'assignment')")
-        if data.get("schema_version", 0) > PLAN_SCHEMA:
-            raise ConfigError(f"{path} was written by a newer mixq (schema {data['schema_version']}); upgrade mixq")
-        return cls(
-            assignment=Assignment.from_dict(data["assignment"]),
-            costs=data.get("costs", {}),
-            predicted_sqnr_db=float(data.get("predicted_sqnr_db", float("nan"))),
-            quality=data.get("quality", {}),
-            budgets=tuple(data.get("budgets", ())),
-            provenance=data.get("provenance", {}),
-        )
+        return cls.from_dict(data, str(path))
+
+
+#: Version 1's flat cost keys: (value key, ratio key, unit) per cost model.
+_V1_COSTS = {"bops": ("bops", "bops_ratio", "BOPs"), "size": ("weight_bytes", "size_ratio", "bytes"),
+             "memory": ("peak_activation_bytes", "peak_activation_ratio", "bytes"),
+             "latency": ("latency_ms", "latency_ratio", "ms")}
+
+
+def _costs_v1(flat: Mapping[str, Any]) -> dict[str, CostRecord]:
+    return {name: CostRecord(float(flat[value]), unit, float(flat[ratio]))
+            for name, (value, ratio, unit) in _V1_COSTS.items() if value in flat and ratio in flat}

@@ -40,6 +40,7 @@ class Kind:
 
 
 KINDS: tuple[Kind, ...] = (
+    Kind("backends", "mixq.backends:BACKENDS", "mixq.backends", "a model framework: trace, simulate, export, time"),
     Kind("strategies", "mixq.strategies:STRATEGIES", "mixq.strategies", "how a search turns a model into a plan"),
     Kind("solvers", "mixq.solvers:SOLVERS", "mixq.solvers", "phase-2 allocation along the cost/quality curve"),
     Kind("cost_models", "mixq.cost:COST_MODELS", "mixq.cost_models", "what a group costs at a precision"),
@@ -107,10 +108,6 @@ def list_executors(pattern: str = "*") -> list[str]:
 
 
 def list_backends(pattern: str = "*") -> list[str]:
-    """Model backends (``torch``, ``onnx``); listed by :mod:`mixq.backends` until it has a registry."""
-    import fnmatch
-
-    from mixq.backends import list_backends as backends
-
-    return sorted(n for n in backends() if fnmatch.fnmatchcase(n, pattern))
+    """Model backends (``torch``, ``onnx``); listing them imports no framework."""
+    return _names("backends", pattern)
 

@@ -1,8 +1,9 @@
 """Running models as given, for ``evaluate(..., reference=...)``: exported files and float references.
 
 An exported QDQ file cannot be traced and re-quantized (its weights are already integers), and comparing
-it with itself says nothing; so it is run as is with ONNX Runtime and compared with a float reference
-model run on the same data.
+it with itself says nothing; so it is run as is (``Backend.run_as_given``: ONNX Runtime on the file) and
+compared with a float reference model run on the same data. What is framework-specific (reading the
+file, running it) is the backend's; the pairing and the quality are here.
 """
 
 from __future__ import annotations
@@ -15,72 +16,42 @@ from typing import Any
 
 import numpy as np
 
-from mixq.backends.base import Progress
+from mixq.backends.base import Backend, Progress
 from mixq.data.dataset import Dataset
-from mixq.errors import DataError
+from mixq.errors import BackendUnavailableError, DataError, UnsupportedModelError
 
 logger = logging.getLogger(__name__)
-
-#: Node types that only a quantized (QDQ or QOperator) ONNX graph contains.
-QUANTIZED_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
-                           "QLinearMatMul", "MatMulInteger", "ConvInteger"})
-
 
 def describe(model: object) -> str:
     """How a model is named in results: its path, or its type."""
     return str(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
 
 
-def is_quantized_file(model: object) -> bool:
-    """An ONNX model (path or proto) written by ``mixq export`` or holding quantize/dequantize nodes."""
+def _backend_of(model: object) -> Backend | None:
+    """The backend that takes ``model``, or None if none does (or its framework is not installed)."""
     from mixq import backends
 
-    if not backends._is_onnx_model(model):
-        return False
-    proto = _proto(model)
-    if proto is None:
-        return False  # unreadable: the normal loading path gives the error
-    return proto.producer_name == "mixq" or any(node.op_type in QUANTIZED_OPS for node in proto.graph.node)
+    try:
+        return backends.resolve(model)
+    except (UnsupportedModelError, BackendUnavailableError):
+        return None
+
+
+def is_quantized_file(model: object) -> bool:
+    """A file that is already quantized (e.g. written by ``mixq export``): it can only be run as given."""
+    backend = _backend_of(model)
+    return backend is not None and backend.is_quantized_file(model)
 
 
 def stored_weight_bytes(model: object) -> int | None:
-    """Bytes of an ONNX model's initializers at their stored types (INT4 counts half a byte)."""
-    from onnx import TensorProto
-
-    proto = _proto(model)
-    if proto is None:
-        return None
-    half = {TensorProto.INT4, TensorProto.UINT4} if hasattr(TensorProto, "INT4") else set()
-    total = 0.0
-    for tensor in proto.graph.initializer:
-        count = int(np.prod(tensor.dims)) if len(tensor.dims) else 1
-        total += count * (0.5 if tensor.data_type in half else _itemsize(tensor.data_type))
-    return int(np.ceil(total))
-
-
-def _itemsize(data_type: int) -> int:
-    from onnx import helper
-
-    try:
-        return int(np.dtype(helper.tensor_dtype_to_np_dtype(data_type)).itemsize)
-    except (KeyError, TypeError, ValueError):
-        return 4
-
-
-def _proto(model: object) -> object | None:
-    import onnx
-
-    if isinstance(model, onnx.ModelProto):
-        return model
-    try:
-        return onnx.load(str(model), load_external_data=False)
-    except Exception:
-        return None
+    """Bytes of a quantized file's weights at their stored types (INT4 counts half a byte)."""
+    backend = _backend_of(model)
+    return None if backend is None else backend.stored_weight_bytes(model)
 
 
 @dataclass
 class AsGiven:
-    """A model run as is, batch by batch, to ``(batch, features)`` float32 outputs."""
+    """A model run as is (``Backend.run_as_given``), batch by batch, to ``(batch, features)`` float32 outputs."""
 
     model: object
     name: str
@@ -88,38 +59,10 @@ class AsGiven:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if self._run is None:
-            self._run = _runner(self.model, batch)
+            from mixq import backends
+
+            self._run = backends.resolve(self.model).run_as_given(self.model, batch)
         return self._run(batch)
-
-
-def _runner(model: object, sample: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """ONNX: an ONNX Runtime session on the file as is (as deployed). Others: the backend's float run."""
-    from mixq import backends
-    from mixq.core.precision import QuantScheme, parse_candidates
-
-    if backends._is_onnx_model(model):
-        return _onnx_runner(model, sample)
-    traced = backends.resolve(model).trace(model, sample[:1], parse_candidates("w8a8"))
-    sim = traced.prepare(np.ascontiguousarray(sample[:1]), QuantScheme())  # float runs need no real calibration
-    return lambda batch: sim.run(batch, None)
-
-
-def _onnx_runner(model: object, sample: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    from mixq.backends.base import require_finite
-    from mixq.backends.onnx.load import describe as what_of
-    from mixq.backends.onnx.load import load
-    from mixq.backends.onnx.runtime import Runner
-    from mixq.backends.onnx.simulation import flatten_outputs
-    from mixq.backends.onnx.trace import bind_input, model_input, relax_batch
-
-    what = what_of(model)
-    sample = np.ascontiguousarray(sample[:1], dtype=np.float32)
-    proto, fixed_batch = bind_input(load(model), tuple(sample.shape))
-    input_name = model_input(proto).name
-    if fixed_batch is not None:
-        fixed_batch = relax_batch(proto, input_name, fixed_batch, sample)
-    runner = Runner(proto, input_name, fixed_batch, what)
-    return lambda batch: require_finite(flatten_outputs(runner.run(np.ascontiguousarray(batch, dtype=np.float32))))
 
 
 def paired_outputs(model: AsGiven, reference: AsGiven, data: Dataset, batch_size: int,
@@ -148,11 +91,12 @@ def paired_outputs(model: AsGiven, reference: AsGiven, data: Dataset, batch_size
 
 
 def evaluate_as_given(model: object, data: Dataset, reference: object | None, quantized_file: bool,
-                      progress: Progress | None = None) -> dict[str, Any]:
+                      progress: Progress | None = None, threads: int | None = None) -> dict[str, Any]:
     """``model`` run as is against ``reference`` (or itself). Costs: float costs from a trace; for an exported
-    file, ``bops_ratio`` is unknown (``None``) and ``weight_bytes`` are its stored initializers' bytes."""
+    file, ``bops_ratio`` is unknown (``None``) and ``weight_bytes`` are its stored initializers' bytes.
+    ``threads``: set on the backend of each model that runs."""
     from mixq import backends
-    from mixq.api import costs_of
+    from mixq.cost.totals import plan_costs
     from mixq.core.assignment import uniform
     from mixq.core.precision import Precision, parse_candidates
     from mixq.core.quality import measure_quality
@@ -160,6 +104,10 @@ def evaluate_as_given(model: object, data: Dataset, reference: object | None, qu
 
     if len(data) == 0:
         raise DataError("the data set is empty: give at least one sample")
+    if threads is not None:
+        for each in (model, reference):
+            if each is not None:
+                backends.resolve(each).set_threads(threads)
     target = AsGiven(model, describe(model))
     if reference is None:
         logger.warning("%s is already quantized and no reference was given: agreement and SQNR are against "
@@ -171,8 +119,8 @@ def evaluate_as_given(model: object, data: Dataset, reference: object | None, qu
         result.update(bops_ratio=None, weight_bytes=stored_weight_bytes(model))
     else:
         graph = backends.resolve(model).trace(model, data.load(0, 1), parse_candidates("w8a8")).graph
-        costs = costs_of(graph, uniform(graph, Precision.parse("fp32")))
-        result.update(bops_ratio=costs["bops_ratio"], weight_bytes=costs["weight_bytes"])
+        costs = plan_costs(graph, uniform(graph, Precision.parse("fp32")))
+        result.update(bops_ratio=costs["bops"].ratio, weight_bytes=costs["size"].value)
     if reference is not None:
         result["reference"] = against.name
     return result

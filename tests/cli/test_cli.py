@@ -15,7 +15,7 @@ from PIL import Image
 from mixq.cli.main import main
 
 MODEL_FILE = """
-from mixq.testing.models import ResidualNet
+from mixq.backends.torch.testing import ResidualNet
 
 def build():
     return ResidualNet().eval()
@@ -62,7 +62,7 @@ def test_search_then_eval_round_trip(tmp_path: Path, model_spec: str, npz: Path,
     assert code == 0
     assert "BOPs ratio" in stdout
     plan = json.loads((out / "plan.json").read_text())
-    assert plan["costs"]["bops_ratio"] <= 0.375 + 1e-9
+    assert plan["costs"]["bops"]["ratio"] <= 0.375 + 1e-9
     config = json.loads((out / "config.json").read_text())
     assert config["budgets"] == ["bops<=0.375"] and config["command"]
 
@@ -71,7 +71,7 @@ def test_search_then_eval_round_trip(tmp_path: Path, model_spec: str, npz: Path,
     assert code == 0
     result = json.loads(stdout)
     assert set(result) == EVAL_KEYS
-    assert result["bops_ratio"] == pytest.approx(plan["costs"]["bops_ratio"])
+    assert result["bops_ratio"] == pytest.approx(plan["costs"]["bops"]["ratio"])
     assert result["sqnr_db"] == pytest.approx(plan["quality"]["sqnr_db"], abs=1e-6)
     assert 0.0 <= result["top1"] <= 1.0 and result["n_samples"] == 24
 
@@ -173,7 +173,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     plan = json.loads((tmp_path / "demo" / "plan.json").read_text())
-    assert plan["costs"]["bops_ratio"] <= 0.375 + 1e-9
+    assert plan["costs"]["bops"]["ratio"] <= 0.375 + 1e-9
     assert set(plan["precision_counts"]) <= {"w4a8", "w8a8", "w8a16"}
 
 
@@ -183,7 +183,7 @@ def test_search_json_mode_prints_one_object_and_progress_events(tmp_path: Path, 
                                "--num-samples", "16", "--out", str(tmp_path / "run"), "--json")
     assert code == 0
     result = json.loads(stdout)  # nothing else on stdout
-    assert result["costs"]["bops_ratio"] <= 0.4 + 1e-9 and result["run_dir"] == str(tmp_path / "run")
+    assert result["costs"]["bops"]["ratio"] <= 0.4 + 1e-9 and result["run_dir"] == str(tmp_path / "run")
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     stages = {e["stage"] for e in events if e["event"] == "progress"}
     assert any(stage.startswith("phase 1") for stage in stages)

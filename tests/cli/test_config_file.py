@@ -14,7 +14,7 @@ from mixq.cli.main import build_parser, main
 from mixq.errors import ConfigError
 
 MODEL_FILE = """
-from mixq.testing.models import ResidualNet
+from mixq.backends.torch.testing import ResidualNet
 
 def build():
     return ResidualNet().eval()

@@ -17,7 +17,7 @@ from mixq.cli.main import main  # noqa: E402
 from mixq.core.assignment import Assignment, uniform  # noqa: E402
 from mixq.core.precision import Precision, parse_candidates  # noqa: E402
 from mixq.plan import Plan  # noqa: E402
-from mixq.testing import onnx_graphs as graphs  # noqa: E402
+from mixq.backends.onnx import testing as graphs  # noqa: E402
 
 EVAL_KEYS = {"top1", "top5", "agreement", "sqnr_db", "bops_ratio", "weight_bytes", "n_samples"}
 N = 24
@@ -36,7 +36,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     onnx.save(graphs.residual(), str(float_path))
     graph = OnnxBackend().trace(float_path, x[:1], parse_candidates("w8a8")).graph
     plan = Plan(uniform(graph, Precision.parse("w4a8")), costs={}, predicted_sqnr_db=0.0,
-                provenance={"num_samples": 16})
+                num_samples=16)
     plan.save(root / "plan.json")
     export(float_path, plan, x, root / "model.qdq.onnx", check_samples=0)
     return {"root": root, "float": float_path, "qdq": root / "model.qdq.onnx", "data": root / "data.npz",
@@ -63,10 +63,10 @@ def ort_outputs(path: Path, x: np.ndarray) -> np.ndarray:
 def test_onnx_eval_gives_the_same_keys_as_torch(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
     torch = pytest.importorskip("torch")
     from mixq.backends.torch.backend import TorchBackend
-    from mixq.testing.models import ResidualNet
+    from mixq.backends.torch.testing import ResidualNet
 
     root, data = files["root"], str(files["data"])
-    (root / "tmodel.py").write_text("from mixq.testing.models import ResidualNet\n\n"
+    (root / "tmodel.py").write_text("from mixq.backends.torch.testing import ResidualNet\n\n"
                                     "def build():\n    return ResidualNet().eval()\n")
     torch_graph = TorchBackend().trace(ResidualNet().eval(), torch.zeros(1, 3, 16, 16).numpy(),
                                        parse_candidates("w8a8")).graph
@@ -125,10 +125,10 @@ def test_onnx_file_against_a_torch_reference(files: dict[str, Path], capsys: pyt
     import warnings
 
     torch = pytest.importorskip("torch")
-    from mixq.testing.models import ResidualNet
+    from mixq.backends.torch.testing import ResidualNet
 
     root = files["root"]
-    (root / "rmodel.py").write_text("from mixq.testing.models import ResidualNet\n\n"
+    (root / "rmodel.py").write_text("from mixq.backends.torch.testing import ResidualNet\n\n"
                                     "def build():\n    return ResidualNet().eval()\n")
     exported = root / "torch_export.onnx"
     with warnings.catch_warnings():

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 
 def test_search_then_export_an_onnx_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from mixq.testing.models import ResidualNet, random_images
+    from mixq.backends.torch.testing import ResidualNet, random_images
 
     images = random_images(16, seed=7)
     model_path = tmp_path / "model.onnx"
@@ -55,7 +55,7 @@ def test_search_then_export_an_onnx_model(tmp_path: Path, capsys: pytest.Capture
 
 def test_a_torch_model_with_a_plan_from_its_onnx_file_names_that_file(tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "m.py").write_text("from mixq.testing.models import TinyConvNet\n\ndef build():\n"
+    (tmp_path / "m.py").write_text("from mixq.backends.torch.testing import TinyConvNet\n\ndef build():\n"
                                    "    return TinyConvNet().eval()\n")
     np.savez(tmp_path / "d.npz", x=np.zeros((4, 16, 16, 3), np.uint8))
     (tmp_path / "plan.json").write_text(json.dumps({"assignment": {"/conv1/Conv": "w8a8"}}))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 MODEL_FILE = """
-from mixq.testing.models import ResidualNet
+from mixq.backends.torch.testing import ResidualNet
 
 def build():
     return ResidualNet().eval()

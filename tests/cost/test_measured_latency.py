@@ -25,8 +25,8 @@ from mixq.cost.measured_latency import (
     measure_for,
     table_report,
 )
-from mixq.errors import ConfigError
 from mixq.cost.kernel_latency import KernelLatency
+from mixq.errors import CapabilityError, ConfigError
 from mixq.solvers.ilp import IlpSolver
 from mixq.solvers.run import build_problem
 
@@ -184,19 +184,22 @@ def test_correlation_is_none_when_undefined() -> None:
 
 
 def test_a_torch_model_cannot_be_measured() -> None:
-    with pytest.raises(ConfigError, match="needs an ONNX model.*export it to ONNX first"):
-        measure_for("torch", object())
+    pytest.importorskip("torch")
+    from mixq.backends import get_backend
+
+    with pytest.raises(CapabilityError, match="needs an ONNX model.*export it to ONNX first"):
+        measure_for(get_backend("torch"), object())
 
 
 def test_search_refuses_measured_latency_for_a_torch_model(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     from mixq.api import search
     from mixq.config import SearchConfig
-    from mixq.testing.models import TinyConvNet, random_images
+    from mixq.backends.torch.testing import TinyConvNet, random_images
 
     config = SearchConfig(candidates=parse_candidates("w8a8,w8a16"), budgets=("latency<=0.6",), cost="latency",
                           num_samples=2)
-    with pytest.raises(ConfigError, match="needs an ONNX model"):
+    with pytest.raises(CapabilityError, match="needs an ONNX model"):
         search(TinyConvNet(), random_images(2), config, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before any work
 
@@ -205,7 +208,7 @@ def test_milliseconds_with_a_relative_hardware_table_are_refused(tmp_path: Path)
     pytest.importorskip("torch")
     from mixq.api import search
     from mixq.config import SearchConfig
-    from mixq.testing.models import TinyConvNet, random_images
+    from mixq.backends.torch.testing import TinyConvNet, random_images
 
     path = tmp_path / "hw.yaml"
     path.write_text("name: t\ncost:\n  latency:\n    default: {w8a8: 1.0, w8a16: 2.0}\n")
@@ -217,10 +220,11 @@ def test_milliseconds_with_a_relative_hardware_table_are_refused(tmp_path: Path)
 
 def test_the_report_shows_one_line(tmp_path: Path) -> None:
     pytest.importorskip("jinja2")
+    from mixq.cost.totals import CostRecord
     from mixq.report.html import latency_note
 
     assert latency_note(tmp_path, {}) is None  # not a latency search
     (tmp_path / "latency_table.json").write_text(json.dumps(table_report(graph(), table())))
-    line = latency_note(tmp_path, {"latency_ms": 1.5, "latency_ratio": 0.1875})
+    line = latency_note(tmp_path, {"latency": CostRecord(1.5, "ms", 0.1875)})
     assert line.startswith("Measured latency of the quantized ops: 1.5 ms (18.8% of every group")
     assert "mean within-group Spearman +0.50" in line

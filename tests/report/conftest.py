@@ -9,7 +9,7 @@ import pytest
 
 from mixq import api
 from mixq.config import SearchConfig
-from mixq.testing.models import ResidualNet, random_images
+from mixq.backends.torch.testing import ResidualNet, random_images
 
 COMMAND = "mixq search model.py:build --data calib.npz --budget 'agreement>=0.9' --out run"
 

@@ -67,10 +67,10 @@ def test_chosen_point_is_the_plans_point_on_the_curve(run_dir: Path) -> None:
     assert data.chosen_index is not None
     chosen = data.run.curve[data.chosen_index]
     assert chosen.assignment.to_dict() == plan.assignment.to_dict()
-    assert data.chosen_bops_ratio == pytest.approx(plan.costs["bops_ratio"])
+    assert data.chosen_bops_ratio == pytest.approx(plan.costs["bops"].ratio)
     pareto = dict(all_figures(data))["pareto"]
     star = next(trace for trace in pareto.data if trace.name == "chosen")
-    assert star.x[0] == pytest.approx(plan.costs["bops_ratio"]) and star.y[0] == pytest.approx(plan.predicted_sqnr_db)
+    assert star.x[0] == pytest.approx(plan.costs["bops"].ratio) and star.y[0] == pytest.approx(plan.predicted_sqnr_db)
     measured = next(trace for trace in pareto.data if trace.name == "mixed precision (measured)")
     evaluations = json.loads((run_dir / "evaluations.json").read_text())
     assert sorted(measured.y) == pytest.approx(sorted(e["sqnr_db"] for e in evaluations))
@@ -151,7 +151,7 @@ def test_cli_report_command(run_copy: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_cli_search_writes_the_report_and_says_where(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "model.py").write_text("from mixq.testing.models import ResidualNet\n\n"
+    (tmp_path / "model.py").write_text("from mixq.backends.torch.testing import ResidualNet\n\n"
                                        "def build():\n    return ResidualNet().eval()\n")
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "data.npz", x=rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8))
@@ -168,7 +168,7 @@ def test_cli_search_writes_the_report_and_says_where(tmp_path: Path, capsys: pyt
 def test_groups_kept_in_float_are_listed(tmp_path: Path) -> None:
     from mixq import api
     from mixq.config import SearchConfig
-    from mixq.testing.models import ResidualNet, random_images
+    from mixq.backends.torch.testing import ResidualNet, random_images
 
     config = SearchConfig(candidates="w8a8,fp16", budgets=("bops<=1.2",), num_samples=8)
     result = api.search(ResidualNet().eval(), random_images(16), config, out=tmp_path / "run")

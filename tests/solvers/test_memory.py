@@ -11,8 +11,9 @@ from mixq.core.budget import parse_budget
 from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup, QuantOp
 from mixq.core.precision import parse_candidates
 from mixq.errors import InfeasibleBudgetError
-from mixq.solvers.memory import apply_memory_budgets, float_peak_bytes
-from mixq.testing.models import TinyConvNet, random_images
+from mixq.cost.memory import float_peak_bytes
+from mixq.solvers.memory import apply_memory_budgets
+from mixq.backends.torch.testing import TinyConvNet, random_images
 
 
 def graph(*numels: int, candidates: str = "w8a8,w8a16") -> QuantGraph:
@@ -46,14 +47,14 @@ def test_search_respects_peak_activation_memory(solver: str) -> None:
     model = TinyConvNet().eval()
     pinned = SearchConfig(candidates="w8a8,w8a16", budgets=("bops<=1",), num_samples=16, solver=solver,
                           restrictions=("*>=w8a16",))
-    assert api.search(model, images, pinned).plan.costs["peak_activation_ratio"] == pytest.approx(0.5)
+    assert api.search(model, images, pinned).plan.costs["memory"].ratio == pytest.approx(0.5)
     with pytest.raises(InfeasibleBudgetError, match="memory<=25%"):  # 16-bit activations cannot fit
         api.search(model, images, SearchConfig(candidates="w8a8,w8a16", budgets=("bops<=1", "memory<=25%"),
                                                num_samples=16, solver=solver, restrictions=("*>=w8a16",)))
     config = SearchConfig(candidates="w8a8,w8a16", budgets=("bops<=1", "memory<=25%"), num_samples=16,
                           solver=solver)
     capped = api.search(model, images, config)
-    assert capped.plan.costs["peak_activation_ratio"] <= 0.25 + 1e-9
+    assert capped.plan.costs["memory"].ratio <= 0.25 + 1e-9
     largest = max(capped.graph, key=lambda g: g.act_numel)
     assert capped.plan.assignment[largest.id].act_bits == 8
     assert np.isfinite(capped.plan.quality["sqnr_db"])

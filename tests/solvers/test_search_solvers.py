@@ -12,7 +12,7 @@ from mixq import api
 from mixq.config import SearchConfig
 from mixq.core.precision import Precision
 from mixq.solvers.restrictions import at_least
-from mixq.testing.models import ResidualNet, random_images
+from mixq.backends.torch.testing import ResidualNet, random_images
 
 BUDGETS = {
     "greedy": ("bops<=0.35",),
@@ -44,15 +44,15 @@ def search(images: np.ndarray, run: Path, solver: str, *budgets: str, **settings
 def test_every_solver_returns_a_plan_within_its_budgets(solver: str, images: np.ndarray, run: Path) -> None:
     result = search(images, run, solver, *BUDGETS[solver], max_evaluations=6, pair_groups=3)
     plan = result.plan
-    assert plan.provenance["solver"] == solver
-    details = plan.provenance["solver_details"]
+    assert plan.provenance.solver == solver
+    details = plan.provenance.solver_details
     if solver == "fallback":
         assert plan.quality["agreement"] >= 0.9
         assert plan.quality["evaluations"] == details["evaluations"] <= details["evaluation_bound"]
     else:
-        assert plan.costs["bops_ratio"] <= 0.35 + 1e-9
+        assert plan.costs["bops"].ratio <= 0.35 + 1e-9
     if solver == "ilp":
-        assert plan.costs["size_ratio"] <= 0.30 + 1e-9
+        assert plan.costs["size"].ratio <= 0.30 + 1e-9
     if solver == "evolution":
         assert plan.quality["evaluations"] == details["evaluations"] <= 6
     if solver == "iqp":
@@ -73,8 +73,8 @@ def test_restrictions_and_hardware_reach_the_plan(images: np.ndarray, run: Path)
     ids = result.graph.ids
     w8a8 = Precision.parse("w8a8")
     assert at_least(result.plan.assignment[ids[0]], w8a8) and at_least(result.plan.assignment[ids[-1]], w8a8)
-    assert result.plan.provenance["restrictions"] == ["first,last>=w8a8"]
-    assert result.plan.costs["bops_ratio"] <= 0.45 + 1e-9
+    assert result.plan.provenance.restrictions == ("first,last>=w8a8",)
+    assert result.plan.costs["bops"].ratio <= 0.45 + 1e-9
 
 
 def test_onnxruntime_cpu_leaves_int8_or_fp32(images: np.ndarray, tmp_path: Path) -> None:

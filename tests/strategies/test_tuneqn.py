@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mixq import api
+from mixq.prepared import prepare
 from mixq.core.assignment import Assignment
 from mixq.core.budget import parse_budget
 from mixq.core.precision import Precision, QuantScheme
@@ -21,12 +22,12 @@ from mixq.evaluation import Evaluator
 from mixq.solvers.base import AllocationProblem
 from mixq.strategies.tuneqn import (LayerError, combine, decremental, layer_errors, load_state, ranking,
                                     run_tuneqn)
-from mixq.testing.models import ResidualNet, outlier_net, random_images
+from mixq.backends.torch.testing import ResidualNet, outlier_net, random_images
 
 
 def session(model, candidates: str = "w8a8,fp32", n: int = 16):
     images = random_images(n, seed=4)
-    return api.prepare(model, images, candidates, QuantScheme(), n), images
+    return prepare(model, images, candidates, QuantScheme(), n), images
 
 
 def problem_of(graph) -> AllocationProblem:
@@ -127,7 +128,7 @@ def test_search_with_the_tuneqn_strategy_writes_a_plan_a_checkpoint_and_a_report
     images = random_images(16, seed=5)
     config = SearchConfig(candidates="w8a8,fp32", budgets=("agreement>=0.9",), num_samples=16, strategy="tuneqn")
     first = api.search(ResidualNet().eval(), images, config, out=tmp_path / "run")
-    assert first.plan.quality["agreement"] >= 0.9 and first.plan.provenance["strategy"] == "tuneqn"
+    assert first.plan.quality["agreement"] >= 0.9 and first.plan.provenance.strategy == "tuneqn"
     groups = len(first.graph)
     assert first.plan.quality["evaluations"] == groups + 1  # every decremental configuration, nothing more
     state = json.loads((tmp_path / "run" / "tuneqn.json").read_text())

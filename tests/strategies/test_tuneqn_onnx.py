@@ -21,17 +21,18 @@ torch = pytest.importorskip("torch")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from mixq import api  # noqa: E402
+from mixq import api
+from mixq.prepared import prepare  # noqa: E402
 from mixq.config import SearchConfig  # noqa: E402
 from mixq.core.assignment import Assignment  # noqa: E402
 from mixq.core.precision import Precision, QuantScheme  # noqa: E402
 from mixq.data.dataset import ArrayDataset  # noqa: E402
-from mixq.errors import UnsupportedModelError  # noqa: E402
+from mixq.errors import CapabilityError  # noqa: E402
 from mixq.evaluation import Evaluator  # noqa: E402
 from mixq.export import export as export_plan  # noqa: E402
 from mixq.strategies.tuneqn import layer_errors, ranking, run_tuneqn  # noqa: E402
-from mixq.testing import onnx_graphs as graphs  # noqa: E402
-from mixq.testing.models import ResidualNet, random_images  # noqa: E402
+from mixq.backends.onnx import testing as graphs  # noqa: E402
+from mixq.backends.torch.testing import ResidualNet, random_images  # noqa: E402
 
 W4A8, W8A8, FP16, FP32 = (Precision.parse(p) for p in ("w4a8", "w8a8", "fp16", "fp32"))
 
@@ -88,7 +89,7 @@ def expected_outputs(model: onnx.ModelProto, data: np.ndarray) -> dict[str, np.n
 def test_probe_returns_each_groups_op_outputs(fixed_batch: bool) -> None:
     model = layered(fixed_batch)
     data = random_images(6, (3, 6, 6), seed=1)
-    s = api.prepare(model, data, "w4a8,w8a8,fp16,fp32", QuantScheme(), 6)
+    s = prepare(model, data, "w4a8,w8a8,fp16,fp32", QuantScheme(), 6)
     assert s.sim.model.fixed_batch == (1 if fixed_batch else None)  # 1: every run is chunked sample by sample
     assert [g.id for g in s.graph] == list(OUTPUTS) and [o.name for o in s.graph["conv_a"].ops] == ["conv_a", "conv_b"]
     expected = expected_outputs(model, data)
@@ -146,7 +147,7 @@ def test_torch_and_onnx_give_the_same_layer_errors_and_ranking(name: str, tmp_pa
     candidates = "w4a8,w8a8,fp16,fp32"
     results = []
     for model in (module, export(module, tmp_path / f"{name}.onnx", data[:2])):
-        s = api.prepare(model, data, candidates, QuantScheme(), len(data))
+        s = prepare(model, data, candidates, QuantScheme(), len(data))
         results.append(layer_errors(s.sim, data, Assignment({g.id: W4A8 for g in s.graph})))
     from_torch, from_onnx = results
     # group names differ (module paths vs node names) but the graph order is the same: rank by position
@@ -167,7 +168,7 @@ def test_search_on_onnx_writes_a_plan_and_a_checkpoint_and_resumes(tmp_path: Pat
     config = SearchConfig(candidates="w8a8,fp32", budgets=("agreement>=0.9",), num_samples=16, strategy="tuneqn")
     first = api.search(model, images, config, out=tmp_path / "run")
     groups = len(first.graph)
-    assert first.plan.provenance["strategy"] == "tuneqn" and first.plan.quality["agreement"] >= 0.9
+    assert first.plan.provenance.strategy == "tuneqn" and first.plan.quality["agreement"] >= 0.9
     assert first.plan.quality["evaluations"] == groups + 1
     assert (tmp_path / "run" / "plan.json").exists()
     state = json.loads((tmp_path / "run" / "tuneqn.json").read_text())
@@ -205,7 +206,7 @@ def test_interrupted_walk_on_onnx_resumes_without_repeating_evaluations(tmp_path
     images = random_images(16, (3, 6, 6), seed=4)
 
     def run(calls: list[Assignment]):
-        s = api.prepare(model, images, "w8a8,fp32", QuantScheme(), 16)
+        s = prepare(model, images, "w8a8,fp32", QuantScheme(), 16)
         evaluator = Evaluator(s.sim, ArrayDataset(images))
 
         def evaluate(assignment: Assignment):
@@ -233,6 +234,6 @@ def test_a_backend_without_layer_outputs_is_refused_before_any_work(tmp_path: Pa
 
     monkeypatch.delattr(OnnxSimulation, "probe")
     config = SearchConfig(candidates="w8a8,fp32", budgets=("bops<=2",), num_samples=8, strategy="tuneqn")
-    with pytest.raises(UnsupportedModelError, match="two-phase"):
+    with pytest.raises(CapabilityError, match="two-phase"):
         api.search(layered(), random_images(8, (3, 6, 6)), config, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -1,20 +1,28 @@
-"""The only interface a framework implements: trace a model, then simulate assignments on it.
+"""The only interface a framework implements: trace a model, simulate assignments on it, and the
+capabilities that differ by framework (export, running a file as given, timing kernels, threads).
 
-Everything after ``Backend.prepare`` (phase 1, phase 2, evaluation, reports) is written once,
-against these protocols and numpy arrays, and never branches on the framework.
+Everything after ``Traced.prepare`` (phase 1, phase 2, evaluation, reports, export) is written once,
+against these protocols and numpy arrays, and never branches on the framework. A backend that lacks
+a capability raises :class:`~mixq.errors.CapabilityError` naming what is missing and what to do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from mixq.core.assignment import Assignment
-from mixq.core.graph import GroupId, QuantGraph
+from mixq.core.graph import GroupId, QuantGraph, QuantOp
 from mixq.core.precision import Precision, QuantScheme
-from mixq.errors import UnsupportedModelError
+from mixq.errors import DataError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    from mixq.cost.measured_latency import LatencyTable
+    from mixq.export.report import ExportReport
 
 #: ``progress(stage, done, total)``; the CLI turns it into a progress bar.
 Progress = Callable[[str, int, int], None]
@@ -48,6 +56,42 @@ def calibration_batches(calibration: np.ndarray, progress: Progress | None = Non
             progress("calibration", total, total)
 
     return batches
+
+
+def require_calibration(calibration: np.ndarray) -> None:
+    """Every backend refuses an empty calibration set with the same message."""
+    if len(calibration) == 0:
+        raise DataError("no calibration samples: give at least one image (--num-samples)")
+
+
+class Site(Protocol):
+    """What ``Traced.prepare`` reads of a backend's quantized op site."""
+
+    @property
+    def op(self) -> QuantOp: ...
+
+    @property
+    def weight_key(self) -> str | None: ...
+
+    @property
+    def weight_axis(self) -> int: ...
+
+
+def quantized_tensors(sites: Iterable[Site]) -> set[str]:
+    """The input tensors of every quantized op: what calibration observes."""
+    return {name for site in sites for name in site.op.inputs}
+
+
+def site_weights(sites: Iterable[Site], fetch: Callable[[str], np.ndarray]
+                 ) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """Each quantized weight (fetched once as a numpy array) and its output-channel axis."""
+    weights: dict[str, np.ndarray] = {}
+    axes: dict[str, int] = {}
+    for site in sites:
+        if site.weight_key is not None and site.weight_key not in weights:
+            weights[site.weight_key] = fetch(site.weight_key)
+            axes[site.weight_key] = site.weight_axis
+    return weights, axes
 
 
 class IsolatedRuns(Protocol):
@@ -101,12 +145,70 @@ class Traced(Protocol):
     graph: QuantGraph
 
     def prepare(self, calibration: np.ndarray, scheme: QuantScheme, progress: Progress | None = None) -> Simulation:
+        """Calibrate on ``calibration`` (same batches and sampled values in every backend)."""
         ...
 
 
+@dataclass(frozen=True)
+class ExportSettings:
+    """How ``mixq export`` writes a plan (see ``mixq.export.export`` for each setting's meaning)."""
+
+    scheme: QuantScheme = field(default_factory=QuantScheme)
+    check_samples: int = 64
+    benchmark: bool = False
+    int4: bool = True
+    int32_bias: bool = True
+    output_quantizers: bool = True
+    threads: int | None = None
+
+
+#: ``measure(assignment) -> {"file_bytes": ..., "latency_ms": ...}``: a configuration's deployed costs.
+DeployedCosts = Callable[[Assignment], Mapping[str, float]]
+#: ``run(batch) -> (batch, features)`` float32 outputs of a model run as given.
+BatchRunner = Callable[[np.ndarray], np.ndarray]
+
+
 class Backend(Protocol):
+    """One framework. ``trace`` is the core; the other methods are capabilities a backend may lack
+    (then they raise ``CapabilityError`` with what to do instead)."""
+
     name: str
 
     def accepts(self, model: object) -> bool: ...
 
     def trace(self, model: object, sample: np.ndarray, candidates: Sequence[Precision]) -> Traced: ...
+
+    def set_threads(self, threads: int) -> None:
+        """Use ``threads`` CPU threads for this framework's own computations."""
+        ...
+
+    def export(self, model: object, assignment: Assignment, calibration: np.ndarray, path: Path,
+               settings: ExportSettings, progress: Progress | None = None) -> ExportReport:
+        """Write ``assignment`` (named after this backend's groups) applied to ``model`` as a deployable file,
+        calibrated on ``calibration`` exactly as the search was."""
+        ...
+
+    def is_quantized_file(self, model: object) -> bool:
+        """``model`` is already quantized (e.g. written by ``mixq export``): it can only be run as given."""
+        ...
+
+    def stored_weight_bytes(self, model: object) -> int | None:
+        """Bytes of a quantized file's weights at their stored types (None if unreadable)."""
+        ...
+
+    def run_as_given(self, model: object, sample: np.ndarray) -> BatchRunner:
+        """A runner of ``model`` exactly as it is (no tracing or re-quantization where avoidable)."""
+        ...
+
+    def require_latency(self) -> None:
+        """Raise ``CapabilityError`` if this backend cannot time kernels (checked before any work)."""
+        ...
+
+    def measure_latency(self, traced: Traced, *, threads: int | None = None, progress: Progress | None = None,
+                        scheme: QuantScheme | None = None) -> LatencyTable:
+        """Milliseconds per (group, candidate) of ``traced``, timed on this machine."""
+        ...
+
+    def deployed_costs(self, sim: Simulation, calibration: np.ndarray, threads: int | None = None) -> DeployedCosts:
+        """What a configuration costs once deployed (file size, latency), for TuneQn's objectives."""
+        ...

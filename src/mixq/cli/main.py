@@ -19,7 +19,7 @@ from mixq.cli.configfile import add_config_file_flag, parse_with_config, resolve
 from mixq.cli.export_cmd import add_export_parser, cmd_export
 from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
 from mixq.cli.summary import print_comparison, print_inspect, print_search
-from mixq.config import DEFAULT_CANDIDATES, SearchConfig, scheme_from_dict
+from mixq.config import DEFAULT_CANDIDATES, SearchConfig
 from mixq.core.budget import BUDGET_HELP
 from mixq.core.precision import QuantScheme, RangeMethod
 from mixq.cost import ADDITIVE, COST_MODELS
@@ -286,7 +286,7 @@ def _compared(text: str) -> tuple[str, ...]:
 
 def _compare(args: argparse.Namespace, console: Console, loaded: Any, data: Any, config: SearchConfig,
              eval_data: Any, names: tuple[str, ...]) -> int:
-    from mixq.api import compare_solvers
+    from mixq.compare import compare_solvers
 
     with _progress(args, console) as progress:
         comparison = compare_solvers(loaded.model, data, config, args.out, names, progress, eval_data,
@@ -376,10 +376,9 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     num_samples = args.num_samples
     if args.plan:
         what = Plan.load(args.plan)
-        stored = what.provenance.get("scheme")
-        if stored:  # calibrate exactly as the search did
-            scheme = scheme_from_dict(stored)
-            num_samples = int(what.provenance.get("num_samples", num_samples))
+        if what.scheme is not None:  # calibrate exactly as the search did
+            scheme = what.scheme
+            num_samples = what.num_samples if what.num_samples is not None else num_samples
     elif args.uniform:
         what = args.uniform
     with _progress(args, console) as progress:

@@ -23,9 +23,10 @@ def print_search(console: Console, result: SearchResult) -> None:
     table = Table(title="mixq search: chosen configuration", show_header=False)
     table.add_row("budgets", ", ".join(plan.budgets))
     table.add_row("precisions", ", ".join(f"{k}: {v}" for k, v in sorted(plan.assignment.counts().items())))
-    table.add_row("BOPs ratio (to all-W8A16)", _fmt(plan.costs.get("bops_ratio")))
-    table.add_row("weight size", f"{plan.costs.get('weight_bytes', 0) / 1e6:.3f} MB "
-                                 f"({100 * plan.costs.get('size_ratio', 0):.1f}% of float)")
+    table.add_row("BOPs ratio (to all-W8A16)", _fmt(plan.ratio("bops")))
+    size = plan.costs.get("size")
+    if size is not None:
+        table.add_row("weight size", f"{size.value / 1e6:.3f} MB ({100 * size.ratio:.1f}% of float)")
     table.add_row("predicted SQNR (phase 1 sum)", f"{plan.predicted_sqnr_db:.2f} dB")
     quality = plan.quality
     for key, label in (("sqnr_db", "measured SQNR (dB)"), ("agreement", "top-1 agreement with float"),

@@ -64,3 +64,14 @@ class Assignment:
 def uniform(graph: QuantGraph, precision: Precision) -> Assignment:
     """Every group at one precision: the baseline that mixed precision has to beat."""
     return Assignment({group.id: precision for group in graph})
+
+
+def resolve(graph: QuantGraph, what: Assignment | Precision | str | None) -> Assignment | None:
+    """What to run on ``graph``: a saved assignment checked against it, a uniform precision (``"w8a8"``),
+    or None for the float model."""
+    if what is None:
+        return None
+    if isinstance(what, Assignment):
+        return Assignment.from_dict(what.to_dict(), graph)
+    return uniform(graph, what if isinstance(what, Precision) else Precision.parse(what))
+

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Any
 
 from mixq.core.precision import Precision
 from mixq.errors import ConfigError
@@ -142,6 +143,11 @@ class QuantGraph:
     @property
     def total_macs(self) -> int:
         return sum(g.macs for g in self)
+
+    def records(self) -> list[dict[str, Any]]:
+        """One plain record per group, as ``graph.json`` and ``mixq inspect --json`` show them."""
+        return [{"id": g.id, "ops": [op.name for op in g.ops], "kinds": [k.value for k in g.kinds], "macs": g.macs,
+                 "weight_params": g.weight_numel, "candidates": [str(p) for p in g.candidates]} for g in self]
 
 
 def form_groups(ops: Sequence[QuantOp], candidates: Sequence[Precision]) -> list[QuantizerGroup]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from enum import Enum
+from typing import Any
 
 from mixq.errors import ConfigError
 
@@ -139,3 +140,31 @@ class QuantScheme:
             raise ConfigError(f"percentile must be in (50, 100], got {self.percentile}")
         object.__setattr__(self, "weight_range", RangeMethod(self.weight_range))
         object.__setattr__(self, "act_range", RangeMethod(self.act_range))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (range methods as their names), as plans and config files store them."""
+        out = asdict(self)
+        out.update(weight_range=self.weight_range.value, act_range=self.act_range.value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> QuantScheme:
+        """The scheme stored by :meth:`to_dict`; unknown keys are refused, missing ones take defaults.
+
+        >>> QuantScheme.from_dict({"act_range": "minmax"}).act_range
+        <RangeMethod.MINMAX: 'minmax'>
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown quantization scheme settings {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        for key in ("weight_range", "act_range"):
+            if key in values:
+                try:
+                    values[key] = RangeMethod(values[key])
+                except ValueError:
+                    choices = ", ".join(m.value for m in RangeMethod)
+                    raise ConfigError(f"{key} must be one of {choices}, got {values[key]!r}") from None
+        return cls(**values)
+

@@ -3,15 +3,14 @@
 BOPs assume time scales with weight bits x activation bits. A CPU runtime does not: an int8 op is
 only fast when the runtime fuses it into an integer kernel, fp16 runs as fp32 plus casts, 4-bit or
 16-bit weights may not be fused at all. A backend times each group's op(s) alone at each candidate
-(see ``mixq.backends.onnx.latency``) and fills a :class:`LatencyTable`; here the table becomes an
-additive cost model (the interface of :class:`mixq.cost.kernel_latency.KernelLatency`), is cached per model
+(``Backend.measure_latency``; the ONNX backend times them in ONNX Runtime) and fills a :class:`LatencyTable`;
+here the table becomes an additive cost model (the interface of :class:`mixq.cost.kernel_latency.KernelLatency`), is cached per model
 and machine, and is compared with BOPs (:func:`bops_vs_latency`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import math
@@ -20,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mixq.atomic import write_json
 from mixq.core.budget import CostBudget
@@ -29,6 +28,9 @@ from mixq.core.precision import Precision
 from mixq.cost.bops import Bops
 from mixq.errors import ConfigError
 
+if TYPE_CHECKING:
+    from mixq.backends.base import Backend
+
 logger = logging.getLogger(__name__)
 
 #: Root of mixq's caches; latency tables live in ``<root>/latency/``.
@@ -36,9 +38,6 @@ CACHE_ENV = "MIXQ_CACHE_DIR"
 TABLE_FILE = "latency_table.json"
 #: Bumped when what an entry measures changes, so old cache files are not reused.
 FORMAT = 2
-
-#: backend name -> "module:function" that measures a traced model's table (imported only when needed).
-MEASURERS = {"onnx": "mixq.backends.onnx.latency:measure_latency"}
 
 Progress = Callable[[str, int, int], None]
 
@@ -201,19 +200,13 @@ def fill_table(wanted: Iterable[tuple[GroupId, Precision]], key: Mapping[str, An
     return table
 
 
-def check_measurable(backend: str) -> str:
-    """The ``module:function`` that times ``backend``'s models.
+def check_measurable(backend: Backend) -> None:
+    """Refuse, before any work, a model whose backend cannot time kernels.
 
     Raises:
-        ConfigError: the backend cannot measure latency (e.g. a torch model).
+        CapabilityError: the backend cannot measure latency (e.g. a torch model), with what to do instead.
     """
-    target = MEASURERS.get(backend)
-    if target is None:
-        raise ConfigError(
-            f"measured latency needs an ONNX model and this is a {backend} model: export it to ONNX first "
-            "(torch.onnx.export) and search the .onnx file, or give --hardware with a cost.latency table"
-        )
-    return target
+    backend.require_latency()
 
 
 def latency_needed(cost: str, budgets: Iterable[CostBudget], hardware: str | None) -> bool:
@@ -227,10 +220,10 @@ def latency_needed(cost: str, budgets: Iterable[CostBudget], hardware: str | Non
     return "latency" not in load_hardware(hardware).cost_models()
 
 
-def measure_for(backend: str, traced: Any, **settings: Any) -> LatencyTable:
-    """The measured table of a traced model, by the backend that can time it (see :func:`check_measurable`)."""
-    module, function = check_measurable(backend).split(":")
-    table: LatencyTable = getattr(importlib.import_module(module), function)(traced, **settings)
+def measure_for(backend: Backend, traced: Any, **settings: Any) -> LatencyTable:
+    """The measured table of a traced model, by its backend (``Backend.measure_latency``)."""
+    backend.require_latency()
+    table = backend.measure_latency(traced, **settings)
     logger.info("latency table: %d entries measured in %.1f s, %d from the cache", table.measured, table.seconds,
                 len(table.entries) - table.measured)
     return table

@@ -3,7 +3,7 @@
 The output is always a QDQ ONNX file. A plan searched on a ``.onnx`` file names its ONNX nodes and is
 written directly; a plan searched on a torch ``nn.Module`` names torch modules, so the model is first
 exported with ``torch.onnx.export`` and each torch group is mapped, on weights and activations, to the
-ONNX group computing the same ops (``mixq.export.from_torch``).
+ONNX group computing the same ops (``mixq.backends.torch.export``).
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mixq.errors import ConfigError
+from mixq.errors import DataError, ExportError
+from mixq.export.report import ExportReport
 
 if TYPE_CHECKING:
     from mixq.backends.base import Progress
     from mixq.core.assignment import Assignment
     from mixq.core.precision import QuantScheme
     from mixq.data.dataset import Dataset
-    from mixq.export.onnx_qdq import ExportReport
     from mixq.plan import Plan
 
 
@@ -58,38 +58,42 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     latencies (with ``benchmark``), the integer kernels ONNX Runtime fused, and notes.
     """
     from mixq import backends
-    from mixq.api import as_dataset, prepare, resolve_assignment
-    from mixq.config import scheme_from_dict
-    from mixq.backends.onnx.simulation import OnnxSimulation
-    from mixq.export.onnx_qdq import export_qdq
+    from mixq.backends.base import ExportSettings
+    from mixq.core.assignment import Assignment
+    from mixq.prepared import as_dataset
     from mixq.plan import Plan
 
+    path = writable_output(Path(path))
     backend = backends.resolve(model)
-    if backend.name not in ("onnx", "torch"):
-        raise ConfigError(f"export takes an ONNX or torch model, not a {backend.name} one: export it to ONNX, "
-                          "then run `mixq search model.onnx ...` and `mixq export model.onnx --plan ...`")
     if isinstance(plan, (str, Path)):
         plan = Plan.load(plan)
-    provenance = plan.provenance if isinstance(plan, Plan) else {}
-    if scheme is None:
-        scheme = scheme_from_dict(dict(provenance["scheme"])) if "scheme" in provenance else None
+    if scheme is None and isinstance(plan, Plan):
+        scheme = plan.scheme
     if num_samples is None:
-        num_samples = int(provenance.get("num_samples", 64))
+        num_samples = plan.num_samples if isinstance(plan, Plan) and plan.num_samples is not None else 64
     data = as_dataset(calibration)
-    if backend.name == "torch":
-        from mixq.export.from_torch import export_torch
+    if len(data) == 0:
+        raise DataError("the data set is empty: give the search's calibration data")
+    if threads is not None:
+        backend.set_threads(threads)
+    count = min(num_samples, len(data))
+    samples = data.subset(count).load(0, count)
+    assignment = plan if isinstance(plan, Assignment) else plan.assignment
+    settings = ExportSettings(scheme=scheme or _default_scheme(), check_samples=check_samples, benchmark=benchmark,
+                              int4=int4, int32_bias=int32_bias, output_quantizers=output_quantizers, threads=threads)
+    return backend.export(model, assignment, samples, path, settings, progress)
 
-        return export_torch(model, plan, data, path, num_samples=num_samples, scheme=scheme or _default_scheme(),
-                            check_samples=check_samples, benchmark=benchmark, int4=int4, int32_bias=int32_bias,
-                            output_quantizers=output_quantizers, threads=threads, progress=progress)
-    session = prepare(model, data, ["w8a8"], scheme or _default_scheme(), num_samples, threads, progress)
-    assignment = resolve_assignment(session.graph, plan)
-    assert assignment is not None
-    check = session.calibration[:check_samples] if check_samples else None
-    sim: OnnxSimulation = session.sim  # type: ignore[assignment]  # the ONNX backend's simulation
-    return export_qdq(sim, assignment, path, check_data=check, benchmark=benchmark, int4=int4,
-                      int32_bias=int32_bias, threads=threads, progress=progress,
-                      calibration=session.calibration if output_quantizers else None)
+
+def writable_output(path: Path) -> Path:
+    """``path`` if a file can be written there, checked before any work (the export itself takes minutes)."""
+    if path.is_dir():
+        raise ExportError(f"{path} is a directory: give the file to write, e.g. {path / 'model.onnx'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ExportError(f"cannot write {path}: {parent} is a file, not a folder; choose another output path")
+            break
+    return path
 
 
 def _default_scheme() -> Any:
@@ -98,4 +102,4 @@ def _default_scheme() -> Any:
     return QuantScheme()
 
 
-__all__ = ["export"]
+__all__ = ["ExportReport", "export"]

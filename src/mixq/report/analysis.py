@@ -136,7 +136,7 @@ def analyze(run: RunData) -> ReportData:
         baselines=_baselines(problem, run, candidates),
         measured=measured,
         chosen_index=chosen_index,
-        chosen_bops_ratio=float(run.plan.costs.get("bops_ratio", problem.ratio_of("bops", assignment))),
+        chosen_bops_ratio=float(run.plan.ratio("bops") or problem.ratio_of("bops", assignment)),
         chosen_predicted_sqnr_db=run.plan.predicted_sqnr_db,
         bops_limits=limits,
         sqnr_targets=targets,

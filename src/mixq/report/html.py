@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import jinja2
 
+from mixq.cost.totals import CostRecord
 from mixq.report.analysis import ReportData
 from mixq.report.figures import all_figures, figure_divs, plotly_js
 from mixq.version import __version__
@@ -53,16 +55,16 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def latency_note(run_path: Any, costs: Any) -> str | None:
+def latency_note(run_path: Any, costs: Mapping[str, CostRecord]) -> str | None:
     """One line from RUN/latency_table.json (a search by measured latency): the plan's ms and how BOPs compared."""
     try:
         table = json.loads((run_path / "latency_table.json").read_text())
     except (OSError, ValueError):
         return None
     summary = (table.get("bops_vs_latency") or {}).get("summary", "")
-    ms = costs.get("latency_ms")
-    head = f"Measured latency of the quantized ops: {ms:.4g} ms ({pct(costs.get('latency_ratio'))} of every group " \
-           "at its slowest candidate). " if isinstance(ms, (int, float)) else ""
+    latency = costs.get("latency")
+    head = f"Measured latency of the quantized ops: {latency.value:.4g} ms ({pct(latency.ratio)} of every group " \
+           "at its slowest candidate). " if latency is not None and latency.unit == "ms" else ""
     return (head + summary + ".").strip() or None
 
 
@@ -82,7 +84,7 @@ def render_html(data: ReportData) -> str:
         timings=list(run.timings.items()),
         latency_note=latency_note(run.path, plan.costs),
         config_json=json.dumps(run.config, indent=2),
-        provenance_json=json.dumps(dict(plan.provenance), indent=2),
+        provenance_json=json.dumps(plan.provenance.to_dict(), indent=2),
         divs=figure_divs(all_figures(data)),
         plotly_js=plotly_js(),
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -35,13 +36,15 @@ from mixq.core.budget import CostBudget, QualityTarget
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
 from mixq.core.quality import Quality
-from mixq.errors import InfeasibleBudgetError, RunDirectoryError
 from mixq.atomic import write_json
 from mixq.core.tables import SensitivityTable
 from mixq.cost.bops import Bops
+from mixq.errors import CapabilityError, InfeasibleBudgetError, RunDirectoryError
+from mixq.prepared import Prepared
 from mixq.solvers.base import AllocationProblem, ParetoCurve
 from mixq.solvers.loop import LoopResult
 from mixq.solvers.pareto import non_dominated_sort
+from mixq.strategies.base import SearchContext, StrategyOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -317,5 +320,39 @@ def _quality_key(it: Iteration) -> tuple[float, float]:
     return (it.quality.get("top1", it.quality.get("agreement", 0.0)), it.quality.get("sqnr_db", 0.0))
 
 
-__all__ = ["LayerError", "TuneQnResult", "TuneQnState", "combine", "decremental", "layer_errors", "ranking",
+class TuneQn:
+    """TuneQn as a search strategy (``--strategy tuneqn``); its checkpoint is ``RUN/tuneqn.json``."""
+
+    name = "tuneqn"
+
+    def check(self, prepared: Prepared) -> None:
+        if not hasattr(prepared.sim, "probe"):
+            raise CapabilityError(
+                f"the tuneqn strategy reads each layer's outputs, which the {prepared.backend.name} backend does not "
+                "provide yet; use --strategy two-phase (the default) for this model")
+
+    def run(self, context: SearchContext) -> StrategyOutcome:
+        prepared, config, evaluator = context.prepared, context.config, context.evaluator
+        problem = context.noiseless_problem()
+        target = config.quality_target
+        started = time.perf_counter()
+        float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
+        key = {**context.measurement_key(), "candidates": [str(p) for p in config.candidates],
+               "restrictions": [str(r) for r in config.restrictions], "hardware": config.hardware,
+               "cost": config.cost, "eval_samples": len(evaluator.data)}
+        try:  # the paper's runtime objectives, where the backend can write and time the file: size, latency
+            measure: MeasureFn | None = prepared.backend.deployed_costs(prepared.sim, prepared.calibration,
+                                                                         config.threads)
+        except CapabilityError:
+            measure = None
+        run = context.run
+        result = run_tuneqn(prepared.sim, prepared.calibration, problem, evaluator.quality, config.cost_budgets,
+                            target, float_quality, run.file(STATE_FILE) if run else None, key, measure=measure,
+                            max_iterations=config.max_evaluations, progress=context.progress)
+        seconds = time.perf_counter() - started
+        sensitivity, outcome = tuneqn_outcome(result, problem, len(prepared.calibration))
+        return StrategyOutcome(sensitivity, problem, outcome, {"tuneqn_s": seconds})
+
+
+__all__ = ["LayerError", "TuneQn", "TuneQnResult", "TuneQnState", "combine", "decremental", "layer_errors", "ranking",
            "run_tuneqn", "select", "tuneqn_outcome"]

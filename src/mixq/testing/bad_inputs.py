@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 GOOD_MODEL = """
-from mixq.testing.models import TinyConvNet
+from mixq.backends.torch.testing import TinyConvNet
 
 def build():
     return TinyConvNet().eval()
@@ -73,7 +73,7 @@ def _factory_raises(tmp: Path) -> list[str]:
 
 def _wrapping_model(forward: str) -> str:
     """A model file whose module wraps TinyConvNet as ``self.net`` with the given forward body."""
-    return ("import torch\nfrom mixq.testing.models import TinyConvNet\n\n"
+    return ("import torch\nfrom mixq.backends.torch.testing import TinyConvNet\n\n"
             "class Wrapped(torch.nn.Module):\n"
             "    def __init__(self):\n        super().__init__()\n        self.net = TinyConvNet()\n"
             f"    def forward(self, x):\n        {forward}\n\n"

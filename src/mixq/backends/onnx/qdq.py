@@ -5,10 +5,10 @@ than a QuantizeLinear/DequantizeLinear pair. The choice: it is one code path for
 (QDQ has no 3-, 5- or 6-bit types and int16 QDQ needs opset 21), needs only opset 11, and computes what
 ``torch.fake_quantize_per_tensor_affine`` computes (multiply by the float32 reciprocal, round half to
 even, clamp ``[qmin - z, qmax - z]``, scale back), so the ONNX and torch backends agree to float
-rounding. Weights are fake-quantized in numpy (``mixq.core.ranges``) and swapped in as initializers.
+rounding. Weights are fake-quantized in numpy (``mixq.core.quantize``) and swapped in as initializers.
 ``fp16`` is a Cast to float16 and back on the op's inputs, and float16-rounded weights.
 
-The real integer QDQ model is written by ``mixq.export.onnx_qdq``.
+The real integer QDQ model is written by ``mixq.backends.onnx.export.onnx_qdq``.
 """
 
 from __future__ import annotations
@@ -22,13 +22,16 @@ from onnx import helper, numpy_helper
 
 from mixq.backends.onnx.trace import GraphIndex, OnnxSite, TensorInfo, node_inputs
 from mixq.core.precision import Precision, QuantScheme
-from mixq.core.ranges import ActivationStats, QuantParams, activation_params, weight_params
+from mixq.errors import internal
+from mixq.core.quantize import DYNAMIC_MIN_SCALE, ActivationRanges, WeightQuantizer
+from mixq.core.ranges import ActivationStats, QuantParams
 
 _PARAMS = ("inv_scale", "lo", "hi", "scale")
 
 
 class Quantizers:
-    """Weights and activation quantizer parameters per bit-width, computed on first use and cached."""
+    """The core's weight quantizer and activation ranges (``mixq.core.quantize``), plus the constants of
+    the ONNX fake-quant subgraph."""
 
     def __init__(self, weights: Mapping[str, np.ndarray], axes: Mapping[str, int],
                  stats: Mapping[str, ActivationStats], scheme: QuantScheme) -> None:
@@ -36,58 +39,23 @@ class Quantizers:
         self.axes = axes
         self.stats = stats
         self.scheme = scheme
-        self._weight_params: dict[tuple[str, int], QuantParams] = {}
-        self._weights: dict[tuple[str, Precision], np.ndarray] = {}
-        self._acts: dict[tuple[str, int], QuantParams] = {}
+        self._weights = WeightQuantizer(weights, axes, scheme)
+        self._acts = ActivationRanges(stats, scheme)
 
     def weight_params(self, key: str, bits: int) -> QuantParams:
         """Per-channel (along ``axes[key]``) or per-tensor parameters of a weight."""
-        cached = self._weight_params.get((key, bits))
-        if cached is None:
-            scheme = self.scheme
-            moved = np.moveaxis(self.weights[key], self.axes[key], 0)
-            cached = weight_params(moved, bits, scheme.weight_range, scheme.weight_symmetric,
-                                   scheme.weight_per_channel, scheme.percentile)
-            self._weight_params[(key, bits)] = cached
-        return cached
+        return self._weights.params(key, bits)
 
     def weight_integers(self, key: str, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Integer weights (as int32, the original layout) and scale and zero-point broadcastable to them."""
-        params = self.weight_params(key, bits)
-        w = self.weights[key]
-        scale = np.asarray(params.scale, np.float64)
-        zero = np.asarray(params.zero_point, np.float64)
-        if self.scheme.weight_per_channel:
-            shape = [1] * w.ndim
-            shape[self.axes[key]] = -1
-            scale, zero = scale.reshape(shape), zero.reshape(shape)
-        # the rounding of mixq.core.ranges.fake_quantize, kept as integers
-        q = np.clip(np.round(w.astype(np.float64) / scale) + zero, params.qmin, params.qmax)
-        return q.astype(np.int32), scale, zero
+        return self._weights.integers(key, bits)
 
     def weight(self, key: str, precision: Precision) -> np.ndarray:
         """The weight as the simulation uses it (same dtype as the original)."""
-        cached = self._weights.get((key, precision))
-        if cached is None:
-            w = self.weights[key]
-            if precision.is_float:
-                cached = w.astype(np.float16).astype(w.dtype) if precision.weight_bits == 16 else w
-            else:
-                q, scale, zero = self.weight_integers(key, precision.weight_bits)
-                # Dequantized in float32 as DequantizeLinear (and torch's fake_quantize) do it, so the
-                # exported integer model reproduces these weights bit for bit.
-                cached = ((q - zero).astype(np.float32) * scale.astype(np.float32)).astype(w.dtype)
-            self._weights[(key, precision)] = cached
-        return cached
+        return self._weights.weight(key, precision)
 
     def act_params(self, tensor: str, bits: int) -> QuantParams:
-        cached = self._acts.get((tensor, bits))
-        if cached is None:
-            scheme = self.scheme
-            cached = activation_params(self.stats[tensor], bits, scheme.act_range, scheme.act_symmetric,
-                                       scheme.percentile)
-            self._acts[(tensor, bits)] = cached
-        return cached
+        return self._acts.params(tensor, bits)
 
     def act_values(self, tensor: str, bits: int) -> dict[str, np.ndarray]:
         """``inv_scale, lo, hi, scale`` of the fake-quant subgraph, as float32 scalars."""
@@ -170,8 +138,9 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
                     feeds.append(Feed(names[k], k, tensor, role))
                     new_inputs.append(helper.make_tensor_value_info(names[k], onnx.TensorProto.FLOAT, []))
             else:
-                assert quant is not None
-                values = quant.act_values(tensor, bits)  # type: ignore[arg-type]
+                if quant is None or bits is None:
+                    raise internal("a non-parametric fake-quant model needs quantizers")
+                values = quant.act_values(tensor, bits)
                 for k in _PARAMS:
                     new_inits[names[k]] = np.asarray(values[k], np.float32)
             nodes = [
@@ -193,7 +162,8 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
             feeds.append(Feed(name, "weight", key, "weight"))
             new_inputs.append(helper.make_tensor_value_info(name, elem_of.get(key, onnx.TensorProto.FLOAT), None))
         else:
-            assert quant is not None
+            if quant is None:
+                raise internal("a non-parametric fake-quant model needs quantizers")
             new_inits[name] = quant.weight(key, precision)
         return name
 
@@ -222,10 +192,11 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
 
 
 def dynamic_fake_quant(tensor: str, prefix: str, qmax: str, inits: dict[str, np.ndarray]) -> list[onnx.NodeProto]:
-    """Asymmetric per-tensor fake quantization with this run's min/max (zero included), as ORT's dynamic
-    quantization and the torch backend's ``act_dynamic`` compute it; ``qmax`` names ``2**bits - 1``."""
+    """Asymmetric per-tensor fake quantization with this run's min/max (zero included): the graph form of
+    ``mixq.core.quantize.dynamic_params`` (what ORT's dynamic quantization and the torch backend compute);
+    ``qmax`` names ``2**bits - 1``."""
     inits[prefix + "_zero0"] = np.asarray(0.0, np.float32)
-    inits[prefix + "_tiny"] = np.asarray(1e-12, np.float32)
+    inits[prefix + "_tiny"] = np.asarray(DYNAMIC_MIN_SCALE, np.float32)
 
     def node(op: str, inputs: list[str], out: str, **attrs: object) -> onnx.NodeProto:
         return helper.make_node(op, inputs, [prefix + out], name=prefix + out + "_node", **attrs)

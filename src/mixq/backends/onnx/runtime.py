@@ -13,7 +13,7 @@ import onnx
 import onnxruntime as ort
 
 from mixq.core.precision import Precision
-from mixq.errors import DataError, UnsupportedModelError
+from mixq.errors import DataError, UnsupportedModelError, internal
 
 
 def session(proto: onnx.ModelProto, what: str = "the ONNX model", threads: int | None = None,
@@ -47,7 +47,8 @@ class Runner:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, inputs: np.ndarray, outputs: Sequence[str] | None = None) -> list[np.ndarray]:
-        assert self.input_name is not None
+        if self.input_name is None:
+            raise internal("Runner.run needs the model's input name; use run_feeds")
         return self.run_feeds({self.input_name: inputs}, len(inputs), outputs, batched={self.input_name})
 
     def run_feeds(self, feeds: dict[str, np.ndarray], batch: int, outputs: Sequence[str] | None = None,

@@ -28,6 +28,7 @@ from mixq.backends.onnx.trace import GraphIndex, OnnxSite, TensorInfo, node_inpu
 from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
+from mixq.core.quantize import MAX_SAMPLE, CalibrationStats
 from mixq.core.ranges import ActivationStats
 from mixq.errors import UnsupportedModelError
 
@@ -79,25 +80,21 @@ def flatten_outputs(outputs: list[np.ndarray]) -> np.ndarray:
 
 
 def collect_stats(model: OnnxModel, tensors: set[str], batches: Callable[[], Iterator[np.ndarray]],
-                  max_sample: int = 1 << 18, seed: int = 0) -> dict[str, ActivationStats]:
-    """One float pass (the tensors as extra outputs): extremes and a strided sample of each tensor.
-
-    Identical sampling to the torch backend, so both set the same ranges from the same values.
-    """
+                  max_sample: int = MAX_SAMPLE, seed: int = 0) -> dict[str, ActivationStats]:
+    """One float pass (the tensors as extra outputs), sampled by the core's :class:`CalibrationStats`
+    exactly as the torch backend samples, so both set the same ranges from the same values."""
     names = sorted(tensors)
-    runner = model.runner(with_outputs(model.proto, [n for n in names if n != model.input_name]))
-    parts: dict[str, list[ActivationStats]] = {name: [] for name in names}
+    computed = [n for n in names if n != model.input_name]
+    runner = model.runner(with_outputs(model.proto, computed))
+    stats = CalibrationStats(names, max_sample, seed)
     for batch in batches():
         batch = np.ascontiguousarray(batch, dtype=np.float32)
-        values = runner.run(batch, [n for n in names if n != model.input_name])
-        by_name = dict(zip([n for n in names if n != model.input_name], values))
-        if model.input_name in parts:
+        by_name = dict(zip(computed, runner.run(batch, computed)))
+        if model.input_name in tensors:
             by_name[model.input_name] = batch
         for name in names:
-            flat = np.asarray(by_name[name], np.float32).reshape(-1)
-            step = max(1, flat.size // (max_sample // 4))
-            parts[name].append(ActivationStats(float(flat.min()), float(flat.max()), flat[::step].copy()))
-    return {name: ActivationStats.merge(items, max_sample, seed) for name, items in parts.items()}
+            stats.observe(name, by_name[name])
+    return stats.result()
 
 
 class OnnxSimulation:

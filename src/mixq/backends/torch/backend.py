@@ -5,22 +5,45 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from mixq.backends.base import Progress, calibration_batches, require_finite
+from mixq.backends.base import (
+    BatchRunner,
+    DeployedCosts,
+    ExportSettings,
+    Progress,
+    Simulation,
+    Traced,
+    calibration_batches,
+    quantized_tensors,
+    require_calibration,
+    require_finite,
+    site_weights,
+)
 from mixq.backends.torch.fold import fold_batchnorm
 from mixq.backends.torch.executor import GraphExecutor, flatten_output
 from mixq.backends.torch.simulation import Quantizers, TorchSimulation, collect_stats
 from mixq.backends.torch.trace import OpSite, capture, find_sites
+from mixq.core.assignment import Assignment
 from mixq.core.graph import QuantGraph, form_groups
-from mixq.core.precision import Precision, QuantScheme
-from mixq.errors import DataError, UnsupportedModelError
+from mixq.core.precision import Precision, QuantScheme, parse_candidates
+from mixq.errors import CapabilityError, DataError, UnsupportedModelError
+
+if TYPE_CHECKING:
+    from mixq.cost.measured_latency import LatencyTable
+    from mixq.export.report import ExportReport
 
 logger = logging.getLogger(__name__)
+
+
+#: What to do instead of timing kernels of a torch model (kept word for word: tests and docs quote it).
+LATENCY_FIX = ("measured latency needs an ONNX model and this is a torch model: export it to ONNX first "
+               "(torch.onnx.export) and search the .onnx file, or give --hardware with a cost.latency table")
 
 
 class TorchBackend:
@@ -28,6 +51,43 @@ class TorchBackend:
 
     def accepts(self, model: object) -> bool:
         return isinstance(model, nn.Module)
+
+    def set_threads(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+
+    def export(self, model: object, assignment: Assignment, calibration: np.ndarray, path: Path,
+               settings: ExportSettings, progress: Progress | None = None) -> ExportReport:
+        """Through ONNX: ``torch.onnx.export``, groups mapped, QDQ written (``mixq.backends.torch.export``)."""
+        try:
+            from mixq.backends.torch.export import export_torch
+        except ImportError as exc:
+            raise CapabilityError(f"exporting a torch model needs {exc.name or 'onnx'}: pip install \"mixq[onnx]\"; "
+                                  "the export writes a QDQ ONNX file") from None
+        return export_torch(model, assignment, calibration, path, settings, progress)
+
+    def is_quantized_file(self, model: object) -> bool:
+        return False  # a module is always traced; exported files are ONNX
+
+    def stored_weight_bytes(self, model: object) -> int | None:
+        raise CapabilityError("stored weight bytes are read from exported ONNX files; a torch model has none: "
+                              "evaluate it with a plan or precision instead")
+
+    def run_as_given(self, model: object, sample: np.ndarray) -> BatchRunner:
+        """The float model through the traced graph (what every torch evaluation runs)."""
+        traced = self.trace(model, sample[:1], parse_candidates("w8a8"))
+        sim = traced.prepare(np.ascontiguousarray(sample[:1]), QuantScheme())  # float runs need no real calibration
+        return lambda batch: sim.run(batch, None)
+
+    def require_latency(self) -> None:
+        raise CapabilityError(LATENCY_FIX)
+
+    def measure_latency(self, traced: Traced, *, threads: int | None = None, progress: Progress | None = None,
+                        scheme: QuantScheme | None = None) -> LatencyTable:
+        raise CapabilityError(LATENCY_FIX)
+
+    def deployed_costs(self, sim: Simulation, calibration: np.ndarray, threads: int | None = None) -> DeployedCosts:
+        raise CapabilityError("deployed costs (exported file size and ONNX Runtime latency) need an ONNX model: "
+                              "export it to ONNX (torch.onnx.export) and search the .onnx file")
 
     def trace(self, model: object, sample: np.ndarray, candidates: Sequence[Precision]) -> TorchTraced:
         if not isinstance(model, nn.Module):
@@ -76,18 +136,10 @@ class TorchTraced:
         self.bytes_per_sample = bytes_per_sample
 
     def prepare(self, calibration: np.ndarray, scheme: QuantScheme, progress: Progress | None = None) -> TorchSimulation:
-        if len(calibration) == 0:
-            raise DataError("no calibration samples: give at least one image (--num-samples)")
-        tensors = {name for site in self.sites for name in site.op.inputs}
-        batches = calibration_batches(calibration, progress)
-        stats = collect_stats(self.executor, tensors, batches)
-        weights: dict[str, Any] = {}
-        axes: dict[str, int] = {}
-        for site in self.sites:
-            if site.weight_key is not None:
-                weights[site.weight_key] = _fetch(self.executor.gm, site.weight_key)
-                axes[site.weight_key] = site.weight_axis
-        quantizers = Quantizers(weights, stats, scheme, axes)
+        require_calibration(calibration)
+        stats = collect_stats(self.executor, quantized_tensors(self.sites), calibration_batches(calibration, progress))
+        weights, axes = site_weights(self.sites, lambda key: _fetch(self.executor.gm, key).detach().cpu().numpy())
+        quantizers = Quantizers(weights, axes, stats, scheme)
         return TorchSimulation(self.executor, self.graph, self.sites, quantizers, self.bytes_per_sample)
 
 

@@ -8,7 +8,7 @@ is never changed: quantized ops run with swapped-in tensors.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -23,70 +23,43 @@ from mixq.backends.torch.trace import OpSite
 from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision, QuantScheme
-from mixq.core.ranges import ActivationStats, activation_params, weight_params
-from mixq.errors import UnsupportedModelError
+from mixq.core.quantize import MAX_SAMPLE, ActivationRanges, CalibrationStats, WeightQuantizer, dynamic_params
+from mixq.core.ranges import ActivationStats
 
 logger = logging.getLogger(__name__)
 
 
 class Quantizers:
-    """Cached fake-quantizers for weights and activations at every bit-width asked for."""
+    """The core's weight quantizer and activation ranges (``mixq.core.quantize``) as torch tensors: weights
+    are quantized in numpy once per (weight, precision) and cached as tensors; activations are
+    fake-quantized per call on the core's parameters."""
 
-    def __init__(self, weights: dict[str, torch.Tensor], stats: dict[str, ActivationStats], scheme: QuantScheme,
-                 weight_axes: dict[str, int]) -> None:
-        self.weights = weights
-        self.stats = stats
+    def __init__(self, weights: Mapping[str, np.ndarray], axes: Mapping[str, int],
+                 stats: Mapping[str, ActivationStats], scheme: QuantScheme) -> None:
         self.scheme = scheme
-        self.weight_axes = weight_axes
+        self._core = WeightQuantizer(weights, axes, scheme)
+        self._ranges = ActivationRanges(stats, scheme)
         self._weights: dict[tuple[str, Precision], torch.Tensor] = {}
         self._acts: dict[tuple[str, int], tuple[float, int, int, int]] = {}
 
     def weight(self, key: str, precision: Precision) -> torch.Tensor:
         cached = self._weights.get((key, precision))
         if cached is None:
-            cached = self._quantize_weight(key, precision)
+            cached = torch.from_numpy(np.ascontiguousarray(self._core.weight(key, precision)))
             self._weights[(key, precision)] = cached
         return cached
-
-    def _quantize_weight(self, key: str, precision: Precision) -> torch.Tensor:
-        w = self.weights[key].detach()
-        if precision.is_float:
-            return w.to(torch.float16).to(w.dtype) if precision.weight_bits == 16 else w
-        axis = self.weight_axes[key]
-        moved = w.movedim(axis, 0)
-        scheme = self.scheme
-        params = weight_params(moved.cpu().numpy(), precision.weight_bits, scheme.weight_range,
-                               scheme.weight_symmetric, scheme.weight_per_channel, scheme.percentile)
-        if scheme.weight_per_channel:
-            q = torch.fake_quantize_per_channel_affine(
-                moved.float(), torch.tensor(params.scale, dtype=torch.float32),
-                torch.tensor(params.zero_point, dtype=torch.int32), 0, params.qmin, params.qmax)
-        else:
-            q = torch.fake_quantize_per_tensor_affine(
-                moved.float(), float(params.scale), int(params.zero_point), params.qmin, params.qmax)
-        return q.movedim(0, axis).to(w.dtype).contiguous()
 
     def activation(self, tensor: str, x: torch.Tensor, bits: int, is_float: bool) -> torch.Tensor:
         if is_float:
             return x.to(torch.float16).to(x.dtype) if bits == 16 else x
         if self.scheme.act_dynamic:
-            return _dynamic_fake_quantize(x, bits)
+            return torch.fake_quantize_per_tensor_affine(x, *dynamic_params(float(x.min()), float(x.max()), bits))
         params = self._acts.get((tensor, bits))
         if params is None:
-            scheme = self.scheme
-            p = activation_params(self.stats[tensor], bits, scheme.act_range, scheme.act_symmetric, scheme.percentile)
+            p = self._ranges.params(tensor, bits)
             params = (float(p.scale), int(p.zero_point), p.qmin, p.qmax)
             self._acts[(tensor, bits)] = params
         return torch.fake_quantize_per_tensor_affine(x, *params)
-
-
-def _dynamic_fake_quantize(x: torch.Tensor, bits: int) -> torch.Tensor:
-    """Asymmetric per-tensor range from this batch's min/max (zero included), as ORT's dynamic mode."""
-    lo, hi = min(float(x.min()), 0.0), max(float(x.max()), 0.0)
-    qmax = (1 << bits) - 1
-    scale = max((hi - lo) / qmax, 1e-12)
-    zero = int(round(-lo / scale))
-    return torch.fake_quantize_per_tensor_affine(x, scale, min(max(zero, 0), qmax), 0, qmax)
 
 
 class TorchSimulation:
@@ -223,19 +196,14 @@ class QuantizedModule(nn.Module):
 
 
 def collect_stats(executor: GraphExecutor, tensors: set[str], batches: Callable[[], Any],
-                  max_sample: int = 1 << 18, seed: int = 0) -> dict[str, ActivationStats]:
-    """One float pass: exact extremes and a strided value sample of every quantized input tensor."""
-    parts: dict[str, list[ActivationStats]] = {name: [] for name in tensors}
+                  max_sample: int = MAX_SAMPLE, seed: int = 0) -> dict[str, ActivationStats]:
+    """One float pass, sampled by the core's :class:`CalibrationStats` (as the ONNX backend samples)."""
+    stats = CalibrationStats(tensors, max_sample, seed)
 
     def observe(name: str, value: torch.Tensor) -> None:
-        flat = value.detach().reshape(-1).float()
-        step = max(1, flat.numel() // (max_sample // 4))
-        parts[name].append(ActivationStats(float(flat.min()), float(flat.max()), flat[::step].cpu().numpy()))
+        stats.observe(name, value.detach().reshape(-1).float().cpu().numpy())
 
     with torch.inference_mode():
         for batch in batches():
             executor.run(torch.from_numpy(np.ascontiguousarray(batch)), observe=(tensors, observe))
-    missing = [name for name, items in parts.items() if not items]
-    if missing:
-        raise UnsupportedModelError(f"calibration never saw tensors {missing[:3]}; is the graph input-dependent?")
-    return {name: ActivationStats.merge(items, max_sample, seed) for name, items in parts.items()}
+    return stats.result()

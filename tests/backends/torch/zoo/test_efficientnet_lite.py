@@ -11,8 +11,8 @@ import torch
 
 from mixq.data import load_data
 from mixq.errors import BackendUnavailableError
-from mixq.zoo import efficientnet_lite
-from mixq.zoo.efficientnet_lite import PREPROCESS, efficientnet_lite0
+from mixq.backends.torch.zoo import efficientnet_lite
+from mixq.backends.torch.zoo.efficientnet_lite import PREPROCESS, efficientnet_lite0
 
 
 @pytest.fixture(scope="module")

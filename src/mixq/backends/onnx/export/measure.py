@@ -13,8 +13,8 @@ import numpy as np
 
 from mixq.backends.onnx.simulation import OnnxSimulation
 from mixq.core.assignment import Assignment
-from mixq.export.checks import latency_ms
-from mixq.export.onnx_qdq import build_qdq
+from mixq.backends.onnx.export.checks import latency_ms
+from mixq.backends.onnx.export.onnx_qdq import build_qdq
 
 
 def deployed_costs(sim: OnnxSimulation, calibration: np.ndarray, threads: int | None = None,

@@ -20,10 +20,10 @@ pytest.importorskip("onnxruntime")
 
 from mixq.backends.onnx.backend import OnnxBackend  # noqa: E402
 from mixq.core.assignment import Assignment, uniform  # noqa: E402
-from mixq.core.precision import Precision, QuantScheme, parse_candidates  # noqa: E402
-from mixq.export.checks import compare  # noqa: E402
-from mixq.export.onnx_qdq import build_qdq, export_qdq  # noqa: E402
-from mixq.testing import onnx_graphs as graphs  # noqa: E402
+from mixq.core.precision import Precision, QuantScheme, RangeMethod, parse_candidates  # noqa: E402
+from mixq.backends.onnx.export.checks import compare  # noqa: E402
+from mixq.backends.onnx.export.onnx_qdq import build_qdq, export_qdq  # noqa: E402
+from mixq.backends.onnx import testing as graphs  # noqa: E402
 
 P = Precision.parse
 
@@ -134,7 +134,7 @@ def test_api_export_from_a_saved_plan(models, tmp_path):
     data = models.images(24)
     graph, _ = simulation(path, data)
     plan = Plan(Assignment(dict(zip(graph.ids, map(P, ("w8a8", "w4a8", "w8a8", "fp16"))))), costs={},
-                predicted_sqnr_db=30.0, provenance={"num_samples": 16, "scheme": {"act_range": "minmax"}})
+                predicted_sqnr_db=30.0, num_samples=16, scheme=QuantScheme(act_range=RangeMethod.MINMAX))
     plan.save(tmp_path / "plan.json")
     report = export(path, tmp_path / "plan.json", data, tmp_path / "out" / "q.onnx", benchmark=True)
     assert report.path.is_file() and report.check["n_samples"] == 16

@@ -30,21 +30,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
+import torch
 
+from mixq.backends.onnx.backend import OnnxBackend, OnnxTraced
+from mixq.backends.onnx.runtime import Runner
+from mixq.backends.onnx.simulation import flatten_outputs
+from mixq.backends.torch.backend import TorchBackend, TorchTraced
+from mixq.backends.torch.executor import flatten_output
 from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph, QuantOp
 from mixq.core.precision import Precision, parse_candidates
 from mixq.core.quality import sqnr_db
-from mixq.errors import ConfigError, DataError, UnsupportedModelError
+from mixq.errors import ConfigError, ExportError
 
 if TYPE_CHECKING:
-    from mixq.backends.base import Progress
-    from mixq.backends.onnx.backend import OnnxTraced
-    from mixq.backends.torch.backend import TorchTraced
-    from mixq.core.precision import QuantScheme
-    from mixq.data.dataset import Dataset
-    from mixq.export.onnx_qdq import ExportReport
-    from mixq.plan import Plan
+    from mixq.backends.base import ExportSettings, Progress
+    from mixq.export.report import ExportReport
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ class GroupMapping:
     def translate(self, assignment: Assignment) -> Assignment:
         """The torch assignment on the ONNX groups; ONNX-only groups stay fp32 (as the torch model ran them).
 
-        Raises ConfigError if one ONNX group would receive two different precisions.
+        Raises ExportError if one ONNX group would receive two different precisions.
         """
         wanted: dict[GroupId, dict[Precision, list[GroupId]]] = {}
         for torch_group, onnx_groups in self.groups.items():
@@ -111,7 +112,7 @@ class GroupMapping:
                 f"ONNX group {g} holds torch groups " + ", ".join(f"{t} ({p})" for p, ts in by.items() for t in ts)
                 for g, by in list(conflicts.items())[:3])
             torch_groups = sorted({t for by in conflicts.values() for ts in by.values() for t in ts})
-            raise ConfigError(
+            raise ExportError(
                 f"the ONNX export merges torch quantizer groups the plan gives different precisions ({described}); "
                 f"search again with them tied, e.g. --restrict \"{','.join(torch_groups[:4])}=w8a8\", or {_FIX}")
         fp32 = Precision.parse("fp32")
@@ -124,7 +125,6 @@ class GroupMapping:
 
 def to_onnx(model: Any, sample: np.ndarray, opset: int = ONNX_OPSET) -> onnx.ModelProto:
     """``model`` (a private eval-mode copy) exported with ``torch.onnx.export``; the batch axis is dynamic."""
-    import torch
 
     module = copy.deepcopy(model).eval()
     x = torch.from_numpy(np.ascontiguousarray(sample[:1], dtype=np.float32))
@@ -140,7 +140,7 @@ def to_onnx(model: Any, sample: np.ndarray, opset: int = ONNX_OPSET) -> onnx.Mod
                               input_names=["input"], output_names=outputs, dynamic_axes=axes)
     except Exception as exc:  # the exporter raises many types on unsupported code
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise UnsupportedModelError(f"torch.onnx.export cannot export the model ({type(exc).__name__}: {first}); "
+        raise ExportError(f"torch.onnx.export cannot export the model ({type(exc).__name__}: {first}); "
                                     f"make it exportable, or {_FIX}") from None
     return onnx.load_from_string(buffer.getvalue())
 
@@ -179,8 +179,6 @@ class _Side:
 
 
 def _torch_side(traced: TorchTraced, sample: np.ndarray) -> _Side:
-    import torch
-
     gm = traced.executor.gm
     with torch.inference_mode():
         _, env = traced.executor.run(torch.from_numpy(np.ascontiguousarray(sample[:1], dtype=np.float32)), keep=True)
@@ -223,7 +221,7 @@ def _signature(op: QuantOp) -> tuple[Any, ...]:
 def map_groups(torch_traced: TorchTraced, onnx_traced: OnnxTraced, sample: np.ndarray) -> GroupMapping:
     """Match every torch op to the ONNX op computing the same thing (see the module docstring).
 
-    Raises UnsupportedModelError naming the torch groups whose ops have no ONNX counterpart.
+    Raises ExportError naming the torch groups whose ops have no ONNX counterpart.
     """
     t, o = _torch_side(torch_traced, sample), _onnx_side(onnx_traced, sample)
     by_signature: dict[tuple[Any, ...], list[QuantOp]] = {}
@@ -258,7 +256,7 @@ def map_groups(torch_traced: TorchTraced, onnx_traced: OnnxTraced, sample: np.nd
         matches.append(OpMatch(op.name, candidate.name, "weights+inputs" if op.name in t.weights else "inputs",
                                weight_error, input_error, _scope_agrees(op.name, candidate.name)))
     if failures:
-        raise UnsupportedModelError(
+        raise ExportError(
             f"{len(failures)} of {len(t.ops)} torch ops have no counterpart in torch.onnx.export's model, so the "
             f"plan cannot be carried over ({'; '.join(failures[:4])}{'; ...' if len(failures) > 4 else ''}); {_FIX}")
     groups: dict[GroupId, list[GroupId]] = {}
@@ -303,54 +301,39 @@ class TorchToOnnx:
 def map_model(model: Any, sample: np.ndarray, torch_traced: TorchTraced | None = None) -> TorchToOnnx:
     """Export ``model`` to ONNX, trace both (or reuse ``torch_traced``), map the groups (the user's model
     is not changed)."""
-    from mixq.backends import get_backend
-
     candidates = parse_candidates("w8a8")
     if torch_traced is None:
-        torch_traced = get_backend("torch").trace(model, sample[:1], candidates)
+        torch_traced = TorchBackend().trace(model, sample[:1], candidates)
     proto = to_onnx(model, sample)
-    onnx_traced = get_backend("onnx").trace(proto, sample[:1], candidates)
+    onnx_traced = OnnxBackend().trace(proto, sample[:1], candidates)
     return TorchToOnnx(proto, torch_traced, onnx_traced, map_groups(torch_traced, onnx_traced, sample))
 
 
 # -- the export -----------------------------------------------------------------------------------------
 
-def export_torch(model: Any, plan: Plan | Assignment, data: Dataset, path: str | Path, *, num_samples: int,
-                 scheme: QuantScheme, check_samples: int = 64, benchmark: bool = False, int4: bool = True,
-                 int32_bias: bool = True, output_quantizers: bool = True, threads: int | None = None,
-                 progress: Progress | None = None) -> ExportReport:
-    """``mixq.export.export`` for a torch model and a plan from its torch search (see ``export``)."""
-    import torch
+def export_torch(model: Any, assignment: Assignment, calibration: np.ndarray, path: Path,
+                 settings: ExportSettings, progress: Progress | None = None) -> ExportReport:
+    """``TorchBackend.export``: ``assignment`` (from the torch search) carried over to the model's ONNX
+    export and written as a QDQ file (see ``mixq.export.export``)."""
+    from mixq.backends.onnx.export.onnx_qdq import export_qdq
 
-    from mixq.api import resolve_assignment
-    from mixq.backends import get_backend
-    from mixq.export.onnx_qdq import export_qdq
-
-    if len(data) == 0:
-        raise DataError("the data set is empty: give the search's calibration data")
-    if threads is not None:
-        torch.set_num_threads(threads)
-    count = min(num_samples, len(data))
-    calibration = data.subset(count).load(0, count)
-    sample, candidates = calibration[:1], parse_candidates("w8a8")
-    torch_traced = get_backend("torch").trace(model, sample, candidates)
+    sample = calibration[:1]
+    torch_traced = TorchBackend().trace(model, sample, parse_candidates("w8a8"))
     try:  # first: does the plan fit this torch model at all?
-        torch_assignment = resolve_assignment(torch_traced.graph, plan)
+        torch_assignment = Assignment.from_dict(assignment.to_dict(), torch_traced.graph)
     except ConfigError as exc:
-        searched = plan.assignment if not isinstance(plan, Assignment) else plan
-        if any(str(g).startswith("/") for g in searched):  # torch.onnx.export's node names
-            raise ConfigError(f"{exc}; its groups are ONNX node names: pass the .onnx file it was searched on "
+        if any(str(g).startswith("/") for g in assignment):  # torch.onnx.export's node names
+            raise ExportError(f"{exc}; its groups are ONNX node names: pass the .onnx file it was searched on "
                               "as MODEL") from None
         raise
-    assert torch_assignment is not None
     mapped = map_model(model, sample, torch_traced)
     onnx_traced, mapping = mapped.onnx_traced, mapped.mapping
     onnx_assignment = mapping.translate(torch_assignment)
-    sim = onnx_traced.prepare(calibration, scheme, progress)
-    check = calibration[:check_samples] if check_samples else None
-    report = export_qdq(sim, onnx_assignment, path, check_data=check, benchmark=benchmark, int4=int4,
-                        int32_bias=int32_bias, threads=threads, progress=progress,
-                        calibration=calibration if output_quantizers else None)
+    sim = onnx_traced.prepare(calibration, settings.scheme, progress)
+    check = calibration[:settings.check_samples] if settings.check_samples else None
+    report = export_qdq(sim, onnx_assignment, path, check_data=check, benchmark=settings.benchmark,
+                        int4=settings.int4, int32_bias=settings.int32_bias, threads=settings.threads,
+                        progress=progress, calibration=calibration if settings.output_quantizers else None)
     onnx_counts = onnx_assignment.counts()
     report.precision_counts = torch_assignment.counts()
     by_weights = sum(m.evidence == "weights+inputs" for m in mapping.ops)
@@ -375,11 +358,6 @@ def export_torch(model: Any, plan: Plan | Assignment, data: Dataset, path: str |
 
 def torch_checks(model: Any, sim: Any, exported: Path, data: np.ndarray) -> dict[str, float]:
     """The ONNX float model and the exported file against the torch float model's outputs."""
-    import torch
-
-    from mixq.backends.onnx.runtime import Runner
-    from mixq.backends.onnx.simulation import flatten_outputs
-    from mixq.backends.torch.executor import flatten_output
 
     module = copy.deepcopy(model).eval()
     with torch.inference_mode():

@@ -14,9 +14,9 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from mixq.backends.onnx.backend import OnnxBackend  # noqa: E402
 from mixq.core.assignment import Assignment, uniform  # noqa: E402
 from mixq.core.precision import Precision, QuantScheme, parse_candidates  # noqa: E402
-from mixq.export.fold_pads import fold_pads  # noqa: E402
-from mixq.export.onnx_qdq import export_qdq  # noqa: E402
-from mixq.testing import onnx_graphs as graphs  # noqa: E402
+from mixq.backends.onnx.export.fold_pads import fold_pads  # noqa: E402
+from mixq.backends.onnx.export.onnx_qdq import export_qdq  # noqa: E402
+from mixq.backends.onnx import testing as graphs  # noqa: E402
 
 
 def padded(pad_value: float = 0.0, mode: str = "constant", channel_pad: bool = False):

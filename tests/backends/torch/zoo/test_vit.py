@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from mixq.testing.models import random_images
-from mixq.zoo.vit import ViTConfig, tiny_vit
+from mixq.backends.torch.testing import random_images
+from mixq.backends.torch.zoo.vit import ViTConfig, tiny_vit
 
 
 def test_shape_and_determinism() -> None:

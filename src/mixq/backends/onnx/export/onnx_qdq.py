@@ -13,20 +13,19 @@ Per quantizer group, at the ops' inputs (the same places the simulation quantize
   weights' size and reproduces the simulation exactly, but does not run faster.
 - ``fp32``: untouched.
 
-Zero ``Pad`` nodes in front of convs are folded into the convs' padding (``mixq.export.fold_pads``,
+Zero ``Pad`` nodes in front of convs are folded into the convs' padding (``mixq.backends.onnx.export.fold_pads``,
 exact), so a conv's output reaches the next QuantizeLinear directly. Without calibration data
 (``--no-output-quantizers``) nothing else is added: the file computes what the simulation computes (up to
 the int32 bias rounding and QuantizeLinear dividing by the scale where the simulation multiplies by its
 reciprocal), and ONNX Runtime fuses ``DQ -> op -> Q`` into an integer kernel only where an integer group's
 output flows straight into another one's QuantizeLinear. With it, integer groups' outputs also get
-quantizers (``mixq.export.output_quantizers``, not simulated), so nearly every integer group fuses;
+quantizers (``mixq.backends.onnx.export.output_quantizers``, not simulated), so nearly every integer group fuses;
 ``report.fused`` lists what ORT fused.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,40 +40,17 @@ from mixq.backends.onnx.simulation import OnnxSimulation, restore_declarations
 from mixq.backends.onnx.trace import OnnxSite
 from mixq.core.assignment import Assignment
 from mixq.core.precision import Precision
-from mixq.errors import ConfigError, UnsupportedModelError
-from mixq.export.checks import compare, fused_ops, kernel_notes, latency_ms
-from mixq.export.fold_pads import fold_pads
-from mixq.export.output_quantizers import add_output_quantizers
-from mixq.export.qdq_writer import QdqWriter
+from mixq.errors import ConfigError, ExportError, UnsupportedModelError, internal
+from mixq.export.report import ExportReport
+from mixq.backends.onnx.export.checks import compare, fused_ops, kernel_notes, latency_ms
+from mixq.backends.onnx.export.fold_pads import fold_pads
+from mixq.backends.onnx.export.output_quantizers import add_output_quantizers
+from mixq.backends.onnx.export.qdq_writer import QdqWriter
 
 logger = logging.getLogger(__name__)
 
 #: Opset with int16/uint16/int4 QuantizeLinear and DequantizeLinear.
 WIDE_QDQ_OPSET = 21
-
-
-@dataclass
-class ExportReport:
-    """What was written and how it compares with the simulation and the float model."""
-
-    path: Path
-    file_bytes: int
-    float_file_bytes: int
-    opset: int
-    precision_counts: dict[str, int]
-    weight_storage: dict[str, int] = field(default_factory=dict)  # weight tensors per storage type
-    notes: list[str] = field(default_factory=list)
-    check: dict[str, float] = field(default_factory=dict)
-    latency: dict[str, float] = field(default_factory=dict)
-    fused: dict[str, int] = field(default_factory=dict)
-    output_quantizers: int = 0  # quantizers added outside the search's simulation (see build_qdq)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": str(self.path), "file_bytes": self.file_bytes, "float_file_bytes": self.float_file_bytes,
-                "output_quantizers": self.output_quantizers,
-                "opset": self.opset, "precision_counts": self.precision_counts,
-                "weight_storage": self.weight_storage, "notes": self.notes, "check": self.check,
-                "latency": self.latency, "fused": self.fused}
 
 
 class QdqModel(NamedTuple):
@@ -91,7 +67,7 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, in
               calibration: np.ndarray | None = None, progress: Progress | None = None) -> QdqModel:
     """The QDQ model of ``assignment`` on the simulation's (calibrated) ONNX model.
 
-    With ``calibration``, integer groups' outputs get quantizers too (``mixq.export.output_quantizers``),
+    With ``calibration``, integer groups' outputs get quantizers too (``mixq.backends.onnx.export.output_quantizers``),
     calibrated on it, so ONNX Runtime runs them as integer kernels.
     """
     notes: list[str] = []
@@ -123,15 +99,18 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, in
         notes.append("activations quantized dynamically (DynamicQuantizeLinear: uint8, each run's range)")
     writer = QdqWriter(proto, int4, wide_domain)
     integer_nodes: dict[str, Precision] = {}
+    sites = {s.op.name: s for s in sim.sites}
     for group_id, precision in precisions.items():
         group = sim.graph[group_id]
         if precision.keeps_float32:
             continue
         for op in group.ops:
-            site = next(s for s in sim.sites if s.op.name == op.name)
+            site = sites.get(op.name)
+            if site is None:
+                raise internal(f"op {op.name} of group {group_id} has no ONNX site")
             integer_nodes[site.node] = precision
             if site.node not in writer.position:
-                raise UnsupportedModelError(f"node {site.node} disappeared while converting the model's opset")
+                raise internal(f"node {site.node} disappeared while converting the model's opset")
             node = writer.graph.node[writer.position[site.node]]
             _rewrite_site(writer, node, site, precision, quant, scheme.weight_per_channel, int32_bias)
     proto = writer.finish()
@@ -151,7 +130,7 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, in
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
-        raise UnsupportedModelError(f"the exported QDQ model is invalid (a mixq bug): {str(exc).splitlines()[0]}")
+        raise internal(f"the exported QDQ model is invalid: {str(exc).splitlines()[0]}") from exc
     proto.producer_name = "mixq"
     return QdqModel(proto, notes, dict(sorted(writer.storage.items())), added)
 
@@ -198,10 +177,13 @@ def _rewrite_site(writer: QdqWriter, node: onnx.NodeProto, site: OnnxSite, preci
 
 def save(proto: onnx.ModelProto, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     large = proto.ByteSize() > 1_800_000_000
-    write_atomic(path, lambda tmp: onnx.save(proto, str(tmp), save_as_external_data=large,
-                                             location=path.name + ".data" if large else None))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda tmp: onnx.save(proto, str(tmp), save_as_external_data=large,
+                                                 location=path.name + ".data" if large else None))
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {exc.strerror or exc}; choose another output path") from exc
     return path
 
 

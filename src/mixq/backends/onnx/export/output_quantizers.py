@@ -28,7 +28,7 @@ from mixq.backends.onnx.simulation import OnnxSimulation
 from mixq.backends.onnx.trace import node_inputs
 from mixq.core.precision import Precision
 from mixq.core.ranges import activation_params
-from mixq.export.qdq_writer import QdqWriter
+from mixq.backends.onnx.export.qdq_writer import QdqWriter
 
 #: Activations ORT absorbs between an integer op and its output QuantizeLinear.
 _ABSORBED = {"Relu", "Clip"}

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from mixq.testing.models import (
+from mixq.backends.torch.testing import (
     INPUT_SHAPE,
     NUM_CLASSES,
     OUTLIER_SCALE,

@@ -10,7 +10,7 @@ import torch
 
 from mixq.data import load_data
 from mixq.errors import UnsupportedModelError
-from mixq.zoo.cifar_resnet import PREPROCESS, PadShortcut, resnet20, resnet32, resnet44, resnet56
+from mixq.backends.torch.zoo.cifar_resnet import PREPROCESS, PadShortcut, resnet20, resnet32, resnet44, resnet56
 
 
 def weights(shared_data: Path, name: str) -> Path:

@@ -1,0 +1,47 @@
+"""Checks a search makes before any measurement: what depends on the settings and the graph alone is
+refused in seconds, not after a phase 1 of minutes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from mixq.config import SearchConfig
+from mixq.core.budget import CostUnit, QualityTarget
+from mixq.core.graph import QuantGraph
+from mixq.core.tables import SensitivityTable
+from mixq.cost.base import CostModel
+from mixq.data.dataset import Dataset
+from mixq.errors import ConfigError
+from mixq.evaluation import ScoreFn
+from mixq.solvers.base import within
+from mixq.solvers.run import build_problem
+from mixq.solvers.select import infeasible_cost_error
+
+
+def check_budgets_given(config: SearchConfig) -> None:
+    if not config.budgets:
+        raise ConfigError('give at least one budget, e.g. --budget "bops<=0.375" or --budget "agreement>=0.99"')
+
+
+def check_labels(target: QualityTarget | None, data: Dataset, score: ScoreFn | None) -> None:
+    """A ``drop<=`` target needs labels or the user's own score function."""
+    if target is not None and target.needs_labels and score is None and data.labels is None:
+        raise ConfigError(
+            f"{target} compares accuracy with the float model's, which needs labels: give a folder with labels.csv, "
+            "--labels CSV, an .npz with y, or (in Python) search(..., score=fn); or use a label-free target "
+            'such as --budget "agreement>=0.99"')
+
+
+def check_reachable(graph: QuantGraph, config: SearchConfig, costs: Mapping[str, CostModel] | None = None) -> None:
+    """Cost budgets, restrictions and hardware depend on the graph alone: refuse an impossible one."""
+    noiseless = SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates})
+    problem = build_problem(graph, noiseless, config.cost, config.restrictions, config.hardware,
+                            config.memory_budgets, costs)
+    for budget in config.cost_budgets:
+        if budget.unit is CostUnit.ABSOLUTE and budget.cost == "latency" and problem.model("latency").unit != "ms":
+            raise ConfigError(f"{budget} is in milliseconds but the latency table of --hardware {config.hardware} is "
+                              "relative time per MAC: give a fraction such as latency<=0.6, or drop --hardware to "
+                              "measure milliseconds in ONNX Runtime (ONNX models)")
+        if not within(problem.min_cost(budget.cost), problem.limit(budget)):
+            raise infeasible_cost_error(problem, [budget])
