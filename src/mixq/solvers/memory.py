@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from mixq.core.budget import CostUnit, MemoryBudget
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
+from mixq.core.restrictions import narrow_graph
 from mixq.errors import InfeasibleBudgetError
 from mixq.solvers.base import within
-from mixq.solvers.restrictions import narrow_graph
 
 FP32 = Precision.parse("fp32")
 
