@@ -164,8 +164,8 @@ class Preprocess:
         if img.mode != "RGB":
             img = img.convert("RGB")
         img = self._resize(img)
-        x = np.asarray(img, dtype=np.float32)
-        x = self._crop(x, axes=(0, 1)) / np.float32(255.0)
+        pixels = np.asarray(img, dtype=np.float32)
+        x = self._crop(pixels, axes=(0, 1)) / np.float32(255.0)
         return self._normalize(np.ascontiguousarray(x.transpose(2, 0, 1)), channel_axis=0)
 
     def apply_array(self, x: np.ndarray) -> np.ndarray:
