@@ -7,9 +7,9 @@ from typing import Any
 
 from mixq.core.budget import Budget, CostBudget, MemoryBudget, QualityTarget, parse_budget
 from mixq.core.precision import Precision, QuantScheme, RangeMethod, parse_candidates
+from mixq.core.restrictions import Restriction, parse_restrictions
 from mixq.errors import ConfigError
 from mixq.solvers.loop import SolverSettings
-from mixq.solvers.restrictions import Restriction, parse_restrictions
 
 SCHEMA_VERSION = 1
 DEFAULT_CANDIDATES = "w4a8,w8a8,w8a16"

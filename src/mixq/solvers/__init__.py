@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mixq.core.restrictions import Restriction, apply_restrictions, parse_restrictions
 from mixq.errors import ConfigError
 from mixq.solvers.base import AllocationProblem, CurvePoint, ParetoCurve, Solver
 from mixq.solvers.evolution import EvolutionConfig, EvolutionSolver
@@ -17,7 +18,6 @@ from mixq.solvers.greedy import GreedySolver
 from mixq.solvers.ilp import IlpConfig, IlpSolver
 from mixq.solvers.iqp import IqpConfig, IqpSolver
 from mixq.solvers.loop import ClosedLoopSolver, Loop, LoopResult, SolverSettings
-from mixq.solvers.restrictions import Restriction, apply_restrictions, parse_restrictions
 from mixq.solvers.select import QualitySelection, feasible_indices, select_by_cost, select_by_quality
 
 
