@@ -41,5 +41,11 @@ if __name__ == "__main__":
               "with `error: cannot append to RUN/measurements.jsonl: No space left on device; free space (or fix the "
               "directory) and run the same command again to resume` (exit code 2); files are written atomically, so "
               "no partial file is left, and the rerun resumes (`tests/test_api.py::test_a_full_disk_stops_with_one_"
-              "clear_error_and_resumes`).\n\n")
+              "clear_error_and_resumes`).\n\n"
+              "A mixq bug is not bad input: an internal invariant that fails (`InternalError`) or any exception "
+              "mixq did not raise on purpose ends the command with exit code 3 and one line, ``error: mixq bug: "
+              "WHAT. Please report it with the command and `mixq --version` (this is mixq VERSION). Run the "
+              "command again with -v to see the traceback.``; with `-v` the traceback is printed above that line "
+              "(`tests/cli/test_internal_error.py`). Exit codes: 0 success, 2 the input or the request (the table "
+              "below), 3 a mixq bug, 130 interrupted.\n\n")
     Path(__file__).with_name("bad-input.md").write_text(header + main_table() + "\n")

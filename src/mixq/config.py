@@ -8,11 +8,10 @@ from typing import Any
 
 from mixq.core.budget import Budget, CostBudget, MemoryBudget, QualityTarget, parse_budget
 from mixq.core.precision import Precision, QuantScheme, RangeMethod, parse_candidates
+from mixq.core.restrictions import Restriction, parse_restrictions
 from mixq.cost import ADDITIVE, COST_MODELS
 from mixq.errors import ConfigError
 from mixq.solvers import SOLVERS, solver_config
-from mixq.solvers.restrictions import Restriction, parse_restrictions
-from mixq.strategies import STRATEGIES
 
 SCHEMA_VERSION = 1
 DEFAULT_CANDIDATES = "w4a8,w8a8,w8a16"
@@ -40,7 +39,8 @@ class SearchConfig:
         hardware: a target of ``mixq.hardware.HARDWARE`` (``generic``, ``onnxruntime-cpu``, ...) or a
             YAML/TOML description; narrows candidates to its kernels.
         strategy: a name of ``mixq.strategies.STRATEGIES``: ``two-phase`` (Pandey et al.: phase-1
-            sensitivity list, then ``solver``) or ``tuneqn`` (layer errors, decremental exclusion).
+            sensitivity list, then ``solver``) or ``tuneqn`` (layer errors, decremental exclusion). Checked
+            where strategies are created (``search``; the CLI's choices): strategies import this module.
         max_evaluations: real evaluations ``evolution`` may spend (default 30), or the number of
             decremental configurations ``tuneqn`` evaluates (default: all).
         pair_groups: how many of the most sensitive groups ``iqp`` measures in pairs.
@@ -66,7 +66,7 @@ class SearchConfig:
     strategy: str = "two-phase"
     pair_groups: int = 8
     time_limit_s: float = 60.0
-    solver_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
+    solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "candidates", parse_candidates(self.candidates))
@@ -84,7 +84,6 @@ class SearchConfig:
         if self.cost not in additive:
             raise ConfigError(f"--cost must be {', '.join(additive[:-1])} or {additive[-1]}, got {self.cost!r}")
         SOLVERS.get(self.solver)  # unknown: did-you-mean
-        STRATEGIES.get(self.strategy)
         object.__setattr__(self, "solver_options", by_solver(self.solver, self.solver_options))
         if self.max_evaluations is not None and self.max_evaluations < 1:
             raise ConfigError(f"--max-evaluations must be at least 1, got {self.max_evaluations}")

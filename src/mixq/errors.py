@@ -1,7 +1,8 @@
 """The one exception hierarchy of mixq.
 
-The CLI turns every ``MixqError`` into a one-line message and exit code 2; any other
-exception is a bug and keeps its traceback.
+The CLI turns every ``MixqError`` into a one-line message and exit code 2; any other exception
+(an ``InternalError`` or one mixq did not raise on purpose) is a mixq bug: one line that says so and
+asks for a report, exit code 3, and the traceback with ``-v``.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ def with_options(config: C, options: Mapping[str, Any], owner: str) -> C:
             direct[head] = _convert(value, hints.get(head), f"{owner} setting {key!r}")
     for head, sub in nested.items():
         direct[head] = with_options(getattr(config, head), sub, f"{owner} ({head})")
-    return typing.cast(C, dataclasses.replace(config, **direct))  # type: ignore[type-var]
+    return typing.cast(C, dataclasses.replace(config, **direct))
 
 
 def _is_settings(kind: Any) -> bool:

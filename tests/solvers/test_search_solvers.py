@@ -11,7 +11,7 @@ import pytest
 from mixq import api
 from mixq.config import SearchConfig
 from mixq.core.precision import Precision
-from mixq.solvers.restrictions import at_least
+from mixq.core.restrictions import at_least
 from mixq.backends.torch.testing import ResidualNet, random_images
 
 BUDGETS = {

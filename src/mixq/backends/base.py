@@ -22,7 +22,7 @@ from mixq.errors import DataError, UnsupportedModelError
 
 if TYPE_CHECKING:
     from mixq.cost.measured_latency import LatencyTable
-    from mixq.export.report import ExportReport
+    from mixq.backends.export_report import ExportReport
 
 #: ``progress(stage, done, total)``; the CLI turns it into a progress bar.
 Progress = Callable[[str, int, int], None]

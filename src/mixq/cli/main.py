@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from mixq.config import DEFAULT_CANDIDATES, SearchConfig
 from mixq.core.budget import BUDGET_HELP
 from mixq.core.precision import QuantScheme, RangeMethod
 from mixq.cost import ADDITIVE, COST_MODELS
-from mixq.errors import ConfigError, MixqError
+from mixq.errors import ConfigError, InternalError, MixqError, internal
 from mixq.hardware import HARDWARE
 from mixq.options import known_keys, parse_pairs
 from mixq.solvers import COMPARED, SOLVERS
@@ -206,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MixqError as exc:  # a bad config file, or two plug-ins on one name
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
+    except Exception as exc:  # noqa: BLE001 -- a bug in reading the flags or the config file
+        return report_bug(exc, console, verbose=any(w == "--verbose" or w.lstrip("v") == "-" for w in words))
     if args.command is None:
         parser.print_help()
         return 2
@@ -223,6 +226,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted; finished measurements are kept in the run directory (rerun to resume)")
         return 130
+    except Exception as exc:  # noqa: BLE001 -- InternalError, or one mixq did not raise on purpose: a mixq bug
+        return report_bug(exc, console, verbose=getattr(args, "verbose", 0) > 0)
+
+
+#: Exit code of a mixq bug (2 is the user's input, 130 an interrupt).
+EXIT_BUG = 3
+
+
+def report_bug(exc: Exception, console: Console, verbose: bool) -> int:
+    """Say in one line that this is a mixq bug, not the user's input, and ask for a report; ``-v`` shows the
+    traceback above that line. Returns :data:`EXIT_BUG`."""
+    if verbose:
+        traceback.print_exception(exc)
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, InternalError):
+        text = str(internal(f"unexpected {type(exc).__name__}: {text}"))
+    elif not text.startswith("mixq bug:"):  # raised as InternalError(...) rather than internal(...)
+        text = str(internal(text))
+    hint = "" if verbose else " Run the command again with -v to see the traceback."
+    console.print(f"[bold red]error:[/] {escape(text.rstrip('.'))} (this is mixq {__version__}).{hint}",
+                  highlight=False, soft_wrap=True)
+    return EXIT_BUG
 
 
 def _progress(args: argparse.Namespace, console: Console) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -21,7 +22,8 @@ def per_sample_nsr(reference: np.ndarray, output: np.ndarray) -> np.ndarray:
     err = ref - output.reshape(output.shape[0], -1).astype(np.float64)
     signal = np.mean(ref * ref, axis=1)
     noise = np.mean(err * err, axis=1)
-    return noise / np.maximum(signal, 1e-30)
+    nsr: np.ndarray = noise / np.maximum(signal, 1e-30)
+    return nsr
 
 
 def sqnr_db_from_ratios(signal_over_noise_sum: float, count: int) -> float:
@@ -35,7 +37,8 @@ def sqnr_db_from_ratios(signal_over_noise_sum: float, count: int) -> float:
 def signal_over_noise(reference: np.ndarray, output: np.ndarray) -> np.ndarray:
     """Per-sample E[F^2] / E[e^2] (eq. 3's summand), capped so exact outputs stay finite."""
     nsr = per_sample_nsr(reference, output)
-    return 1.0 / np.maximum(nsr, 1e-12)
+    ratios: np.ndarray = 1.0 / np.maximum(nsr, 1e-12)
+    return ratios
 
 
 def sqnr_db(reference: np.ndarray, output: np.ndarray) -> float:
@@ -47,7 +50,8 @@ def sqnr_db(reference: np.ndarray, output: np.ndarray) -> float:
 def topk_hits(logits: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     k = min(k, logits.shape[1])
     top = np.argpartition(-logits, kth=k - 1, axis=1)[:, :k]
-    return (top == labels[:, None]).any(axis=1)
+    hits: np.ndarray = (top == labels[:, None]).any(axis=1)
+    return hits
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,16 @@ class Quality:
 
     def to_dict(self) -> dict[str, float | int]:
         return {key: value for key, value in asdict(self).items() if value is not None}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, float | int]) -> Quality:
+        """The inverse of :meth:`to_dict` (e.g. a quality kept in a JSON checkpoint).
+
+        >>> Quality.from_dict(Quality(64, sqnr_db=21.5).to_dict())
+        Quality(n_samples=64, sqnr_db=21.5, agreement=None, top1=None, top5=None)
+        """
+        metrics = {name: float(values[name]) for name in ("sqnr_db", "agreement", "top1", "top5") if name in values}
+        return cls(int(values["n_samples"]), **metrics)
 
 
 def measure_quality(output: np.ndarray, reference: np.ndarray | None, labels: np.ndarray | None) -> Quality:

@@ -136,7 +136,8 @@ def fake_quantize_dynamic(x: np.ndarray, bits: int) -> np.ndarray:
     scale, zero, qmin, qmax = dynamic_params(float(x.min()), float(x.max()), bits)
     s = np.float32(scale)
     q = np.clip(np.round(x.astype(np.float32) * (np.float32(1.0) / s)) + zero, qmin, qmax)
-    return ((q - zero) * s).astype(x.dtype)
+    out: np.ndarray = ((q - zero) * s).astype(x.dtype)
+    return out
 
 
 __all__ = ["ActivationRanges", "CalibrationStats", "DYNAMIC_MIN_SCALE", "MAX_SAMPLE", "WeightQuantizer",

@@ -45,7 +45,8 @@ def fake_quantize(x: np.ndarray, params: QuantParams, axis: int | None = None) -
         shape[axis] = -1
         scale, zero = scale.reshape(shape), zero.reshape(shape)
     q = np.clip(np.round(x / scale) + zero, params.qmin, params.qmax)
-    return ((q - zero) * scale).astype(x.dtype)
+    out: np.ndarray = ((q - zero) * scale).astype(x.dtype)
+    return out
 
 
 def _params_from_range(lo: np.ndarray, hi: np.ndarray, bits: int, symmetric: bool) -> QuantParams:

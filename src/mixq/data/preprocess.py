@@ -150,12 +150,10 @@ class Preprocess:
 
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         """The (H, W) an image of this size comes out with, without decoding it."""
-        if isinstance(self.resize, int):
-            height, width = _shorter_side(height, width, self.resize)
-        elif self.resize is not None:
-            height, width = self.resize
+        if self.resize is not None:
+            height, width = _resized(self.resize, height, width)
         if self.crop is not None:
-            self._check_crop(height, width)
+            _check_crop(self.crop, height, width)
             height, width = self.crop
         return height, width
 
@@ -164,8 +162,8 @@ class Preprocess:
         if img.mode != "RGB":
             img = img.convert("RGB")
         img = self._resize(img)
-        x = np.asarray(img, dtype=np.float32)
-        x = self._crop(x, axes=(0, 1)) / np.float32(255.0)
+        pixels = np.asarray(img, dtype=np.float32)
+        x = self._crop(pixels, axes=(0, 1)) / np.float32(255.0)
         return self._normalize(np.ascontiguousarray(x.transpose(2, 0, 1)), channel_axis=0)
 
     def apply_array(self, x: np.ndarray) -> np.ndarray:
@@ -190,16 +188,10 @@ class Preprocess:
             raise DataError(f"array data must be uint8 (NHWC) or float (NCHW), got {x.dtype}")
         return self._normalize(np.ascontiguousarray(x, dtype=np.float32), channel_axis=1)
 
-    def _resize_size(self, height: int, width: int) -> tuple[int, int]:
-        if isinstance(self.resize, int):
-            return _shorter_side(height, width, self.resize)
-        assert self.resize is not None
-        return self.resize
-
     def _resize(self, img: Image.Image) -> Image.Image:
         if self.resize is None:
             return img
-        height, width = self._resize_size(img.height, img.width)
+        height, width = _resized(self.resize, img.height, img.width)
         if (height, width) == (img.height, img.width):
             return img
         return img.resize((width, height), INTERPOLATIONS[self.interpolation])
@@ -213,19 +205,11 @@ class Preprocess:
         if self.crop is None:
             return x
         (crop_h, crop_w), height, width = self.crop, x.shape[axes[0]], x.shape[axes[1]]
-        self._check_crop(height, width)
+        _check_crop(self.crop, height, width)
         top, left = round((height - crop_h) / 2.0), round((width - crop_w) / 2.0)
         index = [slice(None)] * x.ndim
         index[axes[0]], index[axes[1]] = slice(top, top + crop_h), slice(left, left + crop_w)
         return x[tuple(index)]
-
-    def _check_crop(self, height: int, width: int) -> None:
-        assert self.crop is not None
-        crop_h, crop_w = self.crop
-        if crop_h > height or crop_w > width:
-            raise DataError(f"the crop {crop_h}x{crop_w} is larger than the image ({height}x{width} after resizing): "
-                            f"resize first, e.g. --preprocess \"resize={max(crop_h, crop_w) * 8 // 7} "
-                            f"crop={_format_size(self.crop)}\"")
 
     def _normalize(self, x: np.ndarray, channel_axis: int) -> np.ndarray:
         if self.mean is None and self.std is None:
@@ -255,6 +239,19 @@ def _parse_size(value: str, allow_int: bool) -> int | tuple[int, int]:
             raise ValueError
         return (height, width)
     raise ValueError
+
+
+def _resized(resize: int | tuple[int, int], height: int, width: int) -> tuple[int, int]:
+    """The (H, W) after resizing: an int is the shorter side (aspect kept), a pair the exact size."""
+    return _shorter_side(height, width, resize) if isinstance(resize, int) else resize
+
+
+def _check_crop(crop: tuple[int, int], height: int, width: int) -> None:
+    crop_h, crop_w = crop
+    if crop_h > height or crop_w > width:
+        raise DataError(f"the crop {crop_h}x{crop_w} is larger than the image ({height}x{width} after resizing): "
+                        f"resize first, e.g. --preprocess \"resize={max(crop_h, crop_w) * 8 // 7} "
+                        f"crop={_format_size(crop)}\"")
 
 
 def _shorter_side(height: int, width: int, size: int) -> tuple[int, int]:

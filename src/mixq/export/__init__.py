@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mixq.errors import DataError, ExportError
-from mixq.export.report import ExportReport
+from mixq.backends.export_report import ExportReport
 
 if TYPE_CHECKING:
     from mixq.backends.base import Progress

@@ -24,10 +24,10 @@ from typing import Any
 
 from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup
 from mixq.core.precision import Precision, parse_candidates
+from mixq.core.restrictions import Restriction, apply_restrictions, narrow_graph, parse_restrictions
 from mixq.cost import COST_MODELS, LatencySource
 from mixq.cost.base import CostModel
 from mixq.errors import ConfigError
-from mixq.solvers.restrictions import Restriction, apply_restrictions, narrow_graph, parse_restrictions
 
 DEFAULT_KEY = "default"
 _KINDS = ", ".join(k.value for k in OpKind)

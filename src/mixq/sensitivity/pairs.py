@@ -100,7 +100,7 @@ class PairInteractions:
 class PairMeasurer(Protocol):
     """Measures singles and pairs of the given groups at the given candidates (the expensive part)."""
 
-    def __call__(self, candidates: Mapping[GroupId, Sequence[Precision]]) -> PairInteractions: ...
+    def __call__(self, candidates: Mapping[GroupId, Sequence[Precision]], /) -> PairInteractions: ...
 
 
 def select_groups(
@@ -157,9 +157,9 @@ class SimulationPairs:
             assignment = Assignment({key[0]: key[1]} if len(key) == 2 else {key[0]: key[1], key[2]: key[3]})
             noise = self._noise(assignment)
             if len(key) == 2:
-                single[key] = noise  # type: ignore[index]
+                single[key] = noise
             else:
-                joint[key] = noise  # type: ignore[index]
+                joint[key] = noise
         if self.progress:
             self.progress("pairwise interactions", len(todo), len(todo))
         result = PairInteractions(single, joint, len(self.inputs), len(todo), time.perf_counter() - started)

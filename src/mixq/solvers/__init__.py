@@ -6,6 +6,7 @@ evolution) also measure: pairs of groups, or whole configurations (see :mod:`mix
 
 from __future__ import annotations
 
+from mixq.core.restrictions import Restriction, apply_restrictions, parse_restrictions
 from mixq.solvers.base import AllocationProblem, CurvePoint, ParetoCurve, Solver
 from mixq.solvers.evolution import EvolutionConfig, EvolutionSolver
 from mixq.solvers.exhaustive import ExhaustiveSolver
@@ -15,7 +16,6 @@ from mixq.solvers.ilp import IlpConfig, IlpSolver
 from mixq.solvers.iqp import IqpConfig, IqpSolver
 from mixq.solvers.loop import ClosedLoopSolver, Loop, LoopResult
 from mixq.solvers.registry import COMPARED, SOLVERS, get_solver, solver_config
-from mixq.solvers.restrictions import Restriction, apply_restrictions, parse_restrictions
 from mixq.solvers.select import QualitySelection, feasible_indices, select_by_cost, select_by_quality
 from mixq.solvers.settings import SearchSettings
 

@@ -73,7 +73,11 @@ def _columns(problem: AllocationProblem, terms: Mapping[Pair, float], scale: flo
             index[(option.group, precision)] = start + c
         start += len(option.precisions)
     n = start
-    objective, rows, cols, vals, upper = [], [], [], [], []
+    objective: list[float] = []
+    upper: list[float] = []
+    rows: list[int] = []
+    cols: list[int] = []
+    vals: list[float] = []
     for (gi, a, gj, b), value in terms.items():
         xa, xb = index.get((gi, a)), index.get((gj, b))
         if xa is None or xb is None or value == 0 or gi == gj:

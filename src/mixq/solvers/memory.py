@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 from mixq.core.budget import CostUnit, MemoryBudget
 from mixq.core.graph import QuantGraph
+from mixq.core.restrictions import narrow_graph
 from mixq.cost.memory import float_peak_bytes
 from mixq.errors import InfeasibleBudgetError
 from mixq.solvers.base import within
-from mixq.solvers.restrictions import narrow_graph
 
 
 def apply_memory_budgets(graph: QuantGraph, budgets: Sequence[MemoryBudget]) -> QuantGraph:

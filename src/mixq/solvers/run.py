@@ -14,15 +14,16 @@ from typing import TypeVar
 
 from mixq.core.budget import CostBudget, MemoryBudget, QualityTarget
 from mixq.core.graph import QuantGraph
+from mixq.core.restrictions import Restriction, apply_restrictions
 from mixq.core.tables import SensitivityTable
 from mixq.cost import default_cost_models
 from mixq.cost.base import CostModel
 from mixq.cost.latency import NO_SOURCE
 from mixq.errors import ConfigError
+from mixq.hardware import load_hardware
 from mixq.solvers.base import AllocationProblem, Solver
 from mixq.solvers.loop import ClosedLoopSolver, Evaluations, Loop, LoopResult, with_point
 from mixq.solvers.memory import apply_memory_budgets
-from mixq.solvers.restrictions import Restriction, apply_restrictions
 from mixq.solvers.select import feasible_indices, select_by_cost, select_by_quality
 
 T = TypeVar("T")
@@ -50,8 +51,6 @@ def build_problem(
     costs: dict[str, CostModel] = default_cost_models()
     costs.update(extra_costs or {})
     if hardware is not None:
-        from mixq.hardware import load_hardware  # the hardware package imports restrictions from here
-
         target = load_hardware(hardware)
         graph = target.narrow(graph)
         costs.update(target.cost_models())

@@ -281,10 +281,10 @@ def select(iterations: Sequence[Iteration], problem: AllocationProblem, cost_bud
             reachable=cheapest.costs[primary + "_ratio"])
     if target is None:
         return max(affordable, key=lambda it: (_quality_key(it), -it.k))
-    meeting = [it for it in affordable if target.met(Quality(**it.quality), float_quality)]
+    meeting = [it for it in affordable if target.met(Quality.from_dict(it.quality), float_quality)]
     if not meeting:
         best = max(affordable, key=_quality_key)
-        value = target.value(Quality(**best.quality), float_quality)
+        value = target.value(Quality.from_dict(best.quality), float_quality)
         raise InfeasibleBudgetError(
             f"{target} is not met by any configuration of the decremental walk within the cost budgets; the best "
             f"reaches {value:.4g} (with {best.k} groups excluded)", reachable=value)
@@ -307,7 +307,7 @@ def tuneqn_outcome(result: TuneQnResult, problem: AllocationProblem,
                "fronts_k": [[result.state.iterations[i].k for i in front] for front in result.state.fronts],
                "layer_errors": {e.group: {"qdq": e.qdq_err, "xmodel": e.xmodel_err, "score": e.score}
                                 for e in result.state.errors}}
-    return sensitivity, LoopResult(points[chosen], curve, Quality(**result.chosen.quality), evaluations, details)
+    return sensitivity, LoopResult(points[chosen], curve, Quality.from_dict(result.chosen.quality), evaluations, details)
 
 
 def _costs(problem: AllocationProblem, assignment: Assignment) -> dict[str, float]:

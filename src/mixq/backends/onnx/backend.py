@@ -36,7 +36,7 @@ from mixq.errors import UnsupportedModelError, internal
 
 if TYPE_CHECKING:
     from mixq.cost.measured_latency import LatencyTable
-    from mixq.export.report import ExportReport
+    from mixq.backends.export_report import ExportReport
 
 logger = logging.getLogger(__name__)
 

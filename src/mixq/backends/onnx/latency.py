@@ -41,8 +41,8 @@ from mixq.backends.onnx.runtime import integer_kernel
 from mixq.backends.onnx.timing import Timer, kernel_of
 from mixq.backends.onnx.trace import OnnxSite
 from mixq.core.graph import QuantizerGroup
-from mixq.core.precision import Precision, QuantScheme
-from mixq.core.ranges import RangeMethod, integer_range
+from mixq.core.precision import Precision, QuantScheme, RangeMethod
+from mixq.core.ranges import integer_range
 from mixq.cost.measured_latency import LatencyEntry, LatencyTable, fill_table
 from mixq.errors import UnsupportedModelError
 

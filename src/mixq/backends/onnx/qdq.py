@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -198,7 +199,7 @@ def dynamic_fake_quant(tensor: str, prefix: str, qmax: str, inits: dict[str, np.
     inits[prefix + "_zero0"] = np.asarray(0.0, np.float32)
     inits[prefix + "_tiny"] = np.asarray(DYNAMIC_MIN_SCALE, np.float32)
 
-    def node(op: str, inputs: list[str], out: str, **attrs: object) -> onnx.NodeProto:
+    def node(op: str, inputs: list[str], out: str, **attrs: Any) -> onnx.NodeProto:
         return helper.make_node(op, inputs, [prefix + out], name=prefix + out + "_node", **attrs)
 
     p = prefix

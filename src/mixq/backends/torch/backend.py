@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from mixq.backends.base import (
-    BatchRunner,
-    DeployedCosts,
-    ExportSettings,
-    Progress,
-    Simulation,
-    Traced,
-    calibration_batches,
-    quantized_tensors,
-    require_calibration,
-    require_finite,
-    site_weights,
-)
-from mixq.backends.torch.fold import fold_batchnorm
-from mixq.backends.torch.executor import GraphExecutor, flatten_output
-from mixq.backends.torch.simulation import Quantizers, TorchSimulation, collect_stats
-from mixq.backends.torch.trace import OpSite, capture, find_sites
+from mixq.backends.base import BatchRunner, DeployedCosts, ExportSettings, Progress, Simulation, Traced
+from mixq.backends.torch.executor import flatten_output
+from mixq.backends.torch.traced import TorchTraced, trace_module
 from mixq.core.assignment import Assignment
-from mixq.core.graph import QuantGraph, form_groups
 from mixq.core.precision import Precision, QuantScheme, parse_candidates
-from mixq.errors import CapabilityError, DataError, UnsupportedModelError
+from mixq.errors import CapabilityError
 
 if TYPE_CHECKING:
     from mixq.cost.measured_latency import LatencyTable
-    from mixq.export.report import ExportReport
+    from mixq.backends.export_report import ExportReport
 
 logger = logging.getLogger(__name__)
 
@@ -90,64 +74,7 @@ class TorchBackend:
                               "export it to ONNX (torch.onnx.export) and search the .onnx file")
 
     def trace(self, model: object, sample: np.ndarray, candidates: Sequence[Precision]) -> TorchTraced:
-        if not isinstance(model, nn.Module):
-            raise UnsupportedModelError(f"the torch backend takes an nn.Module, not {type(model).__name__}")
-        # A private copy: capture and simulation never touch the user's module or its weights.
-        model = copy.deepcopy(model).eval()
-        x = torch.from_numpy(np.ascontiguousarray(sample[:1]))
-        with torch.inference_mode():
-            try:
-                output = model(x)
-            except Exception as exc:
-                raise DataError(
-                    f"the model cannot run on the data: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}. "
-                    f"Input shape was {tuple(x.shape)}; check --preprocess (e.g. resize/crop to the model's size)"
-                ) from exc
-        require_finite(flatten_output(output).numpy())  # no tensor, NaN or Inf: refuse before any work
-        gm = capture(model, x)
-        fold_batchnorm(gm)
-        executor = GraphExecutor(gm)
-        with torch.inference_mode():
-            _, env = executor.run(x, keep=True)
-        values = {node.name: value for node, value in env.items()}
-        bytes_per_sample = sum(v.numel() * v.element_size() for v in values.values()
-                               if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter))
-        sites, skipped = find_sites(gm, values)
-        if not sites:
-            raise UnsupportedModelError(
-                "found no quantizable op (Conv, ConvTranspose, Linear, matmul) in the model"
-                + (f"; kept in float: {'; '.join(skipped[:3])}" if skipped else "")
-            )
-        for reason in skipped:
-            logger.warning("not quantized: %s", reason)
-        groups = form_groups([site.op for site in sites], candidates)
-        float_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-        graph = QuantGraph({g.id: g for g in groups}, float_params=int(float_params), unquantized=tuple(skipped))
-        return TorchTraced(graph, executor, sites, bytes_per_sample)
-
-
-class TorchTraced:
-    """A captured torch model and its quantizer groups."""
-
-    def __init__(self, graph: QuantGraph, executor: GraphExecutor, sites: list[OpSite], bytes_per_sample: int) -> None:
-        self.graph = graph
-        self.executor = executor
-        self.sites = sites
-        self.bytes_per_sample = bytes_per_sample
-
-    def prepare(self, calibration: np.ndarray, scheme: QuantScheme, progress: Progress | None = None) -> TorchSimulation:
-        require_calibration(calibration)
-        stats = collect_stats(self.executor, quantized_tensors(self.sites), calibration_batches(calibration, progress))
-        weights, axes = site_weights(self.sites, lambda key: _fetch(self.executor.gm, key).detach().cpu().numpy())
-        quantizers = Quantizers(weights, axes, stats, scheme)
-        return TorchSimulation(self.executor, self.graph, self.sites, quantizers, self.bytes_per_sample)
-
-
-def _fetch(root: Any, target: str) -> torch.Tensor:
-    value = root
-    for part in target.split("."):
-        value = getattr(value, part)
-    return value
+        return trace_module(model, sample, candidates)
 
 
 __all__ = ["TorchBackend", "TorchTraced", "flatten_output"]

@@ -15,7 +15,7 @@ import torch.fx as fx
 from torch.fx.node import map_arg
 from torch.utils._pytree import tree_flatten
 
-from mixq.errors import UnsupportedModelError
+from mixq.errors import UnsupportedModelError, internal
 
 #: ``override(node, args, kwargs) -> value`` replaces the normal execution of one node.
 Override = Callable[[fx.Node, tuple[Any, ...], dict[str, Any]], Any]
@@ -53,7 +53,7 @@ class GraphExecutor:
             return getattr(args[0], str(node.target))(*args[1:], **kwargs)
         if node.op == "call_module":
             return self.modules[str(node.target)](*args, **kwargs)
-        raise AssertionError(f"unexpected node kind {node.op}")
+        raise internal(f"the graph executor met an fx node of unknown kind {node.op!r} ({node.name})")
 
     def run(
         self,
@@ -79,7 +79,7 @@ class GraphExecutor:
                 return env[node]
             if base is not None and node in base:
                 return base[node]
-            raise AssertionError(f"value of {node.name} is neither computed nor cached")
+            raise internal(f"the value of fx node {node.name} is neither computed in this run nor in the cached base")
 
         for node in todo:
             if node.op == "placeholder":

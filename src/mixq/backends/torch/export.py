@@ -35,7 +35,7 @@ import torch
 from mixq.backends.onnx.backend import OnnxBackend, OnnxTraced
 from mixq.backends.onnx.runtime import Runner
 from mixq.backends.onnx.simulation import flatten_outputs
-from mixq.backends.torch.backend import TorchBackend, TorchTraced
+from mixq.backends.torch.traced import TorchTraced, trace_module
 from mixq.backends.torch.executor import flatten_output
 from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph, QuantOp
@@ -45,7 +45,7 @@ from mixq.errors import ConfigError, ExportError
 
 if TYPE_CHECKING:
     from mixq.backends.base import ExportSettings, Progress
-    from mixq.export.report import ExportReport
+    from mixq.backends.export_report import ExportReport
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,8 @@ def to_onnx(model: Any, sample: np.ndarray, opset: int = ONNX_OPSET) -> onnx.Mod
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (x,), buffer, dynamo=False, opset_version=opset, do_constant_folding=True,
+            torch.onnx.export(module, (x,), buffer,  # type: ignore[arg-type]  # the exporter writes to a file object
+                              dynamo=False, opset_version=opset, do_constant_folding=True,
                               input_names=["input"], output_names=outputs, dynamic_axes=axes)
     except Exception as exc:  # the exporter raises many types on unsupported code
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
@@ -183,10 +184,11 @@ def _torch_side(traced: TorchTraced, sample: np.ndarray) -> _Side:
     with torch.inference_mode():
         _, env = traced.executor.run(torch.from_numpy(np.ascontiguousarray(sample[:1], dtype=np.float32)), keep=True)
     values = {node.name: value for node, value in env.items()}
-    weights, inputs = {}, {}
+    weights: dict[str, np.ndarray] = {}
+    inputs: dict[str, list[np.ndarray]] = {}
     for site in traced.sites:
         if site.weight_key is not None:
-            weight = reduce(getattr, site.weight_key.split("."), gm)
+            weight: Any = reduce(getattr, site.weight_key.split("."), gm)
             weights[site.op.name] = np.moveaxis(weight.detach().float().cpu().numpy(), site.weight_axis, 0)
         inputs[site.op.name] = [values[name].detach().float().cpu().numpy() for name in site.op.inputs]
     group_of = {op.name: g.id for g in traced.graph for op in g.ops}
@@ -303,7 +305,7 @@ def map_model(model: Any, sample: np.ndarray, torch_traced: TorchTraced | None =
     is not changed)."""
     candidates = parse_candidates("w8a8")
     if torch_traced is None:
-        torch_traced = TorchBackend().trace(model, sample[:1], candidates)
+        torch_traced = trace_module(model, sample[:1], candidates)
     proto = to_onnx(model, sample)
     onnx_traced = OnnxBackend().trace(proto, sample[:1], candidates)
     return TorchToOnnx(proto, torch_traced, onnx_traced, map_groups(torch_traced, onnx_traced, sample))
@@ -318,7 +320,7 @@ def export_torch(model: Any, assignment: Assignment, calibration: np.ndarray, pa
     from mixq.backends.onnx.export.onnx_qdq import export_qdq
 
     sample = calibration[:1]
-    torch_traced = TorchBackend().trace(model, sample, parse_candidates("w8a8"))
+    torch_traced = trace_module(model, sample, parse_candidates("w8a8"))
     try:  # first: does the plan fit this torch model at all?
         torch_assignment = Assignment.from_dict(assignment.to_dict(), torch_traced.graph)
     except ConfigError as exc:

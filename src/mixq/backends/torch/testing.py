@@ -167,6 +167,7 @@ class ChannelOffset(nn.Module):
         super().__init__()
         offset = torch.zeros(1, channels, 1, 1)
         offset[0, channel] = value
+        self.offset: torch.Tensor
         self.register_buffer("offset", offset)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -203,7 +204,7 @@ class OutlierNet(nn.Module):
                 nn.Conv2d(OUTLIER_CHANNELS[i], OUTLIER_CHANNELS[i + 1], 3) for i in range(4))
             self.head = _Head(OUTLIER_CHANNELS[-1])
             init_weights(self)
-        self.offset = nn.Identity()
+        self.offset: nn.Module = nn.Identity()
         if layer_index is not None:
             with torch.no_grad():
                 self._add_outlier(layer_index, kind)
@@ -218,7 +219,8 @@ class OutlierNet(nn.Module):
         wider = nn.Conv2d(conv.in_channels + 1, conv.out_channels, 3)
         wider.weight.zero_()
         wider.weight[:, :-1] = conv.weight
-        wider.bias.copy_(conv.bias)
+        if wider.bias is not None and conv.bias is not None:
+            wider.bias.copy_(conv.bias)
         if kind == "weights":
             largest = conv.weight.abs().amax(dim=(1, 2, 3))
             signs = torch.where(torch.arange(conv.out_channels) % 2 == 0, 1.0, -1.0)

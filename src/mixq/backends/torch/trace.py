@@ -84,7 +84,7 @@ def capture(model: nn.Module, sample: torch.Tensor) -> fx.GraphModule:
         # Two samples and an automatic batch dim: export specializes size-1 dims, we need any batch.
         batch = sample.expand(2, *sample.shape[1:]).contiguous()
         exported = torch.export.export(model, (batch,), dynamic_shapes=({0: torch.export.Dim.AUTO},), strict=False)
-        return exported.module()  # type: ignore[return-value]
+        return exported.module()
     except Exception as exc:
         errors.append(f"torch.export: {type(exc).__name__}: {exc}")
     raise UnsupportedModelError(
@@ -179,9 +179,9 @@ def _weighted_site(node: fx.Node, name: str, kind_of: Any, weight: torch.Tensor,
         depthwise = weight.shape[1] == 1 and in_channels > 1
         kind = OpKind.DEPTHWISE_CONV if depthwise else OpKind.CONV
         macs = _numel1(out) * (weight.numel() // weight.shape[0])
-    inputs = (x.name,) if isinstance(x, fx.Node) else ()
+    inputs, act_numel = ((x.name,), _numel1(shapes[x.name])) if isinstance(x, fx.Node) else ((), 0)
     op = QuantOp(name, kind, macs=int(macs), weight_numel=int(weight.numel()), out_channels=int(channels),
-                 inputs=inputs, weight=weight_key, act_numel=_numel1(shapes[x.name]) if inputs else 0)
+                 inputs=inputs, weight=weight_key, act_numel=act_numel)
     return OpSite(node.name, op, act_args=(0,), weight_arg=weight_arg, weight_key=weight_key,
                   weight_axis=1 if transposed else 0)
 

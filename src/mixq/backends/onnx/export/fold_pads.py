@@ -12,6 +12,7 @@ it is evaluated once with ONNX's reference evaluator.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import onnx
@@ -53,7 +54,7 @@ def fold_pads(proto: onnx.ModelProto) -> int:
                     node.input[i] = pad.input[0]
         existing = _attribute(conv, "pads", None)
         spatial = len(amounts) // 2
-        base = list(existing) if existing is not None else [0] * (2 * spatial)
+        base = [int(v) for v in existing] if isinstance(existing, (list, tuple)) else [0] * (2 * spatial)
         merged = [a + b for a, b in zip(base, amounts)]
         for attribute in list(conv.attribute):
             if attribute.name == "pads":
@@ -129,7 +130,8 @@ class _Constants:
                                   [t for t in self.proto.graph.initializer if t.name in used])
         model = helper.make_model(graph, opset_imports=list(self.proto.opset_import), ir_version=self.proto.ir_version)
         try:
-            return np.asarray(ReferenceEvaluator(model).run(None, {})[0])
+            outputs: Any = ReferenceEvaluator(model).run(None, {})
+            return np.asarray(outputs[0])
         except Exception as exc:  # an op the reference evaluator lacks: leave the Pad alone
             logger.debug("cannot evaluate %s: %s", name, exc)
             return None

@@ -41,7 +41,7 @@ from mixq.backends.onnx.trace import OnnxSite
 from mixq.core.assignment import Assignment
 from mixq.core.precision import Precision
 from mixq.errors import ConfigError, ExportError, UnsupportedModelError, internal
-from mixq.export.report import ExportReport
+from mixq.backends.export_report import ExportReport
 from mixq.backends.onnx.export.checks import compare, fused_ops, kernel_notes, latency_ms
 from mixq.backends.onnx.export.fold_pads import fold_pads
 from mixq.backends.onnx.export.output_quantizers import add_output_quantizers

@@ -17,7 +17,7 @@ from mixq.errors import BackendUnavailableError, UnsupportedModelError
 
 DEMO_HINT = 'pip install "mixq[demo]"'
 
-PREPROCESS = Preprocess(resize=256, crop=224, interpolation="bicubic", mean=(0.498,) * 3, std=(0.502,) * 3)
+PREPROCESS = Preprocess(resize=256, crop=(224, 224), interpolation="bicubic", mean=(0.498,) * 3, std=(0.502,) * 3)
 """The TF Lite evaluation recipe: crop 224/256 of the shorter side, bicubic, then ``(pixel - 127) / 128``.
 
 Resizing the shorter side to 256 and then cropping 224 keeps the same fraction of the image.

@@ -124,7 +124,7 @@ def tiny_vit(num_classes: int = 10, image_size: int = 32, patch: int = 4, dim: i
             nn.init.normal_(model.cls_token, std=0.02)
             nn.init.normal_(model.pos_embed, std=0.02)
             for module in model.modules():
-                if isinstance(module, (nn.Linear, nn.Conv2d)):
+                if isinstance(module, (nn.Linear, nn.Conv2d)) and module.bias is not None:
                     nn.init.zeros_(module.bias)  # as in ViT; random biases would swamp the input's effect
                 elif isinstance(module, nn.LayerNorm):  # a non-trivial scale, so folding bugs show in tests
                     module.weight.uniform_(0.5, 1.5)

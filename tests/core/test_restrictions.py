@@ -12,13 +12,13 @@ from mixq.core.budget import CostBudget, CostUnit, parse_budget
 from mixq.core.graph import OpKind, QuantOp
 from mixq.core.precision import Precision, parse_candidates
 from mixq.core.quality import Quality
+from mixq.core.restrictions import Restriction, apply_restrictions, at_least, parse_restrictions
 from mixq.core.tables import nsr_to_db
 from mixq.errors import ConfigError, InfeasibleBudgetError
 from mixq.solvers import (
     EvolutionConfig, EvolutionSolver, ExhaustiveSolver, FallbackSolver, GreedySolver, IlpSolver, IqpSolver, Loop,
 )
 from mixq.solvers.base import AllocationProblem
-from mixq.solvers.restrictions import Restriction, apply_restrictions, at_least, parse_restrictions
 from mixq.testing.problems import graph_of, random_problem
 
 ALL = ("w4a8", "w8a8", "w8a16", "fp16")
