@@ -7,11 +7,13 @@ reads a file in the same format (see :mod:`mixq.hardware.spec`).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mixq.core.budget import CostBudget
 from mixq.core.graph import OpKind
 from mixq.cost.kernel_latency import KernelLatency
 from mixq.errors import ConfigError
@@ -39,6 +41,16 @@ def load_hardware(spec: str | Path) -> Hardware:
     return Hardware.from_dict(_read(path), str(path))
 
 
+def latency_needed(cost: str, budgets: Iterable[CostBudget], hardware: str | None) -> bool:
+    """Latency must be measured: it is the cost or a budget, and no hardware description (``--hardware``)
+    defines it."""
+    if cost != "latency" and not any(b.cost == "latency" for b in budgets):
+        return False
+    if hardware is None:
+        return True
+    return "latency" not in load_hardware(hardware).cost_models()
+
+
 def _read(path: Path) -> Any:
     try:
         raw = path.read_text()
@@ -59,4 +71,4 @@ def _read(path: Path) -> Any:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
-__all__ = ["HARDWARE", "Hardware", "KernelLatency", "OpKind", "load_hardware"]
+__all__ = ["HARDWARE", "Hardware", "KernelLatency", "OpKind", "latency_needed", "load_hardware"]
