@@ -21,11 +21,12 @@ from mixq.core.precision import Precision, QuantScheme
 from mixq.core.tables import SensitivityTable
 from mixq.cost.base import CostModel
 from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
-from mixq.cost.measured_latency import MeasuredLatency, check_measurable, latency_needed, measure_for, table_report
+from mixq.cost.measured_latency import MeasuredLatency, check_measurable, measure_for, table_report
 from mixq.cost.totals import plan_costs
 from mixq.data.dataset import Dataset
 from mixq.errors import ConfigError
 from mixq.evaluation import Evaluator, ScoreFn
+from mixq.hardware import latency_needed
 from mixq.plan import Plan, Provenance
 from mixq.prepared import Prepared, as_dataset, prepare, trace_only
 from mixq.preflight import check_budgets_given, check_labels, check_reachable

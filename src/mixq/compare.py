@@ -16,9 +16,7 @@ from mixq.config import SearchConfig
 from mixq.data.dataset import Dataset
 from mixq.errors import ConfigError
 from mixq.rundir import RunDirectory
-
-#: The solvers compared when none are named (exhaustive is left out: it only fits tiny models).
-DEFAULT_SOLVERS = ("greedy", "ilp", "iqp", "fallback", "evolution")
+from mixq.solvers import COMPARED, SOLVERS
 
 
 @dataclass(frozen=True)
@@ -42,11 +40,13 @@ class SolverComparison:
 
 
 def compare_solvers(model: object, data: Dataset | np.ndarray, config: SearchConfig, out: str | Path,
-                    solvers: tuple[str, ...] = DEFAULT_SOLVERS, progress: Progress | None = None,
+                    solvers: tuple[str, ...] | None = None, progress: Progress | None = None,
                     eval_data: Dataset | None = None, command: str | None = None) -> SolverComparison:
     """Each solver searches in turn (phase 1 runs once; the others resume from ``out``); the winner has the
     best measured quality among the plans that meet the budgets (top-1 with labels, else output SQNR), ties
-    to the cheaper plan. ``out/plan.json`` is the winner's."""
+    to the cheaper plan. ``out/plan.json`` is the winner's. ``solvers`` default: the registry's solvers
+    tagged ``compared`` (exhaustive is left out: it only fits tiny models)."""
+    solvers = tuple(SOLVERS.names(tag=COMPARED)) if solvers is None else solvers
     if not solvers:
         raise ConfigError("give at least one solver to compare")
     results: dict[str, SearchResult] = {}

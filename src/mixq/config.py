@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from mixq.core.budget import Budget, CostBudget, MemoryBudget, QualityTarget, parse_budget
 from mixq.core.precision import Precision, QuantScheme, RangeMethod, parse_candidates
 from mixq.core.restrictions import Restriction, parse_restrictions
+from mixq.cost import ADDITIVE, COST_MODELS
 from mixq.errors import ConfigError
-from mixq.solvers.loop import SolverSettings
+from mixq.solvers import SOLVERS, solver_config
 
 SCHEMA_VERSION = 1
 DEFAULT_CANDIDATES = "w4a8,w8a8,w8a16"
-SOLVER_NAMES = ("greedy", "ilp", "iqp", "fallback", "evolution", "exhaustive")
-STRATEGIES = ("two-phase", "tuneqn")
-EVOLUTION_EVALUATIONS = 30
 
 
 @dataclass(frozen=True)
@@ -29,22 +28,26 @@ class SearchConfig:
         eval_samples: samples used to measure quality targets (None = all the data).
         seed: seeds every random choice (sampling for range setting).
         scheme: how tensors are quantized at a bit-width.
-        solver: phase-2 allocation solver (``greedy`` is Pandey et al.'s; ``ilp``, ``iqp``, ``fallback``,
-            ``evolution``, ``exhaustive``, see mixq.solvers).
-        cost: the cost phase 2 trades sensitivity against (``bops``, ``size``, or ``latency`` with a
-            hardware description that has per-kernel costs).
+        solver: phase-2 allocation solver, a name of ``mixq.solvers.SOLVERS`` (``greedy`` is Pandey et al.'s).
+        cost: the cost phase 2 trades sensitivity against, an additive entry of ``mixq.cost.COST_MODELS``
+            (``bops``, ``size``, or ``latency`` with a hardware description that has per-kernel costs or an
+            ONNX model to time).
         cache_mb: memory for phase 1's cached float activations; larger = fewer chunks.
         threads: torch/BLAS threads (None = the library default).
         restrictions: per-group rules, e.g. ``"first,last>=w8a8"`` (applied after phase 1, so they
             never invalidate a run's measurements).
-        hardware: a built-in target (``generic``, ``onnxruntime-cpu``, ``npu-w4a8-w8a8-w8a16``) or a
+        hardware: a target of ``mixq.hardware.HARDWARE`` (``generic``, ``onnxruntime-cpu``, ...) or a
             YAML/TOML description; narrows candidates to its kernels.
-        strategy: ``two-phase`` (Pandey et al.: phase-1 sensitivity list, then ``solver``) or ``tuneqn``
-            (layer errors, decremental exclusion, Pareto fronts; see mixq.strategies.tuneqn).
+        strategy: a name of ``mixq.strategies.STRATEGIES``: ``two-phase`` (Pandey et al.: phase-1
+            sensitivity list, then ``solver``) or ``tuneqn`` (layer errors, decremental exclusion). Checked
+            where strategies are created (``search``; the CLI's choices): strategies import this module.
         max_evaluations: real evaluations ``evolution`` may spend (default 30), or the number of
             decremental configurations ``tuneqn`` evaluates (default: all).
         pair_groups: how many of the most sensitive groups ``iqp`` measures in pairs.
         time_limit_s: wall-time limit of each MILP solve (``ilp``, ``iqp``).
+        solver_options: settings of one solver's config dataclass, by solver then field
+            (``{"ilp": {"curve_points": 50}}``); a flat mapping (``{"curve_points": 50}``) is the chosen
+            ``solver``'s. They override the shared fields above. See :mod:`mixq.options`.
     """
 
     candidates: tuple[Precision, ...] = field(default_factory=lambda: parse_candidates(DEFAULT_CANDIDATES))
@@ -63,6 +66,7 @@ class SearchConfig:
     strategy: str = "two-phase"
     pair_groups: int = 8
     time_limit_s: float = 60.0
+    solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "candidates", parse_candidates(self.candidates))
@@ -76,12 +80,11 @@ class SearchConfig:
             raise ConfigError(f"--num-samples must be at least 1, got {self.num_samples}")
         if self.eval_samples is not None and self.eval_samples < 1:
             raise ConfigError(f"--eval-samples must be at least 1, got {self.eval_samples}")
-        if self.cost not in ("bops", "size", "latency"):
-            raise ConfigError(f"--cost must be bops, size or latency, got {self.cost!r}")
-        if self.solver not in SOLVER_NAMES:
-            raise ConfigError(f"unknown solver {self.solver!r}; choose one of {', '.join(SOLVER_NAMES)}")
-        if self.strategy not in STRATEGIES:
-            raise ConfigError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}")
+        additive = COST_MODELS.names(tag=ADDITIVE)
+        if self.cost not in additive:
+            raise ConfigError(f"--cost must be {', '.join(additive[:-1])} or {additive[-1]}, got {self.cost!r}")
+        SOLVERS.get(self.solver)  # unknown: did-you-mean
+        object.__setattr__(self, "solver_options", by_solver(self.solver, self.solver_options))
         if self.max_evaluations is not None and self.max_evaluations < 1:
             raise ConfigError(f"--max-evaluations must be at least 1, got {self.max_evaluations}")
         if self.pair_groups < 2:
@@ -92,6 +95,11 @@ class SearchConfig:
             raise ConfigError("--cache-mb must be positive")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("--threads must be at least 1")
+        typed = {}
+        for name, options in self.solver_options.items():  # unknown keys and bad values fail now, not mid-search
+            built = self.solver_config(name)
+            typed[name] = {key: _dotted(built, key) for key in options}
+        object.__setattr__(self, "solver_options", typed)
 
     @property
     def cost_budgets(self) -> tuple[CostBudget, ...]:
@@ -105,14 +113,20 @@ class SearchConfig:
     def quality_target(self) -> QualityTarget | None:
         return next((b for b in self.budgets if isinstance(b, QualityTarget)), None)
 
-    def solver_settings(self) -> SolverSettings:
-        evaluations = self.max_evaluations if self.max_evaluations is not None else EVOLUTION_EVALUATIONS
-        return SolverSettings(self.seed, evaluations, self.pair_groups, self.time_limit_s)
+    def solver_config(self, name: str | None = None) -> Any:
+        """The settings dataclass of solver ``name`` (default: ``solver``), None if it takes none."""
+        name = name or self.solver
+        return solver_config(name, self, self.solver_options.get(name, {}))
+
+    def solver_settings(self) -> Any:
+        """The chosen solver's settings dataclass: ``get_solver(config.solver, config.solver_settings())``."""
+        return self.solver_config()
 
     def to_dict(self) -> dict[str, Any]:
         scheme = scheme_to_dict(self.scheme)
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        out.update(candidates=[str(p) for p in self.candidates], budgets=[str(b) for b in self.budgets],
+        out.update(solver_options={k: dict(v) for k, v in self.solver_options.items()},
+                   candidates=[str(p) for p in self.candidates], budgets=[str(b) for b in self.budgets],
                    restrictions=[str(r) for r in self.restrictions], scheme=scheme, schema_version=SCHEMA_VERSION)
         return out
 
@@ -138,6 +152,32 @@ class SearchConfig:
         """The settings stored measurements depend on; changing any of them invalidates a run."""
         d = self.to_dict()
         return {k: d[k] for k in ("num_samples", "seed", "scheme")}
+
+
+def by_solver(chosen: str, options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Solver options keyed by solver: ``{"curve_points": 50}`` -> ``{chosen: {"curve_points": 50}}``.
+
+    A key that names a solver holds that solver's settings (a mapping, or ``"ilp.curve_points"``
+    flattened); any other key is a setting of the ``chosen`` solver.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in options.items():
+        head, dot, rest = str(key).partition(".")
+        if isinstance(value, Mapping):
+            SOLVERS.get(str(key))
+            out.setdefault(str(key), {}).update(value)
+        elif dot and head in SOLVERS:
+            out.setdefault(head, {})[rest] = value
+        else:
+            out.setdefault(chosen, {})[str(key)] = value
+    return out
+
+
+def _dotted(config: Any, key: str) -> Any:
+    """The typed value a (possibly dotted) setting took in a built settings dataclass."""
+    for part in key.split("."):
+        config = getattr(config, part)
+    return config
 
 
 def scheme_to_dict(scheme: QuantScheme) -> dict[str, Any]:

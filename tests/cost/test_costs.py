@@ -5,7 +5,7 @@ import pytest
 from mixq.core.assignment import uniform
 from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup, QuantOp
 from mixq.core.precision import Precision
-from mixq.cost import COST_MODELS, Bops, WeightSize, total_cost
+from mixq.cost import COST_MODELS, Bops, WeightSize, default_cost_models, total_cost
 
 W4A8, W8A8, W8A16, FP16 = (Precision.parse(t) for t in ("w4a8", "w8a8", "w8a16", "fp16"))
 
@@ -82,4 +82,5 @@ def test_reused_weight_is_stored_once() -> None:
 
 
 def test_registry_names_match_the_models() -> None:
-    assert {name: cls().name for name, cls in COST_MODELS.items()} == {"bops": "bops", "size": "size"}
+    assert {name: model.name for name, model in default_cost_models().items()} == {"bops": "bops", "size": "size"}
+    assert COST_MODELS.names() == ["bops", "size", "latency", "memory"]

@@ -13,6 +13,7 @@ from mixq.core.budget import CostBudget, CostUnit, parse_budget
 from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup, QuantOp
 from mixq.core.precision import Precision, parse_candidates
 from mixq.core.tables import SensitivityTable
+from mixq.cost.kernel_latency import KernelLatency
 from mixq.cost.measured_latency import (
     CACHE_ENV,
     LatencyEntry,
@@ -26,7 +27,6 @@ from mixq.cost.measured_latency import (
     table_report,
 )
 from mixq.errors import CapabilityError, ConfigError
-from mixq.hardware.costs import KernelLatency
 from mixq.solvers.ilp import IlpSolver
 from mixq.solvers.run import build_problem
 

@@ -11,7 +11,7 @@ from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup, QuantOp
 from mixq.core.precision import Precision, parse_candidates
 from mixq.core.tables import SensitivityTable
 from mixq.errors import ConfigError, InfeasibleBudgetError
-from mixq.hardware import BUILTINS, Hardware, load_hardware
+from mixq.hardware import HARDWARE, Hardware, load_hardware
 from mixq.solvers import GreedySolver, IlpSolver
 from mixq.solvers.run import build_problem
 
@@ -152,8 +152,10 @@ def test_bad_descriptions_are_one_clear_config_error(tmp_path: Path, text: str, 
 def test_unknown_name_lists_the_builtins() -> None:
     with pytest.raises(ConfigError, match="generic, onnxruntime-cpu, npu-w4a8-w8a8-w8a16"):
         load_hardware("tpu-v9")
-    assert set(BUILTINS) == {"generic", "onnxruntime-cpu", "npu-w4a8-w8a8-w8a16"}
-    assert all(isinstance(load_hardware(name), Hardware) and load_hardware(name).description for name in BUILTINS)
+    assert HARDWARE.names() == ["generic", "onnxruntime-cpu", "npu-w4a8-w8a8-w8a16"]
+    assert all(isinstance(load_hardware(name), Hardware) and load_hardware(name).description for name in HARDWARE)
+    with pytest.raises(ConfigError, match="did you mean 'onnxruntime-cpu'"):
+        load_hardware("onnxruntime-cpus")
 
 
 def test_search_config_keeps_hardware_and_restrictions_through_a_round_trip() -> None:
@@ -161,6 +163,6 @@ def test_search_config_keeps_hardware_and_restrictions_through_a_round_trip() ->
                           restrictions=("first,last>=w8a8", "stem=w8a8|fp32"), max_evaluations=12, pair_groups=5)
     again = SearchConfig.from_dict(config.to_dict())
     assert again == config and [str(r) for r in again.restrictions] == ["first,last>=w8a8", "stem=w8a8|fp32"]
-    assert again.solver_settings().max_evaluations == 12 and again.solver_settings().pair_groups == 5
+    assert again.solver_settings().max_evaluations == 12 and again.solver_config("iqp").top_k == 5
     with pytest.raises(ConfigError, match="unknown solver 'anneal'"):
         SearchConfig(solver="anneal")

@@ -15,7 +15,7 @@ from mixq.core.assignment import Assignment
 from mixq.core.budget import parse_budget
 from mixq.core.precision import Precision, QuantScheme
 from mixq.core.tables import SensitivityTable
-from mixq.cost import COST_MODELS
+from mixq.cost import default_cost_models
 from mixq.errors import InfeasibleBudgetError, RunDirectoryError
 from mixq.data.dataset import ArrayDataset
 from mixq.evaluation import Evaluator
@@ -32,7 +32,7 @@ def session(model, candidates: str = "w8a8,fp32", n: int = 16):
 
 def problem_of(graph) -> AllocationProblem:
     table = SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates})
-    return AllocationProblem(graph, table, {name: cls() for name, cls in COST_MODELS.items()}, "bops")
+    return AllocationProblem(graph, table, default_cost_models(), "bops")
 
 
 def test_combine_normalizes_both_errors_and_weighs_them_equally() -> None:

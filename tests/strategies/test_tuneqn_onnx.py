@@ -195,12 +195,12 @@ def test_interrupted_walk_on_onnx_resumes_without_repeating_evaluations(tmp_path
 
     from mixq.core.budget import parse_budget
     from mixq.core.tables import SensitivityTable
-    from mixq.cost import COST_MODELS
+    from mixq.cost import default_cost_models
     from mixq.solvers.base import AllocationProblem
 
     def problem_of(graph) -> AllocationProblem:
         table = SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates})
-        return AllocationProblem(graph, table, {name: cls() for name, cls in COST_MODELS.items()}, "bops")
+        return AllocationProblem(graph, table, default_cost_models(), "bops")
 
     model = layered()
     images = random_images(16, (3, 6, 6), seed=4)

@@ -67,4 +67,4 @@ def _is_onnx_model(model: object) -> bool:
 
 
 def list_backends() -> list[str]:
-    return BACKENDS.names()
+    return sorted(BACKENDS.names())

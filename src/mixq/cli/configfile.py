@@ -2,8 +2,8 @@
 
 Keys are flag names, with dashes or underscores (``num-samples`` or ``num_samples``), plus ``model``
 for the MODEL argument. Values keep their types (``num_samples: 16``, ``per_tensor_weights: true``);
-a repeatable flag takes a list (``budget: ["bops<=0.5", "sqnr>=30"]``), and ``candidates`` may be a
-list too. A table named after a command (``[search]``, ``[eval]``) holds keys for that command only,
+a repeatable flag takes a list (``budget: ["bops<=0.5", "sqnr>=30"]``), ``candidates`` may be a
+list too, and ``solver_options`` a mapping (``{curve_points: 50}`` or ``{ilp: {time_limit_s: 5}}``). A table named after a command (``[search]``, ``[eval]``) holds keys for that command only,
 so one file can serve both. Relative paths are relative to the working directory, as on the command line.
 
 How the merge works: the command line is parsed once by a "probe" parser that has no defaults and
@@ -29,6 +29,8 @@ from mixq.errors import ConfigError
 DEST = "config_file"
 #: Flags whose value is a comma-separated list, so a file may give them as a list.
 COMMA_LISTS = frozenset({"candidates"})
+#: Repeatable KEY=VALUE flags, so a file may give them as a mapping (``solver_options: {curve_points: 50}``).
+KEY_VALUE_LISTS = frozenset({"solver_options"})
 _SKIP = frozenset({"help", "version", DEST})
 
 
@@ -150,12 +152,26 @@ def _convert(action: argparse.Action, value: Any, key: str, source: str) -> Any:
         if not isinstance(value, int) or value < 0:
             raise ConfigError(f"{where} must be a count (0, 1, 2) or true/false, got {value!r}")
         return value
+    if isinstance(action, argparse._AppendAction) and action.dest in KEY_VALUE_LISTS and isinstance(value, dict):
+        return [f"{k}={'' if v is None else str(v).lower() if isinstance(v, bool) else v}"
+                for k, v in _flatten(value).items()]
     if isinstance(action, argparse._AppendAction):
         items = value if isinstance(value, list) else [value]
         return [_scalar(action, item, where) for item in items]
     if isinstance(value, list) and action.dest in COMMA_LISTS:
         value = ",".join(str(_scalar(action, item, where)) for item in value)
     return _scalar(action, value, where)
+
+
+def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{ilp: {time_limit_s: 5}}`` -> ``{"ilp.time_limit_s": 5}``."""
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _scalar(action: argparse.Action, value: Any, where: str) -> Any:
@@ -167,6 +183,8 @@ def _scalar(action: argparse.Action, value: Any, where: str) -> Any:
     else:
         try:
             converted = kind(value.strip() if isinstance(value, str) else value)
+        except argparse.ArgumentTypeError as exc:  # a registry name (--solver): its did-you-mean message
+            raise ConfigError(f"{where}: {exc}") from None
         except (TypeError, ValueError):
             raise ConfigError(f"{where} must be {_type_name(action)}, got {value!r}") from None
         if kind is int and isinstance(value, float) and not value.is_integer():

@@ -15,14 +15,20 @@ from rich.console import Console
 from rich.markup import escape
 
 from mixq.allocator import prefer_heap_allocations
+from mixq.cli.choices import name_in
 from mixq.cli.configfile import add_config_file_flag, parse_with_config, resolved_command, typed_command
 from mixq.cli.export_cmd import add_export_parser, cmd_export
 from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
 from mixq.cli.summary import print_comparison, print_inspect, print_search
-from mixq.config import DEFAULT_CANDIDATES, SOLVER_NAMES, STRATEGIES, SearchConfig
+from mixq.config import DEFAULT_CANDIDATES, SearchConfig
 from mixq.core.budget import BUDGET_HELP
 from mixq.core.precision import QuantScheme, RangeMethod
+from mixq.cost import ADDITIVE, COST_MODELS
 from mixq.errors import ConfigError, InternalError, MixqError, internal
+from mixq.hardware import HARDWARE
+from mixq.options import known_keys, parse_pairs
+from mixq.solvers import COMPARED, SOLVERS
+from mixq.strategies import STRATEGIES
 from mixq.version import __version__
 
 logger = logging.getLogger("mixq")
@@ -104,27 +110,32 @@ def build_parser() -> argparse.ArgumentParser:
                         help=BUDGET_HELP.replace("%", "%%") + "; repeat to combine")
     search.add_argument("--out", required=True, metavar="RUN",
                         help="run directory; an existing one is resumed without repeating measurements")
-    search.add_argument("--strategy", default="two-phase", choices=STRATEGIES,
-                        help="two-phase (default: Pandey et al.'s sensitivity list + Pareto search) or tuneqn "
-                             "(rank layers by QDQ and cross-model error, exclude them one by one, Pareto fronts)")
-    search.add_argument("--solver", default="greedy", choices=SOLVER_NAMES,
-                        help="two-phase allocation: greedy (Pandey et al., default), ilp (exact, HiGHS), iqp "
-                             "(CLADO cross-layer terms), fallback (INC/NNCF-style restore until the target holds), "
-                             "evolution (closed loop on real evaluations), exhaustive (tiny models)")
-    search.add_argument("--compare-solvers", nargs="?", const="greedy,ilp,iqp,fallback,evolution", metavar="LIST",
+    search.add_argument("--strategy", default="two-phase", choices=STRATEGIES.names(), type=name_in(STRATEGIES),
+                        help=f"how the plan is found: {STRATEGIES.help()}")
+    search.add_argument("--solver", default="greedy", choices=SOLVERS.names(), type=name_in(SOLVERS),
+                        help=f"two-phase allocation: {SOLVERS.help()}")
+    search.add_argument("--solver-option", dest="solver_options", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="a setting of a solver's settings dataclass, repeatable: curve_points=50 (the --solver's), "
+                             "ilp.time_limit_s=5 (a named solver's); overrides the shared flags below. Settings: "
+                             + "; ".join(f"{e.name}: {', '.join(known_keys(e.config))}"
+                                         for e in SOLVERS.entries() if e.config is not None))
+    compared = ",".join(SOLVERS.names(tag=COMPARED))
+    search.add_argument("--compare-solvers", nargs="?", const=compared, metavar="LIST",
                         help="run several solvers on the same phase-1 table and report which wins on this model "
                              "(best measured quality within the budgets); RUN/plan.json is the winner's, "
-                             "RUN/solvers.json has every row (default list: greedy,ilp,iqp,fallback,evolution)")
-    search.add_argument("--cost", default="bops", choices=["bops", "size", "latency"],
-                        help="the cost the search trades against; latency: milliseconds of each group's kernels measured "
-                             "in ONNX Runtime on this machine (.onnx models; cached in ~/.cache/mixq/latency or "
-                             "$MIXQ_CACHE_DIR/latency; RUN/latency_table.json), or --hardware's latency table")
+                             f"RUN/solvers.json has every row (default list: {compared})")
+    search.add_argument("--cost", default="bops", choices=COST_MODELS.names(tag=ADDITIVE),
+                        type=name_in(COST_MODELS),
+                        help="the cost the search trades against: " + "; ".join(
+                            f"{e.name}: {e.help}" for e in COST_MODELS.entries(tag=ADDITIVE)) +
+                        " (measured latency is cached in ~/.cache/mixq/latency or $MIXQ_CACHE_DIR/latency; "
+                        "RUN/latency_table.json)")
     search.add_argument("--restrict", action="append", default=[], metavar="RULE",
                         help='per-group rule, repeatable: "first,last>=w8a8" (at least), "stem.*=w8a8|fp32" '
                              "(only these); patterns match group ids and op names (fnmatch)")
     search.add_argument("--hardware", metavar="NAME|FILE",
-                        help="target kernels and costs: generic, onnxruntime-cpu, npu-w4a8-w8a8-w8a16, or a "
-                             "YAML/TOML file")
+                        help=f"target kernels and costs: {HARDWARE.help()}; or a YAML/TOML file")
     search.add_argument("--max-evaluations", type=int, metavar="N",
                         help="real evaluations the evolution solver may spend (default 30); for tuneqn the "
                              "number of decremental configurations (default: all)")
@@ -193,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     console = Console(stderr=True)
     try:
         args, parser = parse_with_config(words, build_parser)
-    except ConfigError as exc:
+    except MixqError as exc:  # a bad config file, or two plug-ins on one name
         console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return 2
     except Exception as exc:  # noqa: BLE001 -- a bug in reading the flags or the config file
@@ -272,26 +283,36 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                           cost=args.cost, cache_mb=args.cache_mb, threads=args.threads, strategy=args.strategy,
                           restrictions=tuple(args.restrict), hardware=args.hardware,
                           max_evaluations=args.max_evaluations, pair_groups=args.pair_groups,
-                          time_limit_s=args.time_limit)
+                          time_limit_s=args.time_limit,
+                          solver_options=parse_pairs(args.solver_options, "--solver-option"))
+    compared = _compared(args.compare_solvers) if args.compare_solvers else ()
     loaded, preprocess, data = _load(args)
     eval_data = load_data(args.eval_data, preprocess, labels=args.labels) if args.eval_data else None
-    if args.compare_solvers:
-        return _compare(args, console, loaded, data, config, eval_data)
+    if compared:
+        return _compare(args, console, loaded, data, config, eval_data, compared)
     with _progress(args, console) as progress:
         result = search(loaded.model, data, config, out=args.out, progress=progress, eval_data=eval_data,
                         command=args.command_line)
     return _finish_search(args, console, result)
 
 
+def _compared(text: str) -> tuple[str, ...]:
+    """--compare-solvers' names, each checked against the registry (before anything is loaded)."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    for name in names:
+        try:
+            SOLVERS.get(name)
+        except ConfigError as exc:
+            raise ConfigError(f"--compare-solvers: {exc}") from None
+    if not names:
+        raise ConfigError("--compare-solvers: give at least one solver")
+    return names
+
+
 def _compare(args: argparse.Namespace, console: Console, loaded: Any, data: Any, config: SearchConfig,
-             eval_data: Any) -> int:
+             eval_data: Any, names: tuple[str, ...]) -> int:
     from mixq.compare import compare_solvers
 
-    names = tuple(n.strip() for n in args.compare_solvers.split(",") if n.strip())
-    unknown = [n for n in names if n not in SOLVER_NAMES]
-    if unknown:
-        raise ConfigError(f"unknown solver(s) {', '.join(unknown)} in --compare-solvers; choose from "
-                          f"{', '.join(SOLVER_NAMES)}")
     with _progress(args, console) as progress:
         comparison = compare_solvers(loaded.model, data, config, args.out, names, progress, eval_data,
                                      args.command_line)

@@ -4,7 +4,7 @@ BOPs assume time scales with weight bits x activation bits. A CPU runtime does n
 only fast when the runtime fuses it into an integer kernel, fp16 runs as fp32 plus casts, 4-bit or
 16-bit weights may not be fused at all. A backend times each group's op(s) alone at each candidate
 (``Backend.measure_latency``; the ONNX backend times them in ONNX Runtime) and fills a :class:`LatencyTable`;
-here the table becomes an additive cost model (the interface of :class:`mixq.hardware.costs.KernelLatency`), is cached per model
+here the table becomes an additive cost model (the interface of :class:`mixq.cost.kernel_latency.KernelLatency`), is cached per model
 and machine, and is compared with BOPs (:func:`bops_vs_latency`).
 """
 
@@ -19,17 +19,23 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mixq.atomic import write_json
-from mixq.core.budget import CostBudget
 from mixq.core.graph import GroupId, QuantGraph, QuantizerGroup
 from mixq.core.precision import Precision
 from mixq.cost.bops import Bops
 from mixq.errors import ConfigError
 
-if TYPE_CHECKING:
-    from mixq.backends.base import Backend
+
+class LatencyBackend(Protocol):
+    """What timing needs of a backend (``mixq.backends.base.Backend`` has it; declared here so the cost
+    models do not import the backends, which import them)."""
+
+    def require_latency(self) -> None: ...
+
+    def measure_latency(self, traced: Any, *, threads: int | None = None, progress: Any = None,
+                        scheme: Any = None) -> LatencyTable: ...
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +206,7 @@ def fill_table(wanted: Iterable[tuple[GroupId, Precision]], key: Mapping[str, An
     return table
 
 
-def check_measurable(backend: Backend) -> None:
+def check_measurable(backend: LatencyBackend) -> None:
     """Refuse, before any work, a model whose backend cannot time kernels.
 
     Raises:
@@ -209,18 +215,7 @@ def check_measurable(backend: Backend) -> None:
     backend.require_latency()
 
 
-def latency_needed(cost: str, budgets: Iterable[CostBudget], hardware: str | None) -> bool:
-    """Latency is the cost or a budget, and no hardware description (``--hardware``) defines it."""
-    if cost != "latency" and not any(b.cost == "latency" for b in budgets):
-        return False
-    if hardware is None:
-        return True
-    from mixq.hardware import load_hardware
-
-    return "latency" not in load_hardware(hardware).cost_models()
-
-
-def measure_for(backend: Backend, traced: Any, **settings: Any) -> LatencyTable:
+def measure_for(backend: LatencyBackend, traced: Any, **settings: Any) -> LatencyTable:
     """The measured table of a traced model, by its backend (``Backend.measure_latency``)."""
     backend.require_latency()
     table = backend.measure_latency(traced, **settings)
@@ -256,7 +251,7 @@ def bops_vs_latency(graph: QuantGraph, table: LatencyTable) -> dict[str, Any]:
                 within.append(rho)
     shared = [p for p in dict.fromkeys(p for (_, p) in table.entries)
               if all((g.id, p) in table.entries for g in graph)]
-    uniform = [{"precision": str(p), "bops": float(sum(bops.cost(g, p) for g in graph)),
+    uniform: list[dict[str, Any]] = [{"precision": str(p), "bops": float(sum(bops.cost(g, p) for g in graph)),
                 "ms": float(sum(table.entries[(g.id, p)].ms for g in graph))} for p in shared]
     uniform.sort(key=lambda row: row["bops"])
     out = {

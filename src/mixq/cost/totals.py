@@ -13,7 +13,7 @@ from typing import Any
 
 from mixq.core.assignment import Assignment
 from mixq.core.graph import QuantGraph
-from mixq.cost import COST_MODELS
+from mixq.cost import default_cost_models
 from mixq.cost.base import CostModel, total_cost
 from mixq.cost.memory import PeakMemory
 
@@ -53,7 +53,7 @@ def plan_costs(graph: QuantGraph, assignment: Assignment,
                measured: Mapping[str, CostModel] | None = None) -> dict[str, CostRecord]:
     """The records a plan carries: every built-in cost model, peak activation memory, and the cost
     models measured for this model (``latency``)."""
-    models: dict[str, CostModel] = {name: cls() for name, cls in COST_MODELS.items()}
+    models: dict[str, CostModel] = default_cost_models()
     models.update(measured or {})
     records = cost_records(graph, assignment, models)
     memory = PeakMemory()

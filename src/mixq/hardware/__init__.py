@@ -6,15 +6,18 @@ reads a file in the same format (see :mod:`mixq.hardware.spec`).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mixq.core.budget import CostBudget
 from mixq.core.graph import OpKind
+from mixq.cost.kernel_latency import KernelLatency
 from mixq.errors import ConfigError
-from mixq.hardware.builtin import BUILTINS
-from mixq.hardware.costs import KernelLatency
+from mixq.hardware.registry import HARDWARE
 from mixq.hardware.spec import Hardware
 
 
@@ -25,14 +28,27 @@ def load_hardware(spec: str | Path) -> Hardware:
     (Precision(weight_bits=8, act_bits=8, is_float=False), Precision(weight_bits=32, act_bits=32, is_float=True))
     """
     text = str(spec)
-    if text in BUILTINS:
-        return Hardware.from_dict(yaml.safe_load(BUILTINS[text]), f"built-in hardware {text!r}")
+    if text in HARDWARE:
+        return HARDWARE.create(text)
     path = Path(text)
     if not path.is_file():
+        close = difflib.get_close_matches(text, HARDWARE.names(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
-            f"unknown hardware {text!r}: give a built-in ({', '.join(BUILTINS)}) or a .yaml/.toml description file"
+            f"unknown hardware {text!r}{hint}: give a built-in ({', '.join(HARDWARE.names())}) or a .yaml/.toml "
+            "description file"
         )
     return Hardware.from_dict(_read(path), str(path))
+
+
+def latency_needed(cost: str, budgets: Iterable[CostBudget], hardware: str | None) -> bool:
+    """Latency must be measured: it is the cost or a budget, and no hardware description (``--hardware``)
+    defines it."""
+    if cost != "latency" and not any(b.cost == "latency" for b in budgets):
+        return False
+    if hardware is None:
+        return True
+    return "latency" not in load_hardware(hardware).cost_models()
 
 
 def _read(path: Path) -> Any:
@@ -55,4 +71,4 @@ def _read(path: Path) -> Any:
         raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
 
 
-__all__ = ["BUILTINS", "Hardware", "KernelLatency", "OpKind", "load_hardware"]
+__all__ = ["HARDWARE", "Hardware", "KernelLatency", "OpKind", "latency_needed", "load_hardware"]

@@ -41,9 +41,3 @@ kernels:
   default: [w4a8, w8a8, w8a16]
   matmul: [w8a8, w8a16]
 """
-
-BUILTINS: dict[str, str] = {
-    "generic": GENERIC,
-    "onnxruntime-cpu": ONNXRUNTIME_CPU,
-    "npu-w4a8-w8a8-w8a16": NPU_W4A8_W8A8_W8A16,
-}

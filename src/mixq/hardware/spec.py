@@ -25,9 +25,9 @@ from typing import Any
 from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup
 from mixq.core.precision import Precision, parse_candidates
 from mixq.core.restrictions import Restriction, apply_restrictions, narrow_graph, parse_restrictions
+from mixq.cost import COST_MODELS, LatencySource
 from mixq.cost.base import CostModel
 from mixq.errors import ConfigError
-from mixq.hardware.costs import KernelLatency
 
 DEFAULT_KEY = "default"
 _KINDS = ", ".join(k.value for k in OpKind)
@@ -96,7 +96,7 @@ class Hardware:
         """Extra cost models the description defines (``latency``), by name."""
         if self.latency is None:
             return {}
-        return {"latency": KernelLatency(self.latency, self.name)}
+        return {"latency": COST_MODELS.create("latency", LatencySource(kernels=self.latency, hardware=self.name))}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "hardware description") -> Hardware:

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from mixq.core.graph import GroupId
 from mixq.core.precision import Precision
 from mixq.core.quality import signal_over_noise, sqnr_db_from_ratios
 from mixq.core.tables import SensitivityTable
+from mixq.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -113,3 +114,45 @@ def summarize(measurements: Iterable[Measurement], graph_candidates: list[tuple[
             table[key] = sqnr_db_from_ratios(sums[key][0], int(sums[key][1]))
             n = int(sums[key][1])
     return SensitivityTable(table, metric="sqnr", n_samples=n, seconds=seconds)
+
+
+@dataclass(frozen=True)
+class SqnrConfig:
+    """Settings of the output-SQNR measurement.
+
+    Attributes:
+        cache_mb: memory for the cached float activations of one chunk of samples; larger = fewer chunks.
+    """
+
+    cache_mb: float = 4096.0
+
+    def __post_init__(self) -> None:
+        if self.cache_mb <= 0:
+            raise ConfigError(f"cache_mb must be positive, got {self.cache_mb}")
+
+    @classmethod
+    def from_search(cls, settings: Any) -> SqnrConfig:
+        """``--cache-mb``."""
+        return cls(cache_mb=float(settings.cache_mb))
+
+
+class OutputSqnr:
+    """Phase 1 of Pandey et al.: each group's output SQNR at each candidate, the rest in float.
+
+    The ``sqnr`` entry of :data:`mixq.sensitivity.METRICS`; see :class:`mixq.sensitivity.SensitivityMetric`.
+    """
+
+    name = "sqnr"
+    config_class = SqnrConfig
+
+    def __init__(self, config: SqnrConfig | None = None) -> None:
+        self.config = config or SqnrConfig()
+
+    def key(self, sim: Simulation, n_samples: int) -> dict[str, Any]:
+        """What stored measurements depend on besides the search's settings: the chunking."""
+        return {"chunk": chunk_size(sim, n_samples, self.config.cache_mb)}
+
+    def measure(self, sim: Simulation, calibration: np.ndarray, log: MeasurementLog | None = None,
+                progress: Progress | None = None) -> SensitivityTable:
+        """The table for every group and candidate of ``sim.graph`` (resumes what ``log`` holds)."""
+        return measure_sensitivity(sim, calibration, self.config.cache_mb, log, progress)

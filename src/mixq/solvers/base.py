@@ -308,11 +308,16 @@ def _finite(value: float) -> float | None:
 
 
 class Solver(Protocol):
-    """A phase-2 search over an :class:`AllocationProblem`."""
+    """A phase-2 search over an :class:`AllocationProblem` that only reads the table (a curve solver).
+
+    ``curve`` takes the cost budgets: a solver that can honour them while it builds the curve does so
+    (the ILP sweeps within them, so every point meets them all); the others return the whole walk and
+    a point is selected on it. Either way the caller needs no knowledge of which solver it holds.
+    """
 
     name: str
 
-    def curve(self, problem: AllocationProblem) -> ParetoCurve:
+    def curve(self, problem: AllocationProblem, budgets: Sequence[CostBudget] = ()) -> ParetoCurve:
         """The cost / predicted-quality trade-off, most expensive point first."""
         ...
 

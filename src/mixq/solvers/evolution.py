@@ -27,6 +27,7 @@ from mixq.solvers.greedy import GreedySolver
 from mixq.solvers.ilp import IlpConfig, IlpSolver
 from mixq.solvers.loop import Evaluations, Loop, LoopResult, curve_of, key_of
 from mixq.solvers.select import select_by_quality
+from mixq.solvers.settings import SearchSettings
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class EvolutionConfig:
             raise ConfigError(f"max_evaluations must be at least 1, got {self.max_evaluations}")
         if self.population < 1:
             raise ConfigError(f"population must be at least 1, got {self.population}")
+
+    @classmethod
+    def from_search(cls, settings: SearchSettings) -> EvolutionConfig:
+        """``--max-evaluations`` (default 30), ``--seed`` and the seeding ILP's ``--time-limit``."""
+        evaluations = settings.max_evaluations if settings.max_evaluations is not None else cls.max_evaluations
+        return cls(max_evaluations=evaluations, seed=settings.seed, ilp=IlpConfig.from_search(settings))
 
 
 @dataclass(frozen=True)

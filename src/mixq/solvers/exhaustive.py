@@ -22,8 +22,9 @@ class ExhaustiveSolver:
 
     name = "exhaustive"
 
-    def curve(self, problem: AllocationProblem) -> ParetoCurve:
-        """The exact front: the least predicted noise at every reachable primary cost."""
+    def curve(self, problem: AllocationProblem, budgets: Sequence[CostBudget] = ()) -> ParetoCurve:
+        """The exact front: the least predicted noise at every reachable primary cost (``budgets`` are
+        applied when a point is selected on it)."""
         noise, costs = _enumerate(problem)
         primary = costs[problem.primary]
         front = front_indices(primary, -noise)

@@ -57,8 +57,11 @@ class GreedySolver:
 
     name = "greedy"
 
-    def curve(self, problem: AllocationProblem) -> ParetoCurve:
-        """Every step of the walk from each group's most to its least expensive candidate."""
+    def curve(self, problem: AllocationProblem, budgets: Sequence[CostBudget] = ()) -> ParetoCurve:
+        """Every step of the walk from each group's most to its least expensive candidate.
+
+        ``budgets`` do not shorten the walk: a point is selected on it afterwards.
+        """
         primary = problem.primary
         options = problem.options
         choice = [start_choice(option, primary) for option in options]

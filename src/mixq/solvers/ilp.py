@@ -25,6 +25,7 @@ from mixq.errors import ConfigError, InfeasibleBudgetError, MixqError
 from mixq.solvers.base import COST_RTOL, AllocationProblem, CurvePoint, ParetoCurve, within
 from mixq.solvers.pareto import front_indices
 from mixq.solvers.select import format_cost, in_budget_unit, infeasible_cost_error
+from mixq.solvers.settings import SearchSettings
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,11 @@ class IlpConfig:
             raise ConfigError(f"curve_points must be at least 2, got {self.curve_points}")
         if not 0 <= self.mip_rel_gap < 1:
             raise ConfigError(f"mip_rel_gap must be in [0, 1), got {self.mip_rel_gap}")
+
+    @classmethod
+    def from_search(cls, settings: SearchSettings) -> IlpConfig:
+        """``--time-limit``; the sweep and gap keep their defaults."""
+        return cls(time_limit_s=settings.time_limit_s)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from mixq.solvers.base import AllocationProblem, CurvePoint, ParetoCurve
 from mixq.solvers.ilp import ExtraColumns, IlpConfig, IlpSolver, _program
 from mixq.solvers.loop import Evaluations, Loop, LoopResult, key_of, with_point
 from mixq.solvers.select import infeasible_cost_error, select_by_quality
+from mixq.solvers.settings import SearchSettings
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,11 @@ class IqpConfig:
     def __post_init__(self) -> None:
         if self.top_k < 2:
             raise ConfigError(f"the IQP pairs at least 2 groups, got top_k={self.top_k}")
+
+    @classmethod
+    def from_search(cls, settings: SearchSettings) -> IqpConfig:
+        """``--pair-groups`` and the MILP's ``--time-limit``."""
+        return cls(top_k=settings.pair_groups, ilp=IlpConfig.from_search(settings))
 
 
 def quadratic_noise(problem: AllocationProblem, terms: Mapping[Pair, float], assignment: Assignment) -> float:

@@ -140,20 +140,3 @@ def with_point(curve: ParetoCurve, point: CurvePoint) -> ParetoCurve:
     cost = point.costs[curve.primary]
     at = next((i for i, p in enumerate(curve.points) if p.costs[curve.primary] < cost), len(curve.points))
     return ParetoCurve((*curve.points[:at], point, *curve.points[at:]), curve.primary)
-
-
-@dataclass(frozen=True)
-class SolverSettings:
-    """The knobs of every solver that ``SearchConfig`` exposes (each solver reads the ones it has).
-
-    Attributes:
-        seed: seeds the evolution's Generator.
-        max_evaluations: real evaluations the evolution may spend.
-        pair_groups: how many of the most sensitive groups the IQP pairs (CLADO's K).
-        time_limit_s: wall-time limit of each MILP solve (ILP, IQP).
-    """
-
-    seed: int = 0
-    max_evaluations: int = 30
-    pair_groups: int = 8
-    time_limit_s: float = 60.0

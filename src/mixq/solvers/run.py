@@ -16,12 +16,12 @@ from mixq.core.budget import CostBudget, MemoryBudget, QualityTarget
 from mixq.core.graph import QuantGraph
 from mixq.core.restrictions import Restriction, apply_restrictions
 from mixq.core.tables import SensitivityTable
-from mixq.cost import COST_MODELS
+from mixq.cost import default_cost_models
 from mixq.cost.base import CostModel
+from mixq.cost.latency import NO_SOURCE
 from mixq.errors import ConfigError
 from mixq.hardware import load_hardware
 from mixq.solvers.base import AllocationProblem, Solver
-from mixq.solvers.ilp import IlpSolver
 from mixq.solvers.loop import ClosedLoopSolver, Evaluations, Loop, LoopResult, with_point
 from mixq.solvers.memory import apply_memory_budgets
 from mixq.solvers.select import feasible_indices, select_by_cost, select_by_quality
@@ -48,7 +48,7 @@ def build_problem(
         ConfigError: a group is left without candidates, a restriction matches nothing, or ``cost``
             is a cost model nobody defined.
     """
-    costs: dict[str, CostModel] = {name: cls() for name, cls in COST_MODELS.items()}
+    costs: dict[str, CostModel] = default_cost_models()
     costs.update(extra_costs or {})
     if hardware is not None:
         target = load_hardware(hardware)
@@ -57,8 +57,7 @@ def build_problem(
     graph = apply_memory_budgets(apply_restrictions(graph, restrictions), memory)
     if cost not in costs:
         raise ConfigError(
-            f"--cost {cost} is not defined here (known: {', '.join(costs)}); latency needs a hardware "
-            "description with cost.latency, or an ONNX model to measure it on (in ONNX Runtime)"
+            f"--cost {cost} is not defined here (known: {', '.join(costs)}); {NO_SOURCE}"
         )
     return AllocationProblem(graph, sensitivity, costs, cost)
 
@@ -76,8 +75,8 @@ def allocate(
     if target is None:
         point = solver.solve(problem, budgets)
         return LoopResult(point, with_point(solver.curve(problem), point))
-    # a curve that honours every budget when the solver can make one (the ILP), else select on the walk
-    curve = solver.curve(problem, budgets) if isinstance(solver, IlpSolver) and budgets else solver.curve(problem)
+    # a curve that honours every budget when the solver can make one (the ILP), else the whole walk
+    curve = solver.curve(problem, budgets)
     allowed = feasible_indices(curve, problem, budgets)
     if not allowed:
         select_by_cost(curve, problem, budgets)  # raises with the minimum reachable

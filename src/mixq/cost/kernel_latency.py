@@ -1,4 +1,8 @@
-"""A per-kernel cost model from a hardware description: relative time per MAC of each kernel."""
+"""Latency from a hardware description: relative time per MAC of each kernel (``cost.latency``).
+
+In ``mixq.cost`` (not ``mixq.hardware``) so that cost models depend on no hardware code; the
+hardware package builds it through the ``latency`` entry of :data:`mixq.cost.COST_MODELS`.
+"""
 
 from __future__ import annotations
 
