@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from mixq.core.budget import Budget, CostBudget, MemoryBudget, QualityTarget, parse_budget
-from mixq.core.precision import Precision, QuantScheme, RangeMethod, parse_candidates
+from mixq.core.precision import Precision, QuantScheme, parse_candidates
 from mixq.core.restrictions import Restriction, parse_restrictions
 from mixq.cost import ADDITIVE, COST_MODELS
 from mixq.errors import ConfigError
@@ -123,7 +123,7 @@ class SearchConfig:
         return self.solver_config()
 
     def to_dict(self) -> dict[str, Any]:
-        scheme = scheme_to_dict(self.scheme)
+        scheme = self.scheme.to_dict()
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out.update(solver_options={k: dict(v) for k, v in self.solver_options.items()},
                    candidates=[str(p) for p in self.candidates], budgets=[str(b) for b in self.budgets],
@@ -139,7 +139,7 @@ class SearchConfig:
         if unknown:
             raise ConfigError(f"unknown settings {unknown}; known: {sorted(known)}")
         if "scheme" in data and isinstance(data["scheme"], dict):
-            data["scheme"] = scheme_from_dict(data["scheme"])
+            data["scheme"] = QuantScheme.from_dict(data["scheme"])
         if "candidates" in data:
             data["candidates"] = parse_candidates(data["candidates"])
         if "budgets" in data:
@@ -178,21 +178,3 @@ def _dotted(config: Any, key: str) -> Any:
     for part in key.split("."):
         config = getattr(config, part)
     return config
-
-
-def scheme_to_dict(scheme: QuantScheme) -> dict[str, Any]:
-    out = asdict(scheme)
-    out.update(weight_range=scheme.weight_range.value, act_range=scheme.act_range.value)
-    return out
-
-
-def scheme_from_dict(data: dict[str, Any]) -> QuantScheme:
-    known = {f.name for f in fields(QuantScheme)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"unknown quantization scheme settings {unknown}; known: {sorted(known)}")
-    values = dict(data)
-    for key in ("weight_range", "act_range"):
-        if key in values:
-            values[key] = RangeMethod(values[key])
-    return QuantScheme(**values)
