@@ -260,3 +260,15 @@ def test_a_failed_json_write_leaves_no_partial_file(tmp_path: Path, monkeypatch:
         write_json(target, {"new": True})
     monkeypatch.undo()
     assert json.loads(target.read_text()) == {"old": True} and not list(tmp_path.glob("*.tmp"))
+
+
+def test_written_files_get_the_usual_permissions(tmp_path: Path) -> None:
+    """The writer's private temporary file (0600) must not leave plans readable by their owner only."""
+    import os
+
+    from mixq.atomic import write_json
+
+    mask = os.umask(0)
+    os.umask(mask)
+    path = write_json(tmp_path / "plan.json", {"a": 1})
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask != 0o600

@@ -22,6 +22,7 @@ def write_atomic(path: str | Path, data: bytes | str | Callable[[Path], None]) -
     descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(name)
     try:
+        os.chmod(descriptor, _FILE_MODE)  # mkstemp makes 0600; the file gets what open() would have given it
         if callable(data):
             os.close(descriptor)
             data(tmp)
@@ -37,6 +38,16 @@ def write_atomic(path: str | Path, data: bytes | str | Callable[[Path], None]) -
         tmp.unlink(missing_ok=True)  # e.g. a full disk: leave the old file, not a partial one
         raise
     return path
+
+
+def _default_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+#: Permissions of written files: as ``open(path, "w")`` gives them under the process's umask.
+_FILE_MODE = _default_mode()
 
 
 def write_json(path: str | Path, data: Any, indent: int | None = 2) -> Path:
