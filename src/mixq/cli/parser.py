@@ -47,6 +47,9 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
                         help='space-separated key=value items on pixels in [0,1], e.g. "resize=256 crop=224 '
                              'interpolation=bicubic mean=0.485,0.456,0.406 std=0.229,0.224,0.225" '
                              "(default: what the model factory gives, else none)")
+    parser.add_argument("--load-timeout", type=float, metavar="SECONDS",
+                        help="give up loading MODEL if its factory has not returned after this long (default 600, "
+                             "or $MIXQ_LOAD_TIMEOUT; 0 = no limit)")
     parser.add_argument("--num-samples", type=int, default=64, metavar="N",
                         help="calibration samples: the first N of DATA (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
