@@ -24,6 +24,7 @@ from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
 from mixq.cost.measured_latency import MeasuredLatency, check_measurable, measure_for, table_report
 from mixq.cost.totals import plan_costs
 from mixq.data.dataset import Dataset
+from mixq.determinism import check_determinism, described
 from mixq.errors import ConfigError
 from mixq.evaluation import Evaluator, ScoreFn
 from mixq.hardware import latency_needed
@@ -85,6 +86,7 @@ def search(
     if measure_latency:  # before calibration: a torch model cannot be timed in ORT
         check_measurable(backends.resolve(model))
     prepared = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
+    prepared, nondeterminism = check_determinism(prepared, config.nondeterministic, config.average_runs)
     timings = dict(prepared.timings)
     measured: dict[str, CostModel] = {}
     latency = None
@@ -112,7 +114,8 @@ def search(
                                                           "evaluating the chosen configuration")
     timings["evaluation_s"] = timings.get("evaluation_s", 0.0) + time.perf_counter() - evaluation_started
     timings["total_s"] = time.perf_counter() - started
-    plan = _plan(prepared, config, outcome, {**quality.to_dict(), "evaluations": evaluator.count}, measured)
+    plan = _plan(prepared, config, outcome, {**quality.to_dict(), "evaluations": evaluator.count,
+                                               **described(nondeterminism)}, measured)
     evaluations = list(outcome.result.evaluations)
     if run is not None:
         plan.save(run.file("plan.json"))

@@ -45,6 +45,10 @@ class SearchConfig:
             decremental configurations ``tuneqn`` evaluates (default: all).
         pair_groups: how many of the most sensitive groups ``iqp`` measures in pairs.
         time_limit_s: wall-time limit of each MILP solve (``ilp``, ``iqp``).
+        nondeterministic: what to do with a float model whose output changes from run to run on the same
+            samples (checked before phase 1): ``refuse`` it (default), or ``average`` every measurement over
+            ``average_runs`` runs (reported in the plan's quality). See :mod:`mixq.determinism`.
+        average_runs: runs averaged per measurement with ``nondeterministic="average"``.
         solver_options: settings of one solver's config dataclass, by solver then field
             (``{"ilp": {"curve_points": 50}}``); a flat mapping (``{"curve_points": 50}``) is the chosen
             ``solver``'s. They override the shared fields above. See :mod:`mixq.options`.
@@ -66,6 +70,8 @@ class SearchConfig:
     strategy: str = "two-phase"
     pair_groups: int = 8
     time_limit_s: float = 60.0
+    nondeterministic: str = "refuse"
+    average_runs: int = 8
     solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +101,10 @@ class SearchConfig:
             raise ConfigError("--cache-mb must be positive")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("--threads must be at least 1")
+        if self.nondeterministic not in ("refuse", "average"):
+            raise ConfigError(f"--nondeterministic must be refuse or average, got {self.nondeterministic!r}")
+        if self.average_runs < 2:
+            raise ConfigError(f"--average-runs must be at least 2, got {self.average_runs}")
         typed = {}
         for name, options in self.solver_options.items():  # unknown keys and bad values fail now, not mid-search
             built = self.solver_config(name)
@@ -151,7 +161,10 @@ class SearchConfig:
     def measurement_key(self) -> dict[str, Any]:
         """The settings stored measurements depend on; changing any of them invalidates a run."""
         d = self.to_dict()
-        return {k: d[k] for k in ("num_samples", "seed", "scheme")}
+        key = {k: d[k] for k in ("num_samples", "seed", "scheme")}
+        if self.nondeterministic == "average":  # averaged measurements differ; a default run's key is unchanged
+            key["average_runs"] = self.average_runs
+        return key
 
 
 def by_solver(chosen: str, options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

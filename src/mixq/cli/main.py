@@ -113,7 +113,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                           cost=args.cost, cache_mb=args.cache_mb, threads=args.threads, strategy=args.strategy,
                           restrictions=tuple(args.restrict), hardware=args.hardware,
                           max_evaluations=args.max_evaluations, pair_groups=args.pair_groups,
-                          time_limit_s=args.time_limit,
+                          time_limit_s=args.time_limit, nondeterministic=args.nondeterministic,
+                          average_runs=args.average_runs,
                           solver_options=parse_pairs(args.solver_options, "--solver-option"))
     compared = _compared(args.compare_solvers) if args.compare_solvers else ()
     loaded, preprocess, data = _load(args)

@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="iqp: how many of the most sensitive groups are measured in pairs (default 8)")
     search.add_argument("--time-limit", type=float, default=60.0, metavar="S",
                         help="wall-time limit of each MILP solve in seconds (ilp, iqp; default 60)")
+    search.add_argument("--nondeterministic", choices=("refuse", "average"), default="refuse",
+                        help="a float model whose output changes from run to run on the same samples (dropout in "
+                             "training mode, noise in forward) is refused (default), or with 'average' every "
+                             "measurement is the mean of --average-runs runs (slower; reported in the plan)")
+    search.add_argument("--average-runs", type=int, default=8, metavar="N",
+                        help="runs averaged per measurement with --nondeterministic average (default 8)")
     search.add_argument("--eval-samples", type=int, metavar="N",
                         help="samples of DATA used to measure quality targets (default: all)")
     search.add_argument("--eval-data", metavar="DATA", help="separate data for quality targets (default: DATA)")

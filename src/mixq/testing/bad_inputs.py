@@ -161,6 +161,11 @@ def _float_image_out_of_range(tmp: Path) -> list[str]:
     return _search(_model(tmp), str(images), tmp)
 
 
+def _nondeterministic_model(tmp: Path) -> list[str]:
+    body = _wrapping_model("out = self.net(x)\n        return out + torch.randn_like(out)")
+    return _search(_model(tmp, body), _npz(tmp), tmp)
+
+
 CASES: tuple[BadInput, ...] = (
     BadInput("model file with a syntax error", _syntax_error, "SyntaxError"),
     BadInput("truncated .onnx file", _truncated_onnx, "onnx"),
@@ -182,4 +187,5 @@ CASES: tuple[BadInput, ...] = (
     BadInput("model factory that calls sys.exit(0)", _factory_exits, "sys.exit(0)"),
     BadInput("model factory that never returns", _factory_hangs, "did not finish loading"),
     BadInput("float TIFF with values outside [0, 1]", _float_image_out_of_range, "[0, 1]"),
+    BadInput("model whose output changes from run to run", _nondeterministic_model, "--nondeterministic average"),
 )
