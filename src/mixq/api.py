@@ -30,7 +30,7 @@ from mixq.evaluation import Evaluator, ScoreFn
 from mixq.hardware import latency_needed
 from mixq.plan import Plan, Provenance
 from mixq.prepared import Prepared, as_dataset, prepare, trace_only
-from mixq.preflight import check_budgets_given, check_labels, check_reachable
+from mixq.preflight import check_budgets_given, check_labels, check_reachable, check_solver
 from mixq.rundir import RunDirectory, check_writable
 from mixq.solvers.base import ParetoCurve
 from mixq.strategies import STRATEGIES
@@ -77,6 +77,7 @@ def search(
             (an ``nn.Module``), returns a score in [0, 1]; used instead of labels.
     """
     check_budgets_given(config)
+    check_solver(config)
     started = time.perf_counter()
     if out is not None:
         check_writable(out)

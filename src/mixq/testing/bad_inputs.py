@@ -166,6 +166,10 @@ def _nondeterministic_model(tmp: Path) -> list[str]:
     return _search(_model(tmp, body), _npz(tmp), tmp)
 
 
+def _fallback_without_target(tmp: Path) -> list[str]:
+    return _search(_model(tmp), _npz(tmp), tmp, "--solver", "fallback")
+
+
 CASES: tuple[BadInput, ...] = (
     BadInput("model file with a syntax error", _syntax_error, "SyntaxError"),
     BadInput("truncated .onnx file", _truncated_onnx, "onnx"),
@@ -188,4 +192,5 @@ CASES: tuple[BadInput, ...] = (
     BadInput("model factory that never returns", _factory_hangs, "did not finish loading"),
     BadInput("float TIFF with values outside [0, 1]", _float_image_out_of_range, "[0, 1]"),
     BadInput("model whose output changes from run to run", _nondeterministic_model, "--nondeterministic average"),
+    BadInput("--solver fallback with only a cost budget", _fallback_without_target, "quality target"),
 )
