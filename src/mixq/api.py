@@ -147,8 +147,12 @@ def _plan(prepared: Prepared, config: SearchConfig, outcome: StrategyOutcome, qu
 def _evaluator(prepared: Prepared, data: Dataset | np.ndarray, eval_data: Dataset | None, config: SearchConfig,
                progress: Progress | None, score: ScoreFn | None = None) -> Evaluator:
     chosen = as_dataset(eval_data if eval_data is not None else data)
-    if config.eval_samples is not None:
-        chosen = chosen.subset(min(config.eval_samples, len(chosen)))
+    samples = config.evaluation_samples()
+    if samples is not None:
+        if samples < len(chosen) and config.eval_samples is None:
+            logger.info("--solver %s evaluates on the first %d of %d samples (its default; --eval-samples N to "
+                        "change)", config.solver, samples, len(chosen))
+        chosen = chosen.subset(min(samples, len(chosen)))
     return Evaluator(prepared.sim, chosen, progress, score=score)
 
 

@@ -25,7 +25,8 @@ class SearchConfig:
         candidates: precisions every group may take (the target's kernels).
         budgets: cost limits and/or one quality target; all must hold.
         num_samples: calibration samples (the first N of the data), for ranges and phase 1.
-        eval_samples: samples used to measure quality targets (None = all the data).
+        eval_samples: samples used to measure quality targets (None = all the data, or the solver's
+            default: 256 for ``evolution``; see :meth:`evaluation_samples`).
         seed: seeds every random choice (sampling for range setting).
         scheme: how tensors are quantized at a bit-width.
         solver: phase-2 allocation solver, a name of ``mixq.solvers.SOLVERS`` (``greedy`` is Pandey et al.'s).
@@ -122,6 +123,14 @@ class SearchConfig:
     @property
     def quality_target(self) -> QualityTarget | None:
         return next((b for b in self.budgets if isinstance(b, QualityTarget)), None)
+
+    def evaluation_samples(self) -> int | None:
+        """Samples a quality measurement uses: ``eval_samples``, else the solver's ``default_eval_samples``
+        (evolution's 256: a closed loop over a whole large folder would take hours), else all (None)."""
+        if self.eval_samples is not None or self.strategy != "two-phase":
+            return self.eval_samples
+        default = getattr(SOLVERS.get(self.solver).load(), "default_eval_samples", None)
+        return int(default) if default is not None else None
 
     def solver_config(self, name: str | None = None) -> Any:
         """The settings dataclass of solver ``name`` (default: ``solver``), None if it takes none."""

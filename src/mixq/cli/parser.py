@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--hardware", metavar="NAME|FILE",
                         help=f"target kernels and costs: {HARDWARE.help()}; or a YAML/TOML file")
     search.add_argument("--max-evaluations", type=int, metavar="N",
-                        help="real evaluations the evolution solver may spend (default 30); for tuneqn the "
+                        help="real evaluations the evolution solver may spend (default 30, each on --eval-samples; "
+                             "progress and the time left are reported per evaluation); for tuneqn the "
                              "number of decremental configurations (default: all)")
     search.add_argument("--pair-groups", type=int, default=8, metavar="K",
                         help="iqp: how many of the most sensitive groups are measured in pairs (default 8)")
@@ -138,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--average-runs", type=int, default=8, metavar="N",
                         help="runs averaged per measurement with --nondeterministic average (default 8)")
     search.add_argument("--eval-samples", type=int, metavar="N",
-                        help="samples of DATA used to measure quality targets (default: all)")
+                        help="samples of DATA used to measure quality targets (default: all; for --solver "
+                             "evolution the first 256, so its 30 evaluations take minutes, not hours)")
     search.add_argument("--eval-data", metavar="DATA", help="separate data for quality targets (default: DATA)")
     search.add_argument("--cache-mb", type=float, default=4096.0,
                         help="memory for phase 1's cached float activations (default 4096)")
