@@ -71,3 +71,13 @@ def test_bad_settings_are_config_errors() -> None:
         SearchConfig(nondeterministic="ignore")
     with pytest.raises(ConfigError, match="--average-runs"):
         SearchConfig(average_runs=1)
+
+
+def test_an_averaged_run_resumes(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = SearchConfig(budgets=("bops<=0.5",), candidates="w4a8,w8a8", num_samples=4,
+                          nondeterministic="average", average_runs=2)
+    first = search(_noisy(), random_images(4), config, out=tmp_path / "run")
+    measured = (tmp_path / "run" / "measurements.jsonl").read_text()
+    again = search(_noisy(), random_images(4), config, out=tmp_path / "run")
+    assert (tmp_path / "run" / "measurements.jsonl").read_text() == measured  # nothing measured twice
+    assert again.plan.quality["nondeterminism"]["averaged_runs"] == first.plan.quality["nondeterminism"]["averaged_runs"]

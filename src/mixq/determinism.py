@@ -9,6 +9,8 @@ every run of the simulation is replaced by the mean of ``runs`` runs, and the pl
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -76,6 +78,11 @@ def check_determinism(prepared: Prepared, mode: str = "refuse", runs: int = 8) -
                          "--nondeterministic average to average every measurement over --average-runs runs")
     logger.warning("%s: every measurement averages %d runs (slower by as much; results stay approximate)", found, runs)
     averaged = replace(prepared, sim=AveragedSimulation(prepared.sim, runs))
+    # The usual fingerprint hashes float outputs, which differ on every run here: a resume would take the
+    # model for another. Graph structure and calibration data identify it instead (weights are not hashed).
+    digest = hashlib.sha256(json.dumps(prepared.graph.records()).encode())
+    digest.update(f"averaged:{runs}:{prepared.data_hash}".encode())
+    averaged.__dict__["fingerprint"] = digest.hexdigest()[:16]  # fills the cached_property
     return averaged, Nondeterminism(difference, relative, runs)
 
 
