@@ -166,3 +166,37 @@ def test_mixq_errors_from_factories_pass_through(tmp_path: Path) -> None:
     """)
     with pytest.raises(BackendUnavailableError, match="mixq"):
         load_model(f"{path}:make")
+
+
+def test_factory_calling_sys_exit_is_a_clear_error(tmp_path: Path) -> None:
+    path = model_file(tmp_path, "import sys\n\ndef build():\n    sys.exit(0)\n")
+    with pytest.raises(UnsupportedModelError, match=r"sys\.exit\(0\)"):
+        load_model(f"{path}:build")
+
+
+def test_model_file_calling_sys_exit_on_import_is_a_clear_error(tmp_path: Path) -> None:
+    path = model_file(tmp_path, "import sys\nsys.exit('usage: model.py')\n\ndef build():\n    return None\n")
+    with pytest.raises(UnsupportedModelError, match="__main__"):
+        load_model(f"{path}:build")
+
+
+def test_factory_that_never_returns_meets_the_time_limit(tmp_path: Path) -> None:
+    path = model_file(tmp_path, "import threading\n\ndef build():\n    threading.Event().wait()\n")
+    with pytest.raises(UnsupportedModelError, match="did not finish loading in 0.2 s"):
+        load_model(f"{path}:build", timeout_s=0.2)
+
+
+def test_load_timeout_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixq.errors import ConfigError
+    from mixq.models import DEFAULT_LOAD_TIMEOUT_S, LOAD_TIMEOUT_ENV, load_timeout
+
+    monkeypatch.delenv(LOAD_TIMEOUT_ENV, raising=False)
+    assert load_timeout() == DEFAULT_LOAD_TIMEOUT_S
+    monkeypatch.setenv(LOAD_TIMEOUT_ENV, "5")
+    assert load_timeout() == 5.0 and load_timeout(1.5) == 1.5
+    monkeypatch.setenv(LOAD_TIMEOUT_ENV, "soon")
+    with pytest.raises(ConfigError, match=LOAD_TIMEOUT_ENV):
+        load_timeout()
+    with pytest.raises(ConfigError, match="finite"):
+        load_timeout(float("nan"))
+    assert isinstance(load_model("tiny-cnn", timeout_s=0).model, TinyConvNet)  # 0: no limit, no thread

@@ -24,12 +24,13 @@ from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
 from mixq.cost.measured_latency import MeasuredLatency, check_measurable, measure_for, table_report
 from mixq.cost.totals import plan_costs
 from mixq.data.dataset import Dataset
+from mixq.determinism import check_determinism, described
 from mixq.errors import ConfigError
 from mixq.evaluation import Evaluator, ScoreFn
 from mixq.hardware import latency_needed
 from mixq.plan import Plan, Provenance
 from mixq.prepared import Prepared, as_dataset, prepare, trace_only
-from mixq.preflight import check_budgets_given, check_labels, check_reachable
+from mixq.preflight import check_budgets_given, check_labels, check_reachable, check_solver
 from mixq.rundir import RunDirectory, check_writable
 from mixq.solvers.base import ParetoCurve
 from mixq.strategies import STRATEGIES
@@ -76,6 +77,7 @@ def search(
             (an ``nn.Module``), returns a score in [0, 1]; used instead of labels.
     """
     check_budgets_given(config)
+    check_solver(config)
     started = time.perf_counter()
     if out is not None:
         check_writable(out)
@@ -85,6 +87,7 @@ def search(
     if measure_latency:  # before calibration: a torch model cannot be timed in ORT
         check_measurable(backends.resolve(model))
     prepared = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
+    prepared, nondeterminism = check_determinism(prepared, config.nondeterministic, config.average_runs)
     timings = dict(prepared.timings)
     measured: dict[str, CostModel] = {}
     latency = None
@@ -112,7 +115,8 @@ def search(
                                                           "evaluating the chosen configuration")
     timings["evaluation_s"] = timings.get("evaluation_s", 0.0) + time.perf_counter() - evaluation_started
     timings["total_s"] = time.perf_counter() - started
-    plan = _plan(prepared, config, outcome, {**quality.to_dict(), "evaluations": evaluator.count}, measured)
+    plan = _plan(prepared, config, outcome, {**quality.to_dict(), "evaluations": evaluator.count,
+                                               **described(nondeterminism)}, measured)
     evaluations = list(outcome.result.evaluations)
     if run is not None:
         plan.save(run.file("plan.json"))
@@ -143,8 +147,12 @@ def _plan(prepared: Prepared, config: SearchConfig, outcome: StrategyOutcome, qu
 def _evaluator(prepared: Prepared, data: Dataset | np.ndarray, eval_data: Dataset | None, config: SearchConfig,
                progress: Progress | None, score: ScoreFn | None = None) -> Evaluator:
     chosen = as_dataset(eval_data if eval_data is not None else data)
-    if config.eval_samples is not None:
-        chosen = chosen.subset(min(config.eval_samples, len(chosen)))
+    samples = config.evaluation_samples()
+    if samples is not None:
+        if samples < len(chosen) and config.eval_samples is None:
+            logger.info("--solver %s evaluates on the first %d of %d samples (its default; --eval-samples N to "
+                        "change)", config.solver, samples, len(chosen))
+        chosen = chosen.subset(min(samples, len(chosen)))
     return Evaluator(prepared.sim, chosen, progress, score=score)
 
 

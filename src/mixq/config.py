@@ -25,7 +25,8 @@ class SearchConfig:
         candidates: precisions every group may take (the target's kernels).
         budgets: cost limits and/or one quality target; all must hold.
         num_samples: calibration samples (the first N of the data), for ranges and phase 1.
-        eval_samples: samples used to measure quality targets (None = all the data).
+        eval_samples: samples used to measure quality targets (None = all the data, or the solver's
+            default: 256 for ``evolution``; see :meth:`evaluation_samples`).
         seed: seeds every random choice (sampling for range setting).
         scheme: how tensors are quantized at a bit-width.
         solver: phase-2 allocation solver, a name of ``mixq.solvers.SOLVERS`` (``greedy`` is Pandey et al.'s).
@@ -45,6 +46,10 @@ class SearchConfig:
             decremental configurations ``tuneqn`` evaluates (default: all).
         pair_groups: how many of the most sensitive groups ``iqp`` measures in pairs.
         time_limit_s: wall-time limit of each MILP solve (``ilp``, ``iqp``).
+        nondeterministic: what to do with a float model whose output changes from run to run on the same
+            samples (checked before phase 1): ``refuse`` it (default), or ``average`` every measurement over
+            ``average_runs`` runs (reported in the plan's quality). See :mod:`mixq.determinism`.
+        average_runs: runs averaged per measurement with ``nondeterministic="average"``.
         solver_options: settings of one solver's config dataclass, by solver then field
             (``{"ilp": {"curve_points": 50}}``); a flat mapping (``{"curve_points": 50}``) is the chosen
             ``solver``'s. They override the shared fields above. See :mod:`mixq.options`.
@@ -66,6 +71,8 @@ class SearchConfig:
     strategy: str = "two-phase"
     pair_groups: int = 8
     time_limit_s: float = 60.0
+    nondeterministic: str = "refuse"
+    average_runs: int = 8
     solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -95,6 +102,10 @@ class SearchConfig:
             raise ConfigError("--cache-mb must be positive")
         if self.threads is not None and self.threads < 1:
             raise ConfigError("--threads must be at least 1")
+        if self.nondeterministic not in ("refuse", "average"):
+            raise ConfigError(f"--nondeterministic must be refuse or average, got {self.nondeterministic!r}")
+        if self.average_runs < 2:
+            raise ConfigError(f"--average-runs must be at least 2, got {self.average_runs}")
         typed = {}
         for name, options in self.solver_options.items():  # unknown keys and bad values fail now, not mid-search
             built = self.solver_config(name)
@@ -112,6 +123,14 @@ class SearchConfig:
     @property
     def quality_target(self) -> QualityTarget | None:
         return next((b for b in self.budgets if isinstance(b, QualityTarget)), None)
+
+    def evaluation_samples(self) -> int | None:
+        """Samples a quality measurement uses: ``eval_samples``, else the solver's ``default_eval_samples``
+        (evolution's 256: a closed loop over a whole large folder would take hours), else all (None)."""
+        if self.eval_samples is not None or self.strategy != "two-phase":
+            return self.eval_samples
+        default = getattr(SOLVERS.get(self.solver).load(), "default_eval_samples", None)
+        return int(default) if default is not None else None
 
     def solver_config(self, name: str | None = None) -> Any:
         """The settings dataclass of solver ``name`` (default: ``solver``), None if it takes none."""
@@ -151,7 +170,10 @@ class SearchConfig:
     def measurement_key(self) -> dict[str, Any]:
         """The settings stored measurements depend on; changing any of them invalidates a run."""
         d = self.to_dict()
-        return {k: d[k] for k in ("num_samples", "seed", "scheme")}
+        key = {k: d[k] for k in ("num_samples", "seed", "scheme")}
+        if self.nondeterministic == "average":  # averaged measurements differ; a default run's key is unchanged
+            key["average_runs"] = self.average_runs
+        return key
 
 
 def by_solver(chosen: str, options: Mapping[str, Any]) -> dict[str, dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 A user's factory is arbitrary code; whatever goes wrong in it (missing file, import error, exception,
 wrong return type) becomes one ``UnsupportedModelError`` sentence naming the spec and the fix, instead of
-a traceback from deep inside importlib.
+a traceback from deep inside importlib. A factory that calls ``sys.exit()`` is such an error too (not a
+silent exit 0), and one that never returns meets a time limit (:data:`LOAD_TIMEOUT_ENV`, ``--load-timeout``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,10 @@ from mixq.errors import BackendUnavailableError, ConfigError, MixqError, Unsuppo
 from mixq.registry import Registry
 
 SPEC_FORMS = "path/to/file.py:factory or package.module:factory (or a .onnx file)"
+#: Seconds a model factory (import included) may take before loading gives up; 0 = no limit.
+DEFAULT_LOAD_TIMEOUT_S = 600.0
+#: Environment variable overriding :data:`DEFAULT_LOAD_TIMEOUT_S` (``--load-timeout`` overrides both).
+LOAD_TIMEOUT_ENV = "MIXQ_LOAD_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,55 @@ def _builtin(name: str) -> Callable[[], Any]:
                                       'not installed: pip install "mixq[torch]"') from None
 
 
-def load_model(spec: str) -> LoadedModel:
-    """Load a model from a built-in name, a factory in a file or module, or an ONNX file (not opened here)."""
+def load_timeout(given: float | None = None) -> float:
+    """The time limit on loading a model: ``given``, else $MIXQ_LOAD_TIMEOUT, else 600 s (0 = no limit)."""
+    source = "--load-timeout"
+    if given is None:
+        text = os.environ.get(LOAD_TIMEOUT_ENV)
+        if not text:
+            return DEFAULT_LOAD_TIMEOUT_S
+        source = f"${LOAD_TIMEOUT_ENV}"
+        try:
+            given = float(text)
+        except ValueError:
+            raise ConfigError(f"{source} must be a number of seconds, got {text!r}") from None
+    if not (given >= 0 and given < float("inf")):
+        raise ConfigError(f"{source} must be a finite number of seconds (0 for no limit), got {given}")
+    return given
+
+
+def load_model(spec: str, timeout_s: float | None = None) -> LoadedModel:
+    """Load a model from a built-in name, a factory in a file or module, or an ONNX file (not opened here).
+
+    The factory runs in a daemon thread limited to ``timeout_s`` seconds (default :func:`load_timeout`). A
+    Python thread cannot be killed: when the limit passes, the factory keeps running in the background
+    and loading raises UnsupportedModelError; the CLI then exits, which ends the thread with the process.
+    """
+    limit = load_timeout(timeout_s)
+    if limit == 0:
+        return _load(spec)
+    outcome: list[LoadedModel] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(_load(spec))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name=f"mixq-load-{spec}", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        raise UnsupportedModelError(f"model {spec} did not finish loading in {limit:g} s (its factory or import may "
+                                    f"wait forever): fix it, or allow more time with --load-timeout SECONDS or "
+                                    f"${LOAD_TIMEOUT_ENV} (0 = no limit)")
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def _load(spec: str) -> LoadedModel:
     spec = spec.strip()
     if spec in MODELS:
         return _finish(_builtin(spec), spec, spec)
@@ -105,6 +158,9 @@ def _finish(factory: Callable[[], Any], spec: str, name: str) -> LoadedModel:
         result = factory()
     except MixqError:
         raise  # already a clear message (e.g. a missing optional package)
+    except SystemExit as exc:  # not a search that ended well: nothing was built
+        raise UnsupportedModelError(f"model factory {spec} called sys.exit({exc.code!r}) instead of returning a "
+                                    "model: return the nn.Module (or raise an exception saying what is wrong)") from None
     except Exception as exc:
         raise UnsupportedModelError(f"model factory {spec} raised {type(exc).__name__}: {exc}") from exc
     preprocess: Any = None
@@ -161,6 +217,10 @@ def _import_file(path: Path, spec: str) -> ModuleType:
     sys.modules[module_name] = module  # dataclasses and pickling look the module up by name
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as exc:
+        sys.modules.pop(module_name, None)
+        raise UnsupportedModelError(f"importing {path} called sys.exit({exc.code!r}): guard the script's own code "
+                                    "with `if __name__ == \"__main__\":`") from None
     except Exception as exc:
         sys.modules.pop(module_name, None)
         if isinstance(exc, MixqError):
@@ -176,6 +236,9 @@ def _import_module(source: str, spec: str) -> ModuleType:
         raise UnsupportedModelError(f"cannot import module {source} (from {spec!r}): {exc}") from exc
     except MixqError:
         raise
+    except SystemExit as exc:
+        raise UnsupportedModelError(f"importing {source} called sys.exit({exc.code!r}): guard the module's own code "
+                                    "with `if __name__ == \"__main__\":`") from None
     except Exception as exc:
         raise UnsupportedModelError(f"importing {source} failed with {type(exc).__name__}: {exc}") from exc
 

@@ -14,6 +14,7 @@ from mixq.cost.base import CostModel
 from mixq.data.dataset import Dataset
 from mixq.errors import ConfigError
 from mixq.evaluation import ScoreFn
+from mixq.solvers import SOLVERS
 from mixq.solvers.base import within
 from mixq.solvers.run import build_problem
 from mixq.solvers.select import infeasible_cost_error
@@ -22,6 +23,22 @@ from mixq.solvers.select import infeasible_cost_error
 def check_budgets_given(config: SearchConfig) -> None:
     if not config.budgets:
         raise ConfigError('give at least one budget, e.g. --budget "bops<=0.375" or --budget "agreement>=0.99"')
+
+
+def check_solver(config: SearchConfig) -> None:
+    """A solver whose class declares ``needs_quality_target`` (fallback) is refused without a quality target
+    here, before phase 1, rather than by the solver after it."""
+    if config.strategy != "two-phase" or config.quality_target is not None:
+        return
+    if _needs_target(config.solver):
+        others = [name for name in SOLVERS.names() if not _needs_target(name)]
+        raise ConfigError(f"--solver {config.solver} is driven by a measured quality target and none was given: add "
+                          f'one, e.g. --budget "agreement>=0.99", or for cost budgets alone use --solver '
+                          f"{', '.join(others)}")
+
+
+def _needs_target(name: str) -> bool:
+    return bool(getattr(SOLVERS.get(name).load(), "needs_quality_target", False))
 
 
 def check_labels(target: QualityTarget | None, data: Dataset, score: ScoreFn | None) -> None:

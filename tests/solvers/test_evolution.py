@@ -116,3 +116,27 @@ def test_errors_are_clear() -> None:
         EvolutionSolver().search(problem, [], unreachable, Loop(Measured(problem)))
     with pytest.raises(ConfigError, match="max_evaluations"):
         EvolutionConfig(max_evaluations=0)
+
+
+def test_evolution_reports_each_evaluation_with_its_total(caplog: pytest.LogCaptureFixture) -> None:
+    from mixq.core.quality import Quality
+    from mixq.solvers.evolution import EVALUATIONS_STAGE, reporting
+
+    calls: list[tuple[str, int, int]] = []
+    evaluate = reporting(lambda assignment: Quality(n_samples=1, sqnr_db=1.0), 3, lambda *call: calls.append(call))
+    with caplog.at_level("INFO", logger="mixq.solvers.evolution"):
+        for _ in range(4):  # one more than planned (the seeding search may add some)
+            evaluate(Assignment({}))
+    assert calls[0] == (EVALUATIONS_STAGE, 0, 3)
+    assert [done for _, done, _ in calls[1:]] == [1, 2, 3, 4]
+    assert all(done <= total for _, done, total in calls)
+    assert "evaluation 1 of up to 3" in caplog.text and "left" in caplog.text
+
+
+def test_evolution_evaluates_a_default_subset_unless_told() -> None:
+    from mixq.config import SearchConfig
+    from mixq.solvers.evolution import DEFAULT_EVAL_SAMPLES
+
+    assert SearchConfig(solver="evolution").evaluation_samples() == DEFAULT_EVAL_SAMPLES
+    assert SearchConfig(solver="evolution", eval_samples=1000).evaluation_samples() == 1000
+    assert SearchConfig(solver="greedy").evaluation_samples() is None

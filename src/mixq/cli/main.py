@@ -97,7 +97,7 @@ def _load(args: argparse.Namespace, data_arg: str | None = None) -> tuple[Any, A
     from mixq.data import Preprocess, load_data
     from mixq.models import load_model
 
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, getattr(args, "load_timeout", None))
     preprocess = Preprocess.parse(args.preprocess) if args.preprocess else loaded.preprocess
     path = data_arg if data_arg is not None else args.data
     data = load_data(path, preprocess, labels=getattr(args, "labels", None)) if path else None
@@ -113,7 +113,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                           cost=args.cost, cache_mb=args.cache_mb, threads=args.threads, strategy=args.strategy,
                           restrictions=tuple(args.restrict), hardware=args.hardware,
                           max_evaluations=args.max_evaluations, pair_groups=args.pair_groups,
-                          time_limit_s=args.time_limit,
+                          time_limit_s=args.time_limit, nondeterministic=args.nondeterministic,
+                          average_runs=args.average_runs,
                           solver_options=parse_pairs(args.solver_options, "--solver-option"))
     compared = _compared(args.compare_solvers) if args.compare_solvers else ()
     loaded, preprocess, data = _load(args)
@@ -218,7 +219,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
         from mixq.data import Preprocess
         from mixq.models import load_model
 
-        loaded, reference = load_model(args.model), load_model(args.reference)
+        loaded, reference = load_model(args.model, args.load_timeout), load_model(args.reference, args.load_timeout)
         # an exported file has no preprocessing of its own: it takes the float model's
         preprocess = Preprocess.parse(args.preprocess) if args.preprocess else \
             loaded.preprocess or reference.preprocess

@@ -47,6 +47,9 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
                         help='space-separated key=value items on pixels in [0,1], e.g. "resize=256 crop=224 '
                              'interpolation=bicubic mean=0.485,0.456,0.406 std=0.229,0.224,0.225" '
                              "(default: what the model factory gives, else none)")
+    parser.add_argument("--load-timeout", type=float, metavar="SECONDS",
+                        help="give up loading MODEL if its factory has not returned after this long (default 600, "
+                             "or $MIXQ_LOAD_TIMEOUT; 0 = no limit)")
     parser.add_argument("--num-samples", type=int, default=64, metavar="N",
                         help="calibration samples: the first N of DATA (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
@@ -122,14 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--hardware", metavar="NAME|FILE",
                         help=f"target kernels and costs: {HARDWARE.help()}; or a YAML/TOML file")
     search.add_argument("--max-evaluations", type=int, metavar="N",
-                        help="real evaluations the evolution solver may spend (default 30); for tuneqn the "
+                        help="real evaluations the evolution solver may spend (default 30, each on --eval-samples; "
+                             "progress and the time left are reported per evaluation); for tuneqn the "
                              "number of decremental configurations (default: all)")
     search.add_argument("--pair-groups", type=int, default=8, metavar="K",
                         help="iqp: how many of the most sensitive groups are measured in pairs (default 8)")
     search.add_argument("--time-limit", type=float, default=60.0, metavar="S",
                         help="wall-time limit of each MILP solve in seconds (ilp, iqp; default 60)")
+    search.add_argument("--nondeterministic", choices=("refuse", "average"), default="refuse",
+                        help="a float model whose output changes from run to run on the same samples (dropout in "
+                             "training mode, noise in forward) is refused (default), or with 'average' every "
+                             "measurement is the mean of --average-runs runs (slower; reported in the plan)")
+    search.add_argument("--average-runs", type=int, default=8, metavar="N",
+                        help="runs averaged per measurement with --nondeterministic average (default 8)")
     search.add_argument("--eval-samples", type=int, metavar="N",
-                        help="samples of DATA used to measure quality targets (default: all)")
+                        help="samples of DATA used to measure quality targets (default: all; for --solver "
+                             "evolution the first 256, so its 30 evaluations take minutes, not hours)")
     search.add_argument("--eval-data", metavar="DATA", help="separate data for quality targets (default: DATA)")
     search.add_argument("--cache-mb", type=float, default=4096.0,
                         help="memory for phase 1's cached float activations (default 4096)")

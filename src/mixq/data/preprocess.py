@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from mixq.data.decode import unit_pixels
 from mixq.errors import ConfigError, DataError
 
 INTERPOLATIONS: dict[str, Image.Resampling] = {
@@ -158,12 +159,9 @@ class Preprocess:
         return height, width
 
     def apply_image(self, img: Image.Image) -> np.ndarray:
-        """Decode one PIL image into a float32 CHW array (grayscale, palette and RGBA become RGB)."""
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        img = self._resize(img)
-        pixels = np.asarray(img, dtype=np.float32)
-        x = self._crop(pixels, axes=(0, 1)) / np.float32(255.0)
+        """Decode one PIL image into a float32 CHW array (grayscale, palette and RGBA become RGB); 16-bit and
+        float images are scaled, not clipped (:mod:`mixq.data.decode`)."""
+        x = self._crop(unit_pixels(img, self._resize), axes=(0, 1))
         return self._normalize(np.ascontiguousarray(x.transpose(2, 0, 1)), channel_axis=0)
 
     def apply_array(self, x: np.ndarray) -> np.ndarray:

@@ -14,8 +14,10 @@ binary search.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -25,9 +27,18 @@ from mixq.errors import ConfigError, InfeasibleBudgetError
 from mixq.solvers.base import AllocationProblem, CurvePoint, within
 from mixq.solvers.greedy import GreedySolver
 from mixq.solvers.ilp import IlpConfig, IlpSolver
-from mixq.solvers.loop import Evaluations, Loop, LoopResult, curve_of, key_of
+from mixq.core.assignment import Assignment
+from mixq.solvers.loop import EvaluateFn, Evaluations, Loop, LoopResult, ProgressFn, curve_of, key_of
 from mixq.solvers.select import select_by_quality
 from mixq.solvers.settings import SearchSettings
+
+logger = logging.getLogger(__name__)
+
+#: Samples of DATA each evaluation runs on when ``--eval-samples`` is not given: every image of a large
+#: folder (e.g. 50 000 for ImageNet) times 30 evaluations would take hours; 256 keeps a search to minutes.
+DEFAULT_EVAL_SAMPLES = 256
+#: The stage name evaluations are reported under (``progress(EVALUATIONS_STAGE, done, total)``).
+EVALUATIONS_STAGE = "evolution: evaluations"
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,8 @@ class EvolutionSolver:
     """Seeded, budgeted, deterministic evolution over measured configurations."""
 
     name = "evolution"
+    #: Evaluation samples used when the user gives none (read by ``SearchConfig.evaluation_samples``).
+    default_eval_samples = DEFAULT_EVAL_SAMPLES
 
     def __init__(self, config: EvolutionConfig | None = None) -> None:
         self.config = config or EvolutionConfig()
@@ -95,6 +108,7 @@ class EvolutionSolver:
             raise ConfigError("--solver evolution needs a cost budget or a quality target to search under")
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
+        loop = replace(loop, evaluate=reporting(loop.evaluate, cfg.max_evaluations, loop.progress))
         evaluations = Evaluations(loop, target)
         limits: dict[str, float] = {}
         for budget in budgets:
@@ -257,3 +271,32 @@ class EvolutionSolver:
                 return False
             choice[best[1]] = best[2]
         return False
+
+
+def reporting(evaluate: EvaluateFn, planned: int, progress: ProgressFn | None) -> EvaluateFn:
+    """``evaluate``, reporting each evaluation to ``progress`` and logging, after the first, how long the
+    search will take (the seeding binary search may add a few evaluations beyond ``planned``)."""
+    done = 0
+    started = time.perf_counter()
+
+    def run(assignment: Assignment) -> Quality:
+        nonlocal done
+        if done == 0 and progress is not None:
+            progress(EVALUATIONS_STAGE, 0, planned)
+        quality = evaluate(assignment)
+        done += 1
+        total = max(planned, done + 1) if done < planned else done
+        if progress is not None:
+            progress(EVALUATIONS_STAGE, done, total)
+        each = (time.perf_counter() - started) / done
+        if done == 1 or done % 5 == 0:
+            left = max(planned - done, 0) * each
+            logger.info("evolution: evaluation %d of up to %d, %.1f s each, about %s left", done, planned, each,
+                        _duration(left))
+        return quality
+
+    return run
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"

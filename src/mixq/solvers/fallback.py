@@ -38,6 +38,10 @@ def ranking(problem: AllocationProblem) -> list[int]:
     return [position for _, position in sorted(gains, key=lambda g: (-g[0], g[1]))]
 
 
+NEEDS_TARGET = ("--solver fallback restores groups until a measured quality target is met; give one, e.g. "
+                '--budget "agreement>=0.99" (for cost budgets alone use greedy, ilp or evolution)')
+
+
 def evaluation_bound(n_prefixes: int) -> int:
     """Most real evaluations the search makes over ``n_prefixes`` allowed prefixes."""
     return math.ceil(math.log2(max(n_prefixes, 1))) + 1
@@ -47,6 +51,9 @@ class FallbackSolver:
     """Binary search over how many of the most sensitive groups to restore."""
 
     name = "fallback"
+    #: Driven by a measured quality target: without one there is nothing to restore groups for (the
+    #: preflight asks this before phase 1, see :func:`mixq.preflight.check_solver`).
+    needs_quality_target = True
 
     def search(
         self, problem: AllocationProblem, budgets: Sequence[CostBudget], target: QualityTarget | None, loop: Loop
@@ -59,10 +66,7 @@ class FallbackSolver:
                 still misses the target (with what was reached).
         """
         if target is None:
-            raise ConfigError(
-                "--solver fallback restores groups until a measured quality target is met; give one, e.g. "
-                '--budget "agreement>=0.99" (for cost budgets alone use greedy, ilp or evolution)'
-            )
+            raise ConfigError(NEEDS_TARGET)
         primary = problem.primary
         order = ranking(problem)
         choice = [cheapest_choice(option, primary) for option in problem.options]

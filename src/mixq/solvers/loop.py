@@ -22,6 +22,9 @@ from mixq.sensitivity.pairs import PairMeasurer
 from mixq.solvers.base import AllocationProblem, CurvePoint, ParetoCurve
 
 EvaluateFn = Callable[[Assignment], Quality]
+#: ``progress(stage, done, total)``, the callback of :data:`mixq.backends.base.Progress` (solvers do not
+#: import the backends).
+ProgressFn = Callable[[str, int, int], None]
 
 
 def key_of(assignment: Assignment) -> tuple[tuple[str, str], ...]:
@@ -37,11 +40,13 @@ class Loop:
         evaluate: measures a whole configuration for real on the evaluation data.
         float_quality: the float model's quality (``drop`` targets need it).
         measure_pairs: measures single groups and pairs (the IQP needs it); None when unavailable.
+        progress: where a solver reports its evaluations (``stage, done, total``); None: nowhere.
     """
 
     evaluate: EvaluateFn
     float_quality: Quality | None = None
     measure_pairs: PairMeasurer | None = None
+    progress: ProgressFn | None = None
 
 
 class Evaluations:

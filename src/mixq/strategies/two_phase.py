@@ -47,7 +47,8 @@ class TwoPhase:
         pairs = SimulationPairs(prepared.sim, prepared.calibration, run.file("pairs.json") if run else None,
                                 context.progress)
         spent: dict[str, float] = {}
-        loop = Loop(timed(evaluator.quality, spent, "evaluation_s"), float_quality, timed(pairs, spent, "pairs_s"))
+        loop = Loop(timed(evaluator.quality, spent, "evaluation_s"), float_quality, timed(pairs, spent, "pairs_s"),
+                    context.progress)
         result = allocate(problem, get_solver(config.solver, config.solver_settings()), config.cost_budgets, target,
                           loop)
         timings = {"phase1_s": sensitivity.seconds,

@@ -143,6 +143,33 @@ def _unknown_plan(tmp: Path) -> list[str]:
     return ["eval", _model(tmp), "--plan", str(tmp / "nowhere" / "plan.json"), "--data", _npz(tmp), "-q"]
 
 
+# part I: inputs that lie, real files refused, late or slow defaults
+def _factory_exits(tmp: Path) -> list[str]:
+    return _search(_model(tmp, "import sys\n\ndef build():\n    sys.exit(0)\n"), _npz(tmp), tmp)
+
+
+def _factory_hangs(tmp: Path) -> list[str]:
+    body = "import threading\n\ndef build():\n    threading.Event().wait()\n"
+    return _search(_model(tmp, body), _npz(tmp), tmp, "--load-timeout", "0.5")
+
+
+def _float_image_out_of_range(tmp: Path) -> list[str]:
+    images = tmp / "images"
+    images.mkdir()
+    for index in range(2):
+        Image.fromarray(np.full((16, 16), 3.0 + index, np.float32)).save(images / f"img{index}.tif")
+    return _search(_model(tmp), str(images), tmp)
+
+
+def _nondeterministic_model(tmp: Path) -> list[str]:
+    body = _wrapping_model("out = self.net(x)\n        return out + torch.randn_like(out)")
+    return _search(_model(tmp, body), _npz(tmp), tmp)
+
+
+def _fallback_without_target(tmp: Path) -> list[str]:
+    return _search(_model(tmp), _npz(tmp), tmp, "--solver", "fallback")
+
+
 CASES: tuple[BadInput, ...] = (
     BadInput("model file with a syntax error", _syntax_error, "SyntaxError"),
     BadInput("truncated .onnx file", _truncated_onnx, "onnx"),
@@ -160,4 +187,10 @@ CASES: tuple[BadInput, ...] = (
     BadInput("budget below the cheapest configuration", _infeasible, "cheapest configuration reaches"),
     BadInput("output directory that cannot be written", _output_is_a_file, "choose another --out"),
     BadInput("plan file that does not exist", _unknown_plan, "does not exist"),
+    # part I
+    BadInput("model factory that calls sys.exit(0)", _factory_exits, "sys.exit(0)"),
+    BadInput("model factory that never returns", _factory_hangs, "did not finish loading"),
+    BadInput("float TIFF with values outside [0, 1]", _float_image_out_of_range, "[0, 1]"),
+    BadInput("model whose output changes from run to run", _nondeterministic_model, "--nondeterministic average"),
+    BadInput("--solver fallback with only a cost budget", _fallback_without_target, "quality target"),
 )

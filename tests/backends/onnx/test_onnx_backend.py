@@ -129,10 +129,21 @@ def test_fixed_dim_mismatch_is_a_data_error(graphs):
         OnnxBackend().trace(graphs.branches(height=8, width=8), graphs.images(1, (3, 16, 16)), CANDIDATES)
 
 
-def test_unresolvable_dynamic_shape_is_a_clear_error(graphs):
+def test_shared_dimension_name_the_data_contradicts_falls_back_to_per_axis_sizes(graphs, caplog):
     model = graphs.branches(height="S", width="S")  # one symbolic size on two axes
-    with pytest.raises(DataError, match="cannot resolve this dynamic shape"):
-        OnnxBackend().trace(model, graphs.images(1, (3, 8, 12)), CANDIDATES)
+    with caplog.at_level("WARNING", logger="mixq.backends.onnx.trace"):
+        traced = OnnxBackend().trace(model, graphs.images(1, (3, 8, 12)), CANDIDATES)
+    assert "per-axis fallback" in caplog.text and len(traced.graph) > 0
+
+
+@pytest.mark.parametrize("name", ["?", "-1", "", -1])
+def test_unknown_dimension_names_are_independent_unknowns(graphs, name, caplog):
+    model = graphs.branches(batch=name if name != "" else "N", height=name, width=name)  # as PaddlePaddle exports
+    data = graphs.images(3, (3, 8, 12))
+    with caplog.at_level("WARNING", logger="mixq.backends.onnx.trace"):
+        traced, sim = prepared(model, data)
+    assert "fallback" not in caplog.text
+    assert sim.run(data).shape == (3, 5)
 
 
 def test_fixed_batch_that_generalises_is_relaxed(graphs):

@@ -152,7 +152,10 @@ def bind_input(proto: onnx.ModelProto, sample_shape: tuple[int, ...]) -> tuple[o
                 f"{tuple(sample_shape)}; check --preprocess (or the .npz layout: NCHW float)"
             )
         named: dict[str, int] = {}
+        loose: set[str] = set()  # names that are not one size: "?", "-1", "", or contradicted by the data
         for axis, (dim, size) in enumerate(zip(dims, sample_shape)):
+            if dim.HasField("dim_value") and dim.dim_value < 0:  # -1 written as a value: an unknown, too
+                dim.Clear()
             if axis == 0:
                 if dim.HasField("dim_value"):
                     fixed_batch = int(dim.dim_value)
@@ -164,12 +167,15 @@ def bind_input(proto: onnx.ModelProto, sample_shape: tuple[int, ...]) -> tuple[o
                         f"has {size} (data shape {tuple(sample_shape)}); check --preprocess (resize/crop)"
                     )
                 continue
-            if dim.dim_param and named.setdefault(dim.dim_param, size) != size:
-                raise DataError(
-                    f"the ONNX model's input {value.name} uses the dimension {dim.dim_param!r} on several axes, "
-                    f"the data gives it sizes {named[dim.dim_param]} and {size} (shape {tuple(sample_shape)}); "
-                    "mixq cannot resolve this dynamic shape: make the data match or export with static sizes"
-                )
+            name = dim.dim_param.strip()
+            if is_unknown(name):
+                loose.add(dim.dim_param)
+            elif named.setdefault(name, size) != size and name not in loose:
+                logger.warning("the ONNX model's input %s names the dimension %r on several axes, but the data gives "
+                               "it sizes %d and %d (shape %s): each axis takes the data's size (per-axis fallback); "
+                               "the model may still need them equal", value.name, name, named[name], size,
+                               tuple(sample_shape))
+                loose.add(dim.dim_param)
             dim.Clear()
             dim.dim_value = size
     else:
@@ -179,6 +185,8 @@ def bind_input(proto: onnx.ModelProto, sample_shape: tuple[int, ...]) -> tuple[o
     batch_dim = tensor_type.shape.dim[0]
     batch_dim.Clear()
     batch_dim.dim_param = "batch"
+    if tensor_type.HasField("shape") and loose:
+        _forget_names(proto, loose)
     if fixed_batch is None:
         return proto, None
     # Exported with a fixed batch: try it with a symbolic one; keep it fixed if the graph hard-codes it.
@@ -188,6 +196,26 @@ def bind_input(proto: onnx.ModelProto, sample_shape: tuple[int, ...]) -> tuple[o
             output.type.tensor_type.shape.dim[0].dim_param = "batch"
     del proto.graph.value_info[:]
     return proto, fixed_batch
+
+
+#: Dimension names exporters write for "unknown" (PaddlePaddle writes ``?`` on every dynamic axis): each
+#: axis so named is its own unknown, never one size shared between axes.
+UNKNOWN_DIM_NAMES = frozenset({"", "?", "-1"})
+
+
+def is_unknown(name: str) -> bool:
+    """Whether a ``dim_param`` means "some size" rather than naming one size shared by its axes."""
+    return name.strip() in UNKNOWN_DIM_NAMES or name.strip().startswith("unk__")
+
+
+def _forget_names(proto: onnx.ModelProto, names: set[str]) -> None:
+    """Drop ``names`` from the graph's declared shapes (outputs, value_info): they are not one size, and
+    ONNX Runtime would otherwise take every axis so named as equal."""
+    del proto.graph.value_info[:]
+    for output in proto.graph.output:
+        for dim in output.type.tensor_type.shape.dim:
+            if dim.dim_param in names:
+                dim.Clear()
 
 
 def relax_batch(proto: onnx.ModelProto, input_name: str, fixed_batch: int, sample: np.ndarray) -> int | None:
