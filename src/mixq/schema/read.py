@@ -32,7 +32,7 @@ def read_text(path: str | Path, what: str, error: type[MixqError] = ConfigError,
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise error(f"{what} {path} does not exist{tail}") from None
+        raise error(f"cannot read {what} {path}: it does not exist{tail}") from None
     except OSError as exc:
         raise error(f"cannot read {what} {path}: {exc.strerror or exc}{tail}") from None
     try:
