@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any
 
-from pydantic import Field, PlainValidator
+from pydantic import AfterValidator, Field, PlainValidator
 
 from mixq.core.precision import Precision, QuantScheme
 from mixq.errors import ConfigError
@@ -13,8 +14,16 @@ from mixq.errors import ConfigError
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 #: Any float, Infinity and NaN included (the SQNR of a float32 group is infinite).
 AnyFloat = float
+#: A float that may be infinite but is not NaN (a NaN read back would compare false with everything).
+NotNaN = Annotated[float, AfterValidator(lambda v: _not_nan(v))]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
+
+
+def _not_nan(value: float) -> float:
+    if math.isnan(value):
+        raise ValueError("NaN is not a valid value here")
+    return value
 
 
 def _precision(text: Any) -> Precision:
