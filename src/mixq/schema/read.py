@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from mixq.errors import ConfigError, MixqError
 
@@ -76,7 +76,8 @@ def describe(exc: ValidationError, limit: int = MAX_LISTED) -> str:
         got = repr(err.get("input"))
         got = got if len(got) <= 40 else got[:37] + "..."
         msg = err['msg'].removeprefix('Value error, ')
-        items.append(f"{_where(err['loc'])}: {msg[:1].lower() + msg[1:]} (got {got})")
+        msg = msg[:1].lower() + msg[1:] if msg.split(' ', 1)[0][1:].islower() else msg  # keep NaN, SQNR
+        items.append(f"{_where(err['loc'])}: {msg} (got {got})")
     more = exc.error_count() - limit
     return "; ".join(items) + (f"; and {more} more" if more > 0 else "")
 
@@ -85,6 +86,16 @@ def validate(model: type[M], data: Any, source: str, error: type[MixqError] = Co
     """``data`` as ``model``; every violation named by its field in one ``error`` that names ``source`` and ``fix``."""
     try:
         return model.model_validate(data)
+    except ValidationError as exc:
+        tail = f"; {fix}" if fix else ""
+        raise error(f"{source} has invalid fields: {describe(exc)}{tail}") from None
+
+
+def validate_as(kind: Any, data: Any, source: str, error: type[MixqError] = ConfigError, fix: str = "") -> Any:
+    """``data`` as any type pydantic knows (``list[Model]``, ``dict[str, float]``), strictly; errors as in
+    :func:`validate`."""
+    try:
+        return TypeAdapter(kind, config=ConfigDict(strict=True)).validate_python(data)
     except ValidationError as exc:
         tail = f"; {fix}" if fix else ""
         raise error(f"{source} has invalid fields: {describe(exc)}{tail}") from None

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from mixq.schema.read import SchemaModel
-from mixq.schema.types import FiniteFloat, NonNegativeInt, PositiveInt, PrecisionText
+from mixq.schema.types import NonNegativeInt, NotNaN, PositiveInt, PrecisionText
 
 NonNegativeFinite = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
 
@@ -37,12 +37,17 @@ class GroupRecord(SchemaModel):
     candidates: list[PrecisionText] = Field(default_factory=list)
 
 
-class Timings(SchemaModel):
-    """``timings.json``: seconds per stage."""
+class SensitivityRecord(SchemaModel):
+    """One row of ``sensitivity.json``: a group's output SQNR at one precision (infinite for float32)."""
 
-    stages: dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]]
+    group: str
+    precision: PrecisionText
+    sqnr_db: NotNaN
 
 
-JsonObject = dict[str, Any]
-JsonList = list[Any]
-__all__ = ["FiniteFloat", "GroupRecord", "JsonList", "JsonObject", "MeasurementLine", "Timings"]
+#: ``timings.json``: seconds per stage.
+Timings = dict[str, Annotated[float, Field(ge=0.0, allow_inf_nan=False)]]
+#: ``config.json``: the resolved settings (read as a mapping; the report shows it as written).
+ConfigFile = dict[str, Any]
+#: ``evaluations.json`` and ``curve.json``: one object per row (the curve's rows are checked by ParetoCurve).
+Records = list[dict[str, Any]]
