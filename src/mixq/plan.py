@@ -153,7 +153,7 @@ class Plan:
         if path.is_dir() and path.name != "plan.json":
             path = path / "plan.json"
         data = read_json(path, "plan file", ConfigError, fix="pass RUN/plan.json written by `mixq search`")
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(data, f"plan file {path}")
 
 
 #: Version 1's flat cost keys: (value key, ratio key, unit) per cost model.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -75,7 +76,7 @@ def describe(exc: ValidationError, limit: int = MAX_LISTED) -> str:
     for err in exc.errors(include_url=False)[:limit]:
         got = repr(err.get("input"))
         got = got if len(got) <= 40 else got[:37] + "..."
-        msg = err['msg'].removeprefix('Value error, ')
+        msg = re.sub(r" or instance of \w+", "", err['msg'].removeprefix('Value error, '))  # no class names
         msg = msg[:1].lower() + msg[1:] if msg.split(' ', 1)[0][1:].islower() else msg  # keep NaN, SQNR
         items.append(f"{_where(err['loc'])}: {msg} (got {got})")
     more = exc.error_count() - limit
