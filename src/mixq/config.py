@@ -10,6 +10,7 @@ from mixq.core.budget import Budget, CostBudget, MemoryBudget, QualityTarget, pa
 from mixq.core.precision import Precision, QuantScheme, parse_candidates
 from mixq.core.restrictions import Restriction, parse_restrictions
 from mixq.cost import ADDITIVE, COST_MODELS
+from mixq.schema.numbers import positive_finite, seed
 from mixq.errors import ConfigError
 from mixq.solvers import SOLVERS, solver_config
 
@@ -98,8 +99,9 @@ class SearchConfig:
             raise ConfigError(f"--pair-groups must be at least 2, got {self.pair_groups}")
         if not self.time_limit_s > 0:
             raise ConfigError(f"--time-limit must be positive, got {self.time_limit_s}")
-        if self.cache_mb <= 0:
-            raise ConfigError("--cache-mb must be positive")
+        positive_finite(self.time_limit_s, "--time-limit", "60")
+        positive_finite(self.cache_mb, "--cache-mb", "4096")
+        seed(self.seed)
         if self.threads is not None and self.threads < 1:
             raise ConfigError("--threads must be at least 1")
         if self.nondeterministic not in ("refuse", "average"):

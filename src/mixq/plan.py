@@ -8,8 +8,6 @@ as fields of their own; version 1 files (flat ``bops_ratio``/``weight_bytes`` ke
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -20,6 +18,8 @@ from mixq.core.assignment import Assignment
 from mixq.core.precision import QuantScheme
 from mixq.cost.totals import CostRecord
 from mixq.errors import ConfigError
+from mixq.schema import read_json, validate
+from mixq.schema.plan import PlanFileV1, PlanFileV2
 from mixq.version import __version__
 
 PLAN_SCHEMA = 2
@@ -109,29 +109,37 @@ class Plan:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "the plan") -> Plan:
-        """A plan of any known format version (1 or 2)."""
-        if "assignment" not in data:
+    def from_dict(cls, data: Any, source: str = "the plan") -> Plan:
+        """A plan of any known format version (1 or 2); a field of the wrong type is a ConfigError naming it."""
+        if not isinstance(data, Mapping) or "assignment" not in data:
             raise ConfigError(f"{source} is not a mixq plan (no 'assignment')")
         version = data.get("schema_version", 1)
-        if not isinstance(version, int) or version > PLAN_SCHEMA:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ConfigError(f"{source} has invalid fields: schema_version must be a whole number such as "
+                              f"{PLAN_SCHEMA}, not {version!r}; pass a plan.json written by `mixq search`")
+        if version > PLAN_SCHEMA:
             raise ConfigError(f"{source} was written by a newer mixq (schema {version}); upgrade mixq")
-        provenance = dict(data.get("provenance", {}))
+        fix = "pass a plan.json written by `mixq search` (or fix the field)"
+        parsed: PlanFileV1 | PlanFileV2
         if version < 2:
-            costs = _costs_v1(data.get("costs", {}))
-            scheme_data, num_samples = provenance.get("scheme"), provenance.get("num_samples")
+            parsed = validate(PlanFileV1, data, source, fix=fix)
+            costs = _costs_v1(parsed.costs)
+            scheme, num_samples = parsed.provenance.scheme, parsed.provenance.num_samples
         else:
-            costs = {name: CostRecord.from_dict(record) for name, record in data.get("costs", {}).items()}
-            scheme_data, num_samples = data.get("scheme"), data.get("num_samples")
+            parsed = validate(PlanFileV2, data, source, fix=fix)
+            costs = {name: CostRecord(r.value, r.unit, r.ratio) for name, r in parsed.costs.items()}
+            scheme, num_samples = parsed.scheme, parsed.num_samples
+        p = parsed.provenance
         return cls(
-            assignment=Assignment.from_dict(data["assignment"]),
+            assignment=Assignment(dict(parsed.assignment)),
             costs=costs,
-            predicted_sqnr_db=float(data.get("predicted_sqnr_db", math.nan)),
-            quality=dict(data.get("quality", {})),
-            budgets=tuple(data.get("budgets", ())),
-            scheme=QuantScheme.from_dict(dict(scheme_data)) if scheme_data else None,
-            num_samples=int(num_samples) if num_samples is not None else None,
-            provenance=Provenance.from_dict(provenance),
+            predicted_sqnr_db=parsed.predicted_sqnr_db,
+            quality=dict(parsed.quality),
+            budgets=tuple(parsed.budgets),
+            scheme=scheme,
+            num_samples=num_samples,
+            provenance=Provenance(p.mixq_version or __version__, p.model_fingerprint, p.seed, p.strategy, p.solver,
+                                  p.hardware, tuple(p.restrictions), dict(p.solver_details)),
         )
 
     def save(self, path: str | Path) -> Path:
@@ -142,17 +150,10 @@ class Plan:
     @classmethod
     def load(cls, path: str | Path) -> Plan:
         path = Path(path)
-        if path.is_dir():
+        if path.is_dir() and path.name != "plan.json":
             path = path / "plan.json"
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"plan file {path} does not exist; pass RUN/plan.json written by `mixq search`") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"cannot read plan {path}: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path} is not a mixq plan (no 'assignment')")
-        return cls.from_dict(data, str(path))
+        data = read_json(path, "plan file", ConfigError, fix="pass RUN/plan.json written by `mixq search`")
+        return cls.from_dict(data, f"plan file {path}")
 
 
 #: Version 1's flat cost keys: (value key, ratio key, unit) per cost model.
@@ -161,6 +162,6 @@ _V1_COSTS = {"bops": ("bops", "bops_ratio", "BOPs"), "size": ("weight_bytes", "s
              "latency": ("latency_ms", "latency_ratio", "ms")}
 
 
-def _costs_v1(flat: Mapping[str, Any]) -> dict[str, CostRecord]:
-    return {name: CostRecord(float(flat[value]), unit, float(flat[ratio]))
+def _costs_v1(flat: Mapping[str, float]) -> dict[str, CostRecord]:
+    return {name: CostRecord(flat[value], unit, flat[ratio])
             for name, (value, ratio, unit) in _V1_COSTS.items() if value in flat and ratio in flat}

@@ -14,9 +14,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mixq.core.precision import Precision
 from mixq.errors import RunDirectoryError
 from mixq.atomic import write_atomic, write_json
+from mixq.schema import read_json, validate
+from mixq.schema.read import parse_json
+from mixq.schema.rundir import MeasurementLine
 from mixq.sensitivity.sqnr import Measurement
 
 logger = logging.getLogger(__name__)
@@ -88,7 +90,13 @@ class RunDirectory:
         key_path = self.file(KEY_FILE)
         has_measurements = self.file(MEASUREMENTS).exists()
         if key_path.exists():
-            stored = json.loads(key_path.read_text())
+            stored = read_json(key_path, "the measurement key", RunDirectoryError,
+                               fix="the run directory is damaged: use a new --out directory, or delete this one "
+                                   "to start over")
+            if not isinstance(stored, dict):
+                raise RunDirectoryError(f"the measurement key {key_path} must hold a JSON object, not "
+                                        f"{type(stored).__name__}; the run directory is damaged: use a new --out "
+                                        "directory, or delete this one to start over")
             if stored != json.loads(json.dumps(key)):
                 changed = sorted(k for k in set(stored) | set(key) if stored.get(k) != json.loads(json.dumps(key.get(k))))
                 raise RunDirectoryError(
@@ -120,16 +128,23 @@ class JsonlMeasurementLog:
                 handle.truncate(data.rfind(b"\n") + 1)
 
     def _read(self) -> Iterable[Measurement]:
+        """The stored measurements; a line that is not a valid measurement (torn, not UTF-8, NaN, a wrong
+        type) is dropped with a warning, so it is measured again rather than trusted."""
         if not self.path.exists():
             return
-        with self.path.open() as handle:
-            for line in handle:
+        with self.path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                source = f"{self.path} line {number}"
                 try:
-                    r = json.loads(line)
-                    yield Measurement(int(r["chunk"]), str(r["group"]), Precision.parse(r["precision"]),
-                                      float(r["ratio_sum"]), int(r["count"]))
-                except (json.JSONDecodeError, KeyError, ValueError):
-                    logger.warning("ignoring a torn line in %s (the run was killed while writing it)", self.path)
+                    record = parse_json(raw.decode("utf-8"), source, RunDirectoryError, nonfinite=False)
+                    line = validate(MeasurementLine, record, source, RunDirectoryError)
+                except UnicodeDecodeError:
+                    logger.warning("ignoring %s: not UTF-8 text; it will be measured again", source)
+                    continue
+                except RunDirectoryError as exc:
+                    logger.warning("ignoring %s; it will be measured again", exc)
+                    continue
+                yield Measurement(line.chunk, line.group, line.precision, line.ratio_sum, line.count)
 
     def done(self) -> Iterable[Measurement]:
         return list(self._items)

@@ -17,7 +17,6 @@ from mixq.errors import ConfigError
         ("size<=2.5MB", CostBudget("size", 2.5e6, CostUnit.ABSOLUTE)),
         ("agreement>=0.99", QualityTarget(QualityMetric.AGREEMENT, 0.99)),
         ("agreement>=99%", QualityTarget(QualityMetric.AGREEMENT, 0.99)),
-        ("agreement>=99", QualityTarget(QualityMetric.AGREEMENT, 0.99)),
         ("sqnr>=25", QualityTarget(QualityMetric.SQNR, 25.0)),
         ("drop<=1", QualityTarget(QualityMetric.DROP, 1.0)),
     ],
@@ -48,6 +47,13 @@ def test_absolute_resolves_ratios_against_the_reference() -> None:
         ("bops<=-1", "negative"),
         ("agreement>=150%", "at most 1"),
         ("bops<=1.2.3", "cannot read the number"),
+        # part S: a fraction is a percentage only when written with %, and numbers are finite
+        ("agreement>=1.5", r"fraction in \[0, 1\].*write 99.5% or 0.995"),
+        ("agreement>=99", "write 99.5% or 0.995"),
+        ("bops<=1e999", "not a finite number: write e.g. bops<=0.375"),
+        ("sqnr>=1e400", "not a finite number"),
+        ("bops<=0.5MB", "only size and memory take megabytes"),
+        ("sqnr>=30%", "sqnr takes no percent sign"),
     ],
 )
 def test_bad_budgets_are_config_errors_that_teach_the_syntax(text: str, hint: str) -> None:

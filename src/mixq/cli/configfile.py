@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mixq.errors import ConfigError
+from mixq.schema import read_text
 
 DEST = "config_file"
 #: Flags whose value is a comma-separated list, so a file may give them as a list.
@@ -46,10 +47,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     if suffix not in (".yaml", ".yml", ".toml"):
         raise ConfigError(f"--config-file {path}: use a .yaml, .yml or .toml file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read --config-file {path}: {exc.strerror or exc}") from None
+    text = read_text(path, "--config-file", ConfigError)
     if suffix == ".toml":
         data = _parse_toml(path, text)
     else:

@@ -5,6 +5,7 @@ Strings such as ``"bops<=0.375"`` are parsed here, once, at the edge.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -13,6 +14,10 @@ from mixq.core.quality import Quality
 from mixq.errors import ConfigError
 
 _PATTERN = re.compile(r"^\s*([a-z_]+)\s*(<=|>=)\s*([0-9.eE+-]+)\s*(%|mb|MB|ms)?\s*$")
+
+#: A valid value per budget, for messages.
+_EXAMPLES = {"bops": "0.375", "size": "3.5", "latency": "0.5", "memory": "25%", "drop": "1", "sqnr": "30",
+             "agreement": "0.99"}
 
 BUDGET_HELP = (
     "budgets are bops<=R (ratio to all-W8A16, e.g. bops<=0.375), size<=MB (weight megabytes, e.g. size<=3.5), "
@@ -142,8 +147,14 @@ def parse_budget(text: str) -> Budget:
         raise ConfigError(f"unknown budget {name!r} in {text!r}: {BUDGET_HELP}")
     if op != expected[name]:
         raise ConfigError(f"budget {text!r} points the wrong way: write {name}{expected[name]}{number}")
+    if not math.isfinite(value):
+        raise ConfigError(f"budget {text!r} is not a finite number: write e.g. {name}{op}{_EXAMPLES[name]}")
     if value < 0:
         raise ConfigError(f"budget {text!r} is negative")
+    if suffix in ("mb", "MB") and name not in ("size", "memory"):
+        raise ConfigError(f"budget {text!r}: only size and memory take megabytes (e.g. size<=3.5MB): {BUDGET_HELP}")
+    if suffix == "%" and name in ("sqnr", "drop"):
+        raise ConfigError(f"budget {text!r}: {name} takes no percent sign ({'decibels, e.g. sqnr>=30' if name == 'sqnr' else 'top-1 points lost, e.g. drop<=1'})")
     if suffix == "ms" and name != "latency":
         raise ConfigError(f"budget {text!r}: only latency takes milliseconds (e.g. latency<=5ms): {BUDGET_HELP}")
     if name == "latency" and suffix == "ms":  # measured milliseconds (an ONNX model's measured table)
@@ -161,7 +172,9 @@ def parse_budget(text: str) -> Budget:
             return MemoryBudget(value / 100.0, CostUnit.RATIO)
         return MemoryBudget(value * 1e6, CostUnit.ABSOLUTE)
     if name == "agreement":
-        value = value / 100.0 if (suffix == "%" or value > 1.0) else value
+        if suffix != "%" and value > 1.0:  # a fraction; a percentage only when written with %
+            raise ConfigError(f"agreement is a fraction in [0, 1], got {text!r}: write 99.5% or 0.995")
+        value = value / 100.0 if suffix == "%" else value
         if value > 1.0:
             raise ConfigError(f"agreement must be at most 1 (or 100%), got {text!r}")
         return QualityTarget(QualityMetric.AGREEMENT, value)

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mixq.atomic import write_json
+from mixq.schema import read_json, validate
+from mixq.schema.caches import LatencyCacheFile
 from mixq.core.graph import GroupId, QuantGraph, QuantizerGroup
 from mixq.core.precision import Precision
 from mixq.cost.bops import Bops
@@ -160,13 +162,13 @@ def load_cached(key: Mapping[str, Any]) -> dict[tuple[GroupId, Precision], Laten
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
-        if data.get("format") != FORMAT or data.get("key") != json.loads(json.dumps(key, default=str)):
-            return {}
-        return LatencyTable.from_dict(data).entries
-    except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
-        logger.warning("ignoring unreadable latency cache %s (%s)", path, exc)
+        data = validate(LatencyCacheFile, read_json(path, "latency cache"), f"latency cache {path}")
+    except ConfigError as exc:
+        logger.warning("ignoring %s; it will be measured again", exc)
         return {}
+    if data.format != FORMAT or data.key != json.loads(json.dumps(key, default=str)):
+        return {}
+    return {(e.group, e.precision): LatencyEntry(e.ms, e.kernel, tuple(e.ops)) for e in data.entries}
 
 
 def save_cached(table: LatencyTable) -> Path | None:

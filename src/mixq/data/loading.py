@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from mixq.errors import ConfigError, DataError
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 LABELS_FILE = "labels.csv"
 FILE_COLUMN, LABEL_COLUMN = "file", "class_index"
+#: Class indices are below this (2^31): a larger number in a labels file is a typo, not a class.
+MAX_CLASS_INDEX = 2**31 - 1
 
 
 def load_data(path: str | Path, preprocess: Preprocess | None = None, labels: str | Path | None = None,
@@ -101,12 +103,16 @@ def _read_labels(path: Path, folder: Path, images: list[str]) -> tuple[list[str]
                 if not name and not value:
                     continue
                 try:
-                    index = int(value)
+                    index = int(value) if len(value) <= 12 else -1  # int() of a huge string is slow
                 except ValueError:
                     index = -1
-                if index < 0:
-                    raise DataError(f"{path.name} line {reader.line_num}: class_index {value!r} is not a "
-                                    "non-negative integer")
+                if not 0 <= index <= MAX_CLASS_INDEX:
+                    shown = value if len(value) <= 24 else value[:21] + "..."
+                    raise DataError(f"{path.name} line {reader.line_num}: class_index {shown!r} is not a "
+                                    f"non-negative integer up to {MAX_CLASS_INDEX}")
+                if not _inside(name):
+                    raise DataError(f"{path.name} line {reader.line_num}: file {name!r} is outside the data "
+                                    f"folder: name files relative to {folder.name}/ (no '..', no absolute path)")
                 names.append(name)
                 values.append(index)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -127,6 +133,14 @@ def _read_labels(path: Path, folder: Path, images: list[str]) -> tuple[list[str]
         raise DataError(f"{len(unlisted)} image(s) in {folder} have no row in {path.name}, e.g. {unlisted[0]}: "
                         "add them to the CSV or move them out of the folder")
     return names, np.asarray(values, dtype=np.int64)
+
+
+def _inside(name: str) -> bool:
+    """True when ``name`` is a path inside the data folder, judged from the text alone (so the answer never
+    tells whether some file outside exists): relative, no ``..``, no home or drive prefix."""
+    pure = PurePosixPath(name.replace("\\", "/"))
+    return bool(name) and not pure.is_absolute() and ".." not in pure.parts and not name.startswith("~") \
+        and ":" not in pure.parts[0] and "\x00" not in name
 
 
 def _arrays(path: Path, preprocess: Preprocess | None, limit: int | None) -> ArrayDataset:
@@ -154,6 +168,9 @@ def _arrays(path: Path, preprocess: Preprocess | None, limit: int | None) -> Arr
     if y is not None and (y.ndim != 1 or len(y) != len(x)):
         raise DataError(f"{path.name}: y has shape {y.shape} but x has {len(x)} samples: y must hold one class "
                         "index per sample")
+    if y is not None and y.dtype.kind in "iu" and len(y) and not 0 <= int(y.min()) <= int(y.max()) <= MAX_CLASS_INDEX:
+        raise DataError(f"{path.name}: y holds class indices outside 0..{MAX_CLASS_INDEX} (from {y.min()} to "
+                        f"{y.max()}): save one non-negative class index per sample")
     if names is not None and (names.ndim != 1 or len(names) != len(x) or names.dtype.kind not in "US"):
         names = None
     if limit is not None:

@@ -27,19 +27,31 @@ INTERPOLATIONS: dict[str, Image.Resampling] = {
 KEYS = ("resize", "crop", "interpolation", "mean", "std")
 EXAMPLE = "resize=256 crop=224 interpolation=bicubic mean=0.485,0.456,0.406 std=0.229,0.224,0.225"
 
+#: The largest resize or crop side, in pixels: 16384 (a 16384x16384 RGB float image is 3 GB); a larger
+#: size is a typo, refused here rather than reported later as a broken image file.
+MAX_SIDE = 16384
+
 
 def _size(value: Any, what: str, allow_int: bool) -> int | tuple[int, int]:
-    """Check a size: a positive int (when allowed) or a pair of positive ints (H, W)."""
+    """Check a size: a positive int (when allowed) or a pair of positive ints (H, W), at most ``MAX_SIDE``."""
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         if value <= 0:
             raise ConfigError(f"{what} must be positive, got {value}")
+        _check_side(int(value), what)
         return int(value) if allow_int else (int(value), int(value))
     if isinstance(value, Sequence) and len(value) == 2 and all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value):
         if min(value) <= 0:
             raise ConfigError(f"{what} must be positive, got {value[0]}x{value[1]}")
+        _check_side(int(max(value)), what)
         return (int(value[0]), int(value[1]))
     raise ConfigError(f"{what} must be an int or a pair (height, width) of ints, got {value!r}")
+
+
+def _check_side(side: int, what: str) -> None:
+    if side > MAX_SIDE:
+        raise ConfigError(f"{what}={side} is larger than {MAX_SIDE} pixels a side: give the size the model takes, "
+                          f"e.g. --preprocess \"{EXAMPLE}\"")
 
 
 def _floats(value: Any, what: str) -> tuple[float, ...]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from mixq.schema import read_text
+
 from mixq.core.budget import CostBudget
 from mixq.core.graph import OpKind
 from mixq.cost.kernel_latency import KernelLatency
@@ -52,10 +54,7 @@ def latency_needed(cost: str, budgets: Iterable[CostBudget], hardware: str | Non
 
 
 def _read(path: Path) -> Any:
-    try:
-        raw = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read hardware description {path}: {exc.strerror or exc}") from None
+    raw = read_text(path, "hardware description", ConfigError, fix="give a built-in name or a .yaml/.toml file")
     if path.suffix.lower() == ".toml":
         try:
             import tomllib

@@ -18,6 +18,8 @@ Example (YAML; TOML with the same keys works too)::
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,7 +117,7 @@ class Hardware:
             raise ConfigError(f"{source}: `cost` may hold only `latency` (bops and size are always available)")
         latency = _latency(cost.get("latency"), source) if "latency" in cost else None
         rules = data.get("restrictions") or []
-        if isinstance(rules, str) or not isinstance(rules, Sequence):
+        if isinstance(rules, str) or not isinstance(rules, Sequence) or not all(isinstance(r, str) for r in rules):
             raise ConfigError(f"{source}: `restrictions` must be a list of strings such as \"first,last>=w8a8\"")
         restrictions = tuple(
             Restriction(r.patterns, r.min_precision, r.allowed, required=False) for r in parse_restrictions(rules)
@@ -158,9 +160,10 @@ def _latency(raw: Any, source: str) -> dict[str, dict[Precision, float]]:
             raise ConfigError(f"{source}: cost.latency.{key} must map precisions to numbers")
         row = {}
         for precision, value in entries.items():
-            number = float(value)
-            if not number > 0:
-                raise ConfigError(f"{source}: cost.latency.{key}.{precision} must be positive, got {value}")
-            row[Precision.parse(str(precision))] = number
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise ConfigError(f"{source}: cost.latency.{key}.{precision} must be positive "
+                                  f"(a finite time per MAC), got {value!r}")
+            row[Precision.parse(str(precision))] = float(value)
         table[name] = row
     return table

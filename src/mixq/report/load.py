@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Any
 
 from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup, QuantOp
 from mixq.core.precision import Precision
+from mixq.schema.read import read_json, validate_as
+from mixq.schema.rundir import ConfigFile, GroupRecord, Records, SensitivityRecord, Timings
 from mixq.core.tables import SensitivityTable
 from mixq.errors import ConfigError, RunDirectoryError
 from mixq.plan import Plan
@@ -78,47 +79,34 @@ def load_run(path: str | Path) -> RunData:
             "to completion (it resumes where it stopped)"
         )
     raw = {name: _read_json(path / name) for name in REQUIRED_FILES}
+    config = _check(ConfigFile, raw, path, "config.json")
+    records = _check(list[GroupRecord], raw, path, "graph.json")
+    sensitivity_rows = _check(list[SensitivityRecord], raw, path, "sensitivity.json")
+    curve_rows = _check(Records, raw, path, "curve.json")
+    evaluations = tuple(_check(Records, raw, path, "evaluations.json"))
+    timings = _check(Timings, raw, path, "timings.json")
+    groups = tuple(GroupInfo(i, r.id, tuple(r.ops), tuple(r.kinds), r.macs, r.weight_params, tuple(r.candidates))
+                   for i, r in enumerate(records))
+    graph = _graph(groups)
+    sensitivity = SensitivityTable({(r.group, r.precision): r.sqnr_db for r in sensitivity_rows})
     try:
-        groups = tuple(_group_info(i, record) for i, record in enumerate(_list(raw, "graph.json")))
-        graph = _graph(groups)
-        sensitivity = SensitivityTable.from_records(_list(raw, "sensitivity.json"))
-        curve = ParetoCurve.from_records(_list(raw, "curve.json"), graph)
+        curve = ParetoCurve.from_records(curve_rows, graph)
         plan = Plan.load(path / "plan.json")
-    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise RunDirectoryError(f"{path} holds files this mixq cannot read ({type(exc).__name__}: {exc})") from None
-    config = raw["config.json"]
-    timings = raw["timings.json"]
-    if not isinstance(config, dict) or not isinstance(timings, dict):
-        raise RunDirectoryError(f"{path}: config.json and timings.json must hold JSON objects")
-    evaluations = tuple(e for e in _list(raw, "evaluations.json") if isinstance(e, dict))
-    return RunData(path, config, groups, graph, sensitivity, curve, plan, evaluations,
-                   {str(k): float(v) for k, v in timings.items() if isinstance(v, (int, float))})
+    return RunData(path, config, groups, graph, sensitivity, curve, plan, evaluations, timings)
+
+
+_FIX = "the run may have been killed while writing it: run the same `mixq search` with this --out to finish it"
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunDirectoryError(f"cannot read {path}: {exc}; the run may have been killed while writing it") from None
+    return read_json(path, "run file", RunDirectoryError, fix=_FIX)
 
 
-def _list(raw: Mapping[str, Any], name: str) -> list[Any]:
-    value = raw[name]
-    if not isinstance(value, list):
-        raise RunDirectoryError(f"{name} must hold a JSON list, found {type(value).__name__}")
-    return value
-
-
-def _group_info(index: int, record: Mapping[str, Any]) -> GroupInfo:
-    return GroupInfo(
-        index=index,
-        id=str(record["id"]),
-        ops=tuple(str(op) for op in record.get("ops", ())),
-        kinds=tuple(str(kind) for kind in record.get("kinds", ())),
-        macs=int(record.get("macs", 0)),
-        weight_params=int(record.get("weight_params", 0)),
-        candidates=tuple(Precision.parse(str(p)) for p in record.get("candidates", ())),
-    )
+def _check(kind: Any, raw: Mapping[str, Any], path: Path, name: str) -> Any:
+    """``raw[name]`` as ``kind``; a violation is a RunDirectoryError naming the file and the field."""
+    return validate_as(kind, raw[name], f"run file {path / name}", RunDirectoryError, fix=_FIX)
 
 
 def _graph(groups: tuple[GroupInfo, ...]) -> QuantGraph:

@@ -14,7 +14,6 @@ and samples as the pairs, so an interaction is a difference of like with like.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -28,6 +27,8 @@ import numpy as np
 
 from mixq.backends.base import Progress, Simulation
 from mixq.atomic import write_json
+from mixq.schema import read_json, validate
+from mixq.schema.caches import PairCacheFile
 from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
@@ -185,10 +186,13 @@ class SimulationPairs:
         if self.cache is None or not self.cache.is_file():
             return empty
         try:
-            stored = PairInteractions.from_records(json.loads(self.cache.read_text()))
-        except (OSError, ValueError, KeyError, TypeError, ConfigError) as exc:
-            logger.warning("ignoring unreadable pair cache %s (%s)", self.cache, exc)
+            data = validate(PairCacheFile, read_json(self.cache, "pair cache"), f"pair cache {self.cache}")
+        except ConfigError as exc:
+            logger.warning("ignoring %s; it will be measured again", exc)
             return empty
+        stored = PairInteractions({(r.group, r.precision): r.noise for r in data.single},
+                                  {(r.groups[0], r.precisions[0], r.groups[1], r.precisions[1]): r.noise
+                                   for r in data.joint}, data.n_samples)
         return stored if stored.n_samples == len(self.inputs) else empty
 
     def _save(self, result: PairInteractions, known: PairInteractions) -> None:

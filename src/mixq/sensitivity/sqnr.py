@@ -21,7 +21,7 @@ from mixq.core.graph import GroupId
 from mixq.core.precision import Precision
 from mixq.core.quality import signal_over_noise, sqnr_db_from_ratios
 from mixq.core.tables import SensitivityTable
-from mixq.errors import ConfigError
+from mixq.schema.numbers import positive_finite
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +127,7 @@ class SqnrConfig:
     cache_mb: float = 4096.0
 
     def __post_init__(self) -> None:
-        if self.cache_mb <= 0:
-            raise ConfigError(f"cache_mb must be positive, got {self.cache_mb}")
+        positive_finite(self.cache_mb, "cache_mb", "4096")
 
     @classmethod
     def from_search(cls, settings: Any) -> SqnrConfig:

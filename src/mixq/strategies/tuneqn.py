@@ -39,6 +39,8 @@ from mixq.core.quality import Quality
 from mixq.atomic import write_json
 from mixq.core.tables import SensitivityTable
 from mixq.cost.bops import Bops
+from mixq.schema import read_json, validate
+from mixq.schema.tuneqn import TuneQnStateFile
 from mixq.errors import CapabilityError, InfeasibleBudgetError, RunDirectoryError
 from mixq.prepared import Prepared
 from mixq.solvers.base import AllocationProblem, ParetoCurve
@@ -188,10 +190,13 @@ def load_state(path: Path, key: Mapping[str, Any]) -> TuneQnState | None:
     """The stored state if it was made with the same settings; refuse a mismatch clearly."""
     if not path.exists():
         return None
-    try:
-        state = TuneQnState.from_dict(json.loads(path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RunDirectoryError(f"cannot resume from {path}: {exc}; use a new --out directory") from None
+    fix = "use a new --out directory"
+    raw = validate(TuneQnStateFile, read_json(path, "TuneQn state", RunDirectoryError, fix), f"TuneQn state {path}",
+                   RunDirectoryError, fix)
+    state = TuneQnState(dict(raw.key), [LayerError(e.group, e.qdq_err, e.xmodel_err, e.score, dict(e.local_sqnr_db))
+                                        for e in raw.errors], list(raw.ranking),
+                        [Iteration(i.k, list(i.excluded), dict(i.quality), dict(i.costs), dict(i.measured))
+                         for i in raw.iterations], [list(f) for f in raw.fronts])
     if state.key != json.loads(json.dumps(dict(key))):
         changed = sorted(k for k in set(state.key) | set(key) if state.key.get(k) != key.get(k))
         raise RunDirectoryError(f"{path} was made with other settings (changed: {', '.join(changed)}); "

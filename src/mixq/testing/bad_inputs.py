@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+import json
 from pathlib import Path
 
 import numpy as np
@@ -193,4 +194,78 @@ CASES: tuple[BadInput, ...] = (
     BadInput("float TIFF with values outside [0, 1]", _float_image_out_of_range, "[0, 1]"),
     BadInput("model whose output changes from run to run", _nondeterministic_model, "--nondeterministic average"),
     BadInput("--solver fallback with only a cost budget", _fallback_without_target, "quality target"),
+)
+
+
+# part S (validated boundaries): every file read is parsed by mixq.schema; numbers are range-checked.
+def _labels(tmp: Path, row: str) -> list[str]:
+    images = _images(tmp, (16,))
+    (images / "labels.csv").write_text(f"file,class_index\nimg0.png,0\n{row}\n")
+    (tmp / "outside.png").write_bytes(b"")  # exists: the message must not say so
+    return _search(_model(tmp), str(images), tmp)
+
+
+def _plan(tmp: Path, plan: dict[str, object] | bytes) -> list[str]:
+    path = tmp / "plan.json"
+    if isinstance(plan, bytes):
+        path.write_bytes(plan)
+    else:
+        path.write_text(json.dumps({"schema_version": 2, "assignment": {"conv1": "w8a8"}, **plan}))
+    return ["eval", _model(tmp), "--plan", str(path), "--data", _npz(tmp), "-q"]
+
+
+def _plan_json_directory(tmp: Path) -> list[str]:
+    (tmp / "old" / "plan.json").mkdir(parents=True)
+    return ["eval", _model(tmp), "--plan", str(tmp / "old"), "--data", _npz(tmp), "-q"]
+
+
+def _corrupt_key(tmp: Path, content: bytes) -> list[str]:
+    old = tmp / "old"
+    old.mkdir()
+    (old / "measurement_key.json").write_bytes(content)
+    args = _search(_model(tmp), _npz(tmp), tmp)
+    args[args.index("--out") + 1] = str(old)
+    return args
+
+
+def _config_file_not_utf8(tmp: Path) -> list[str]:
+    (tmp / "c.yaml").write_bytes(b"num_samples: \xff\n")
+    return _search(_model(tmp), _npz(tmp), tmp, "--config-file", str(tmp / "c.yaml"))
+
+
+def _hardware_not_utf8(tmp: Path) -> list[str]:
+    (tmp / "npu.yaml").write_bytes(b"name: \xff\n")
+    return _search(_model(tmp), _npz(tmp), tmp, "--hardware", str(tmp / "npu.yaml"))
+
+
+CASES += (
+    BadInput("labels.csv class index 10^23", lambda t: _labels(t, "x.png," + "1" + "0" * 23), "class_index"),
+    BadInput("labels.csv row ../../x.png", lambda t: _labels(t, "../outside.png,1"), "outside the data folder"),
+    BadInput("labels.csv row with an absolute path", lambda t: _labels(t, f"{t / 'outside.png'},1"),
+             "outside the data folder"),
+    BadInput("--cache-mb inf", lambda t: _search(_model(t), _npz(t), t, "--cache-mb", "inf"), "--cache-mb"),
+    BadInput("--cache-mb nan", lambda t: _search(_model(t), _npz(t), t, "--cache-mb", "nan"), "finite number"),
+    BadInput("--seed -1 --solver evolution",
+             lambda t: _search(_model(t), _npz(t), t, "--seed", "-1", "--solver", "evolution"), "--seed must be"),
+    BadInput("--budget agreement>=1.5", lambda t: _search(_model(t), _npz(t), t, budget="agreement>=1.5"),
+             "write 99.5% or 0.995"),
+    BadInput("--preprocess resize=99999999",
+             lambda t: _search(_model(t), str(_images(t)), t, "--preprocess", "resize=99999999 crop=16"),
+             "larger than 16384 pixels"),
+    BadInput("plan.json whose assignment is a list", lambda t: _plan(t, {"assignment": ["conv1"]}),
+             "assignment: input should be a valid dictionary"),
+    BadInput("plan.json whose assignment is null", lambda t: _plan(t, {"assignment": None}),
+             "assignment: input should be a valid dictionary"),
+    BadInput("plan.json with precision 8", lambda t: _plan(t, {"assignment": {"conv1": 8}}),
+             "assignment.conv1: a precision is text"),
+    BadInput("plan.json with schema_version a string", lambda t: _plan(t, {"schema_version": "2"}),
+             "schema_version must be a whole number"),
+    BadInput("plan.json with provenance a string", lambda t: _plan(t, {"provenance": "me"}), "provenance:"),
+    BadInput("plan.json that is not UTF-8", lambda t: _plan(t, b'{"assignment": {"\xff": "w8a8"}}'),
+             "not UTF-8"),
+    BadInput("RUN/plan.json that is a directory", _plan_json_directory, "is a directory"),
+    BadInput("corrupt measurement_key.json", lambda t: _corrupt_key(t, b"{not json"), "measurement key"),
+    BadInput("measurement_key.json that is not UTF-8", lambda t: _corrupt_key(t, b"\xff\xfe"), "not UTF-8"),
+    BadInput("config file that is not UTF-8", _config_file_not_utf8, "not UTF-8"),
+    BadInput("hardware file that is not UTF-8", _hardware_not_utf8, "not UTF-8"),
 )
