@@ -67,3 +67,12 @@ def test_a_search_run_directory_holds_a_current_plan(tmp_path: Path) -> None:
     assert plan == result.plan and plan.scheme == QuantScheme() and plan.num_samples == 8
     assert set(plan.costs) == {"bops", "size", "memory"} and plan.ratio("bops") <= 0.4 + 1e-9
     assert plan.provenance.strategy == "two-phase"
+
+
+def test_a_plan_from_an_averaged_search_loads_with_its_nondeterminism_record(tmp_path: Path) -> None:
+    data = json.loads(V1_PLAN.read_text())
+    data["quality"]["nondeterminism"] = {"max_difference": 0.1, "relative_difference": 0.01, "averaged_runs": 8}
+    (tmp_path / "plan.json").write_text(json.dumps(data))
+    quality = Plan.load(tmp_path / "plan.json").quality
+    assert quality["nondeterminism"] == {"max_difference": 0.1, "relative_difference": 0.01, "averaged_runs": 8}
+    assert quality["n_samples"] == 16 and isinstance(quality["n_samples"], int)

@@ -40,7 +40,7 @@ class PlanFile(SchemaModel):
     schema_version: int = 1
     assignment: dict[str, PrecisionText]
     predicted_sqnr_db: AnyFloat = math.nan
-    quality: dict[str, AnyFloat] = Field(default_factory=dict)
+    quality: dict[str, int | AnyFloat | dict[str, int | AnyFloat]] = Field(default_factory=dict)  # nondeterminism: nested
     budgets: list[str] = Field(default_factory=list)
     provenance: ProvenanceFile = Field(default_factory=ProvenanceFile)
 
