@@ -85,7 +85,7 @@ def search(
     if measure_latency:  # before calibration: a torch model cannot be timed in ORT
         check_measurable(backends.resolve(model))
     prepared = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
-    timings = dict(prepared.timings)
+    timings: dict[str, float] = dict(prepared.timings)
     measured: dict[str, CostModel] = {}
     latency = None
     if measure_latency:
@@ -95,14 +95,29 @@ def search(
         timings["latency_table_s"] = latency.seconds
     check_reachable(prepared.graph, config, measured)
     strategy.check(prepared)
-    run = RunDirectory(out) if out is not None else None
+    evaluator = _evaluator(prepared, data, eval_data, config, progress, score)
+    if out is None:
+        return _search_in(None, strategy, prepared, config, evaluator, progress, measured, latency, command, timings,
+                          started)
+    with RunDirectory(out, command) as run:  # locked: one search at a time in a run directory
+        return _search_in(run, strategy, prepared, config, evaluator, progress, measured, latency, command, timings,
+                          started)
+
+
+def _search_in(run: RunDirectory | None, strategy: Strategy, prepared: Prepared, config: SearchConfig,
+               evaluator: Evaluator, progress: Progress | None, measured: dict[str, CostModel],
+               latency: Any, command: str | None, timings: dict[str, float], started: float) -> SearchResult:
+    """The search proper, once the run directory (if any) is locked."""
+    context = SearchContext(prepared, config, run, evaluator, progress, measured)
     if run is not None:
+        resume_key = getattr(strategy, "resume_key", None)
+        if resume_key is not None:  # refuse a resume with other settings before changing anything in the run
+            run.check_key(resume_key(context))
         run.write_json("config.json", {"mixq_version": __version__, "command": command, **config.to_dict()})
         run.write_json("graph.json", prepared.graph.records())
         if latency is not None:
             run.write_json(LATENCY_TABLE, table_report(prepared.graph, latency))
-    evaluator = _evaluator(prepared, data, eval_data, config, progress, score)
-    outcome = strategy.run(SearchContext(prepared, config, run, evaluator, progress, measured))
+    outcome = strategy.run(context)
     timings.update(outcome.timings)
     if run is not None:
         run.write_json("sensitivity.json", outcome.sensitivity.to_records())
