@@ -179,6 +179,33 @@ def test_resume_with_changed_measurement_settings_is_refused(tmp_path: Path, ima
         api.search(TinyConvNet().eval(), images, config("bops<=0.35", num_samples=8), out=run)
 
 
+def test_a_refused_resume_changes_nothing_in_the_finished_run(tmp_path: Path, images: np.ndarray) -> None:
+    from mixq.report import load_run
+    from mixq.rundir import LOCK_INFO
+
+    run = tmp_path / "run"
+    api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)
+    (run / ".mixq-run").unlink()  # as a run written before the marker existed
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name != LOCK_INFO}
+    with pytest.raises(RunDirectoryError, match="num_samples"):
+        api.search(TinyConvNet().eval(), images, config("bops<=0.3", num_samples=8), out=run)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.name != LOCK_INFO} == before
+    assert load_run(run).plan.costs["bops"].ratio <= 0.35 + 1e-9  # the report still reads it
+
+
+def test_a_link_planted_in_the_run_directory_never_redirects_a_resume(tmp_path: Path, images: np.ndarray) -> None:
+    run, outside = tmp_path / "run", tmp_path / "outside.json"
+    api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)
+    outside.write_text("precious")
+    for name in ("plan.json.tmp", "config.json.tmp", "curve.json.tmp"):
+        (run / name).symlink_to(outside)
+    (run / "timings.json").unlink()
+    (run / "timings.json").symlink_to(outside)
+    api.search(TinyConvNet().eval(), images, config("bops<=0.3"), out=run)
+    assert outside.read_text() == "precious"
+    assert not (run / "timings.json").is_symlink() and Plan.load(run).costs["bops"].ratio <= 0.3 + 1e-9
+
+
 def test_a_torn_measurement_line_is_measured_again(tmp_path: Path, images: np.ndarray) -> None:
     run = tmp_path / "run"
     first = api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)

@@ -64,6 +64,7 @@ def compare_solvers(model: object, data: Dataset | np.ndarray, config: SearchCon
                                          -(results[n].plan.ratio(config.cost) or 0.0)))
     comparison = SolverComparison(results, winner, metric, skipped)
     with RunDirectory(out, command) as run:
+        run.mark()
         results[winner].plan.save(run.file("plan.json"))
         run.write_json("solvers.json", {"winner": winner, "metric": metric, "rows": comparison.rows(),
                                         "skipped": skipped})

@@ -161,8 +161,8 @@ class RunDirectory:
     """One search's files, locked for this process while it is open (``with RunDirectory(out) as run``).
 
     Opening checks that the folder is new, empty or a mixq run, creates it, takes the lock (a second
-    search on it fails at once naming the holder) and writes the marker. Nothing else is written until
-    the caller has accepted the resume with :meth:`check_key`.
+    search on it fails at once naming the holder); the marker goes in with mixq's first file. Callers accept
+    a resume with :meth:`check_key` before their first write, so a refused resume changes nothing.
     """
 
     def __init__(self, path: str | Path, command: str | None = None) -> None:
@@ -174,12 +174,15 @@ class RunDirectory:
                 f"cannot write the run directory {self.path}: {exc.strerror or exc}; choose another --out"
             ) from None
         self._lock = RunLock(self.path, command)
-        try:
-            if not self.file(MARKER).exists():
-                self.write_json(MARKER, {"mixq_version": __version__})
-        except BaseException:
-            self.close()
-            raise
+
+    def mark(self) -> None:
+        """Write the marker that makes this folder a mixq run, before mixq's first file in it."""
+        marker = self.file(MARKER)
+        if not marker.exists():
+            try:
+                write_json(marker, {"mixq_version": __version__})
+            except OSError as exc:
+                raise RunDirectoryError(f"cannot write {marker}: {exc.strerror or exc}; choose another --out") from None
 
     def close(self) -> None:
         """Release the lock (the info file stays: it names the last holder)."""
@@ -196,6 +199,7 @@ class RunDirectory:
         return self.path / name
 
     def write_json(self, name: str, data: Any) -> Path:
+        self.mark()
         path = self.file(name)
         try:
             write_json(path, data)
@@ -204,6 +208,7 @@ class RunDirectory:
         return path
 
     def write_text(self, name: str, text: str) -> Path:
+        self.mark()
         path = self.file(name)
         try:
             write_atomic(path, text)
