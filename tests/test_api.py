@@ -206,6 +206,29 @@ def test_a_link_planted_in_the_run_directory_never_redirects_a_resume(tmp_path: 
     assert not (run / "timings.json").is_symlink() and Plan.load(run).costs["bops"].ratio <= 0.3 + 1e-9
 
 
+def test_a_second_search_on_a_locked_run_directory_stops_before_measuring(tmp_path: Path, images: np.ndarray) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from mixq.rundir import RunLock
+
+    run = tmp_path / "run"
+    api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)
+    log = (run / "measurements.jsonl").read_bytes()
+    with RunLock(run, command="the first search"):  # held by another search: in this process, through flock
+        code = ("import sys, numpy as np\nfrom mixq import api\nfrom mixq.config import SearchConfig\n"
+                "from mixq.backends.torch.testing import TinyConvNet, random_images\n"
+                "try:\n    api.search(TinyConvNet().eval(), random_images(24, seed=3), SearchConfig(candidates='w4a8,w8a8',"
+                " budgets=('bops<=0.35',), num_samples=8), out=sys.argv[1])\n"
+                "except Exception as exc:\n    print(exc)\n")
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+        second = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, env=env,
+                                timeout=120)
+    assert "in use by another mixq process" in second.stdout and "the first search" in second.stdout, second
+    assert (run / "measurements.jsonl").read_bytes() == log
+
+
 def test_a_torn_measurement_line_is_measured_again(tmp_path: Path, images: np.ndarray) -> None:
     run = tmp_path / "run"
     first = api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)
