@@ -179,6 +179,56 @@ def test_resume_with_changed_measurement_settings_is_refused(tmp_path: Path, ima
         api.search(TinyConvNet().eval(), images, config("bops<=0.35", num_samples=8), out=run)
 
 
+def test_a_refused_resume_changes_nothing_in_the_finished_run(tmp_path: Path, images: np.ndarray) -> None:
+    from mixq.report import load_run
+    from mixq.rundir import LOCK_INFO
+
+    run = tmp_path / "run"
+    api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)
+    (run / ".mixq-run").unlink()  # as a run written before the marker existed
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.name != LOCK_INFO}
+    with pytest.raises(RunDirectoryError, match="num_samples"):
+        api.search(TinyConvNet().eval(), images, config("bops<=0.3", num_samples=8), out=run)
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.name != LOCK_INFO} == before
+    assert load_run(run).plan.costs["bops"].ratio <= 0.35 + 1e-9  # the report still reads it
+
+
+def test_a_link_planted_in_the_run_directory_never_redirects_a_resume(tmp_path: Path, images: np.ndarray) -> None:
+    run, outside = tmp_path / "run", tmp_path / "outside.json"
+    api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)
+    outside.write_text("precious")
+    for name in ("plan.json.tmp", "config.json.tmp", "curve.json.tmp"):
+        (run / name).symlink_to(outside)
+    (run / "timings.json").unlink()
+    (run / "timings.json").symlink_to(outside)
+    api.search(TinyConvNet().eval(), images, config("bops<=0.3"), out=run)
+    assert outside.read_text() == "precious"
+    assert not (run / "timings.json").is_symlink() and Plan.load(run).costs["bops"].ratio <= 0.3 + 1e-9
+
+
+def test_a_second_search_on_a_locked_run_directory_stops_before_measuring(tmp_path: Path, images: np.ndarray) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from mixq.rundir import RunLock
+
+    run = tmp_path / "run"
+    api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)
+    log = (run / "measurements.jsonl").read_bytes()
+    with RunLock(run, command="the first search"):  # held by another search: in this process, through flock
+        code = ("import sys, numpy as np\nfrom mixq import api\nfrom mixq.config import SearchConfig\n"
+                "from mixq.backends.torch.testing import TinyConvNet, random_images\n"
+                "try:\n    api.search(TinyConvNet().eval(), random_images(24, seed=3), SearchConfig(candidates='w4a8,w8a8',"
+                " budgets=('bops<=0.35',), num_samples=8), out=sys.argv[1])\n"
+                "except Exception as exc:\n    print(exc)\n")
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+        second = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True, env=env,
+                                timeout=120)
+    assert "in use by another mixq process" in second.stdout and "the first search" in second.stdout, second
+    assert (run / "measurements.jsonl").read_bytes() == log
+
+
 def test_a_torn_measurement_line_is_measured_again(tmp_path: Path, images: np.ndarray) -> None:
     run = tmp_path / "run"
     first = api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)
@@ -225,15 +275,16 @@ def test_a_full_disk_stops_with_one_clear_error_and_resumes(tmp_path: Path, imag
     import os
 
     real_fsync, calls = os.fsync, []
+    run = tmp_path / "run"
 
-    def full_after_three(fd: int) -> None:
-        calls.append(fd)
+    def full_after_three(fd: int) -> None:  # the disk fills during phase 1, after a few measurements
+        if (run / "measurements.jsonl").exists():
+            calls.append(fd)
         if len(calls) > 3:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
     monkeypatch.setattr(os, "fsync", full_after_three)
-    run = tmp_path / "run"
     with pytest.raises(RunDirectoryError, match="No space left on device.*resume"):
         api.search(TinyConvNet().eval(), images, config("bops<=0.35"), out=run)
     assert not list(run.glob("*.tmp"))

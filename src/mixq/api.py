@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +88,7 @@ def search(
         check_measurable(backends.resolve(model))
     prepared = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
     prepared, nondeterminism = check_determinism(prepared, config.nondeterministic, config.average_runs)
-    timings = dict(prepared.timings)
+    timings: dict[str, float] = dict(prepared.timings)
     measured: dict[str, CostModel] = {}
     latency = None
     if measure_latency:
@@ -98,14 +98,42 @@ def search(
         timings["latency_table_s"] = latency.seconds
     check_reachable(prepared.graph, config, measured)
     strategy.check(prepared)
-    run = RunDirectory(out) if out is not None else None
+    evaluator = _evaluator(prepared, data, eval_data, config, progress, score)
+    job = _Job(strategy, SearchContext(prepared, config, None, evaluator, progress, measured), latency, command,
+               timings, started, described(nondeterminism))
+    if out is None:
+        return _search_in(job)
+    with RunDirectory(out, command) as run:  # locked: one search at a time in a run directory
+        return _search_in(replace(job, context=replace(job.context, run=run)))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """A search after its checks: what ``_search_in`` runs once the run directory (if any) is locked."""
+
+    strategy: Strategy
+    context: SearchContext
+    latency: Any  # the measured latency table, written to the run directory
+    command: str | None
+    timings: dict[str, float]
+    started: float
+    extra_quality: Mapping[str, Any]  # recorded next to the measured quality (nondeterminism)
+
+
+def _search_in(job: _Job) -> SearchResult:
+    """The search proper, once the run directory (if any) is locked."""
+    context, strategy, timings = job.context, job.strategy, job.timings
+    run, prepared, config, evaluator = context.run, context.prepared, context.config, context.evaluator
+    latency, measured = job.latency, context.measured_costs
     if run is not None:
-        run.write_json("config.json", {"mixq_version": __version__, "command": command, **config.to_dict()})
+        resume_key = getattr(strategy, "resume_key", None)
+        if resume_key is not None:  # refuse a resume with other settings before changing anything in the run
+            run.check_key(resume_key(context))
+        run.write_json("config.json", {"mixq_version": __version__, "command": job.command, **config.to_dict()})
         run.write_json("graph.json", prepared.graph.records())
         if latency is not None:
             run.write_json(LATENCY_TABLE, table_report(prepared.graph, latency))
-    evaluator = _evaluator(prepared, data, eval_data, config, progress, score)
-    outcome = strategy.run(SearchContext(prepared, config, run, evaluator, progress, measured))
+    outcome = strategy.run(context)
     timings.update(outcome.timings)
     if run is not None:
         run.write_json("sensitivity.json", outcome.sensitivity.to_records())
@@ -114,9 +142,9 @@ def search(
     quality = outcome.result.quality or evaluator.quality(outcome.result.point.assignment,
                                                           "evaluating the chosen configuration")
     timings["evaluation_s"] = timings.get("evaluation_s", 0.0) + time.perf_counter() - evaluation_started
-    timings["total_s"] = time.perf_counter() - started
+    timings["total_s"] = time.perf_counter() - job.started
     plan = _plan(prepared, config, outcome, {**quality.to_dict(), "evaluations": evaluator.count,
-                                               **described(nondeterminism)}, measured)
+                                               **job.extra_quality}, measured)
     evaluations = list(outcome.result.evaluations)
     if run is not None:
         plan.save(run.file("plan.json"))

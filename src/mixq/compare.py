@@ -62,9 +62,10 @@ def compare_solvers(model: object, data: Dataset | np.ndarray, config: SearchCon
     metric = "top1" if all("top1" in r.plan.quality for r in results.values()) else "sqnr_db"
     winner = max(results, key=lambda n: (results[n].plan.quality.get(metric, -math.inf),
                                          -(results[n].plan.ratio(config.cost) or 0.0)))
-    run = RunDirectory(out)
-    results[winner].plan.save(run.file("plan.json"))
     comparison = SolverComparison(results, winner, metric, skipped)
-    run.write_json("solvers.json", {"winner": winner, "metric": metric, "rows": comparison.rows(),
-                                    "skipped": skipped})
+    with RunDirectory(out, command) as run:
+        run.mark()
+        results[winner].plan.save(run.file("plan.json"))
+        run.write_json("solvers.json", {"winner": winner, "metric": metric, "rows": comparison.rows(),
+                                        "skipped": skipped})
     return comparison

@@ -82,7 +82,7 @@ class Plan:
     assignment: Assignment
     costs: Mapping[str, CostRecord]
     predicted_sqnr_db: float
-    quality: Mapping[str, float] = field(default_factory=dict)
+    quality: Mapping[str, Any] = field(default_factory=dict)
     budgets: tuple[str, ...] = ()
     scheme: QuantScheme | None = None
     num_samples: int | None = None

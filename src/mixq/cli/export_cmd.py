@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -57,9 +58,11 @@ def add_export_parser(sub: Any, add_output_flags: Any) -> None:
 
 
 def cmd_export(args: argparse.Namespace, console: Console, load: Any, progress: Any) -> int:
-    from mixq.export import export
+    from mixq.export import export, input_paths, writable_output
     from mixq.plan import Plan
 
+    sources = input_paths(args.model, args.data, args.plan, getattr(args, "labels", None), getattr(args, "config", None))
+    writable_output(Path(args.output), sources)  # before loading anything: refuse -o over an input
     loaded, _, data = load(args)
     plan = Plan.load(args.plan)
     with progress:

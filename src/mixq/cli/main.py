@@ -186,9 +186,11 @@ def cmd_demo(args: argparse.Namespace, console: Console) -> int:
 def _write_report(run_dir: Path, console: Console, out: Console) -> None:
     """After a search: the report is a bonus, so a missing extra is a note, not a failed search."""
     from mixq.report import write_report
+    from mixq.rundir import RunLock
 
     try:
-        files = write_report(run_dir)
+        with RunLock(run_dir):  # not while another search writes into it
+            files = write_report(run_dir)
     except MixqError as exc:  # e.g. BackendUnavailableError without mixq[report]; the plan is saved already
         console.print(f"[yellow]no report:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return
@@ -197,8 +199,14 @@ def _write_report(run_dir: Path, console: Console, out: Console) -> None:
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
     from mixq.report import write_report
+    from mixq.rundir import RunLock
 
-    files = write_report(args.run, png=not args.no_png)
+    run = Path(args.run)
+    if run.is_dir():
+        with RunLock(run):  # not while a search writes into it
+            files = write_report(run, png=not args.no_png)
+    else:
+        files = write_report(run, png=not args.no_png)
     out = Console()
     out.print(f"report: {files.html}", highlight=False, soft_wrap=True)
     if files.pngs:

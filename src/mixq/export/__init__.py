@@ -8,6 +8,9 @@ ONNX group computing the same ops (``mixq.backends.torch.export``).
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,7 +66,8 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     from mixq.prepared import as_dataset
     from mixq.plan import Plan
 
-    path = writable_output(Path(path))
+    sources = input_paths(*(x for x in (model, plan) if isinstance(x, (str, Path))))
+    path = writable_output(Path(path), sources)
     backend = backends.resolve(model)
     if isinstance(plan, (str, Path)):
         plan = Plan.load(plan)
@@ -84,16 +88,56 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     return backend.export(model, assignment, samples, path, settings, progress)
 
 
-def writable_output(path: Path) -> Path:
-    """``path`` if a file can be written there, checked before any work (the export itself takes minutes)."""
+def writable_output(path: Path, inputs: Iterable[str | Path] = ()) -> Path:
+    """``path`` if a file can be written there, checked before any work (the export itself takes minutes).
+
+    Refused: a folder, a path under a file, a folder where no file can be created (read-only, ``/proc``), and
+    any of ``inputs`` (the model, the plan, the data): the export would overwrite what it reads.
+    """
     if path.is_dir():
         raise ExportError(f"{path} is a directory: give the file to write, e.g. {path / 'model.onnx'}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ExportError(f"cannot write {path}: {parent} is a file, not a folder; choose another output path")
-            break
+    for source in inputs:
+        if _same_file(path, Path(source)):
+            raise ExportError(f"-o {path} is one of the inputs ({source}): the export would overwrite it; "
+                              "choose another output path")
+    existing = next(parent for parent in (path.parent, *path.parent.parents) if parent.exists() or parent == parent.parent)
+    if not existing.is_dir():
+        raise ExportError(f"cannot write {path}: {existing} is a file, not a folder; choose another output path")
+    _probe(existing, path)
     return path
+
+
+def _same_file(path: Path, source: Path) -> bool:
+    try:
+        return path.exists() and source.exists() and os.path.samefile(path, source)
+    except OSError:
+        return False
+
+
+def _probe(folder: Path, path: Path) -> None:
+    """Create and remove one temporary file in ``folder``: ``os.access`` says yes to root even under ``/proc``."""
+    try:
+        descriptor, name = tempfile.mkstemp(prefix=".mixq-probe.", dir=folder)
+    except OSError as exc:
+        raise ExportError(f"cannot write {path}: {folder} does not accept new files ({exc.strerror or exc}); "
+                          "choose another output path") from None
+    os.close(descriptor)
+    os.unlink(name)
+
+
+def input_paths(*specs: str | Path | None) -> list[Path]:
+    """The files a command reads, from its arguments: a model spec ``FILE.py:factory`` names ``FILE.py``."""
+    paths = []
+    for spec in specs:
+        if spec is None:
+            continue
+        text = str(spec)
+        paths.append(Path(text))
+        if ":" in text:
+            paths.append(Path(text.rsplit(":", 1)[0]))
+        if Path(text).is_dir():
+            paths.append(Path(text) / "plan.json")  # a run directory given as --plan
+    return paths
 
 
 def _default_scheme() -> Any:
@@ -102,4 +146,4 @@ def _default_scheme() -> Any:
     return QuantScheme()
 
 
-__all__ = ["ExportReport", "export"]
+__all__ = ["ExportReport", "export", "input_paths", "writable_output"]

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from mixq.atomic import write_atomic
 from mixq.errors import BackendUnavailableError, RunDirectoryError
 from mixq.report import style
 from mixq.report.analysis import ReportData
@@ -49,7 +50,7 @@ def sensitivity_png(data: ReportData, path: Path) -> Path:
     ax.set_title(style.SENSITIVITY_TITLE, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=DPI)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
     return path
 
 
@@ -81,7 +82,7 @@ def pareto_png(data: ReportData, path: Path) -> Path:
     ax.set_title(style.PARETO_TITLE, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=DPI)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
     return path
 
 
@@ -100,12 +101,14 @@ def bits_png(data: ReportData, path: Path) -> Path:
     ax.set_ylabel("bits")
     ax.set_title(style.BITS_TITLE, fontsize=10)
     ax.legend(fontsize=8, loc="upper left", ncol=2)
-    fig.savefig(path, dpi=DPI)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
     return path
 
 
 def write_pngs(data: ReportData, folder: Path) -> list[Path]:
     """``sensitivity.png``, ``pareto.png`` and ``bits.png`` in ``folder`` (created)."""
+    if folder.is_symlink():  # the plots would land wherever the link points
+        raise RunDirectoryError(f"{folder} is a symbolic link, not a folder mixq made; remove it and run the report again")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -336,15 +336,26 @@ class TuneQn:
                 f"the tuneqn strategy reads each layer's outputs, which the {prepared.backend.name} backend does not "
                 "provide yet; use --strategy two-phase (the default) for this model")
 
+    def resume_key(self, context: SearchContext) -> dict[str, Any]:
+        """What the stored state depends on; ``search`` checks it before writing into the run directory (a
+        run made before ``measurement_key.json`` was written for TuneQn is checked against its state file)."""
+        config = context.config
+        key = {**context.measurement_key(), "candidates": [str(p) for p in config.candidates],
+               "restrictions": [str(r) for r in config.restrictions], "hardware": config.hardware,
+               "cost": config.cost, "eval_samples": len(context.evaluator.data)}
+        if context.run is not None:
+            load_state(context.run.file(STATE_FILE), key)  # raises on other settings
+        return key
+
     def run(self, context: SearchContext) -> StrategyOutcome:
         prepared, config, evaluator = context.prepared, context.config, context.evaluator
         problem = context.noiseless_problem()
         target = config.quality_target
         started = time.perf_counter()
+        key = self.resume_key(context)
+        if context.run is not None:
+            context.run.bind(key)
         float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
-        key = {**context.measurement_key(), "candidates": [str(p) for p in config.candidates],
-               "restrictions": [str(r) for r in config.restrictions], "hardware": config.hardware,
-               "cost": config.cost, "eval_samples": len(evaluator.data)}
         try:  # the paper's runtime objectives, where the backend can write and time the file: size, latency
             measure: MeasureFn | None = prepared.backend.deployed_costs(prepared.sim, prepared.calibration,
                                                                          config.threads)

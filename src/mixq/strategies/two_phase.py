@@ -4,6 +4,8 @@ with the configured solver, which either walks a curve and selects on it or sear
 
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 import time
 
@@ -29,12 +31,18 @@ class TwoPhase:
     def check(self, prepared: Prepared) -> None:
         """Every backend runs isolated measurements: nothing to refuse."""
 
+    def resume_key(self, context: SearchContext) -> dict[str, Any]:
+        """What the stored measurements depend on; ``search`` checks it before writing into the run directory."""
+        prepared = context.prepared
+        metric = METRICS.create(self.metric, METRICS.settings(self.metric, context.config))
+        return {**context.measurement_key(), **metric.key(prepared.sim, len(prepared.calibration))}
+
     def run(self, context: SearchContext) -> StrategyOutcome:
         prepared, config, run = context.prepared, context.config, context.run
         metric = METRICS.create(self.metric, METRICS.settings(self.metric, config))
         log: MeasurementLog = MemoryLog()
         if run is not None:
-            resumed = run.bind({**context.measurement_key(), **metric.key(prepared.sim, len(prepared.calibration))})
+            resumed = run.bind(self.resume_key(context))
             log = JsonlMeasurementLog(run.file(MEASUREMENTS))
             if resumed:
                 logger.info("resuming: %d measurements already in %s", len(list(log.done())), run.path)

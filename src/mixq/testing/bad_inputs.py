@@ -171,6 +171,61 @@ def _fallback_without_target(tmp: Path) -> list[str]:
     return _search(_model(tmp), _npz(tmp), tmp, "--solver", "fallback")
 
 
+# -- part W: safe writes and one run at a time ---------------------------------------------------------
+
+def _export(tmp: Path, output: str | None = None) -> list[str]:
+    """``mixq export`` of a (stand-in) float model; the output path is checked before anything is read."""
+    model, plan = tmp / "model.onnx", tmp / "plan.json"
+    model.write_bytes(b"the user's float model")
+    plan.write_text("{}")
+    return ["export", str(model), "--data", _npz(tmp), "--plan", str(plan), "-o", output or str(model), "-q"]
+
+
+def _export_over_model(tmp: Path) -> list[str]:
+    return _export(tmp)
+
+
+def _export_over_plan(tmp: Path) -> list[str]:
+    return _export(tmp, str(tmp / "plan.json"))
+
+
+def _export_over_data(tmp: Path) -> list[str]:
+    return _export(tmp, str(tmp / "data.npz"))
+
+
+def _export_to_folder(tmp: Path) -> list[str]:
+    (tmp / "exports").mkdir()
+    return _export(tmp, str(tmp / "exports"))
+
+
+def _export_under_proc(tmp: Path) -> list[str]:
+    return _export(tmp, "/proc/mixq-model.onnx")
+
+
+def _export_under_file(tmp: Path) -> list[str]:
+    (tmp / "taken").write_text("a file")
+    return _export(tmp, str(tmp / "taken" / "model.onnx"))
+
+
+def _out_with_users_files(tmp: Path) -> list[str]:
+    mine = tmp / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text('{"learning_rate": 0.1}\n')
+    args = _search(_model(tmp), _npz(tmp), tmp)
+    args[args.index("--out") + 1] = str(mine)
+    return args
+
+
+def _resume_with_other_settings(tmp: Path) -> list[str]:
+    earlier = tmp / "earlier"
+    earlier.mkdir()
+    (earlier / "config.json").write_text('{"mixq_version": "0.1.0"}\n')
+    (earlier / "measurement_key.json").write_text('{"seed": 12345}\n')
+    args = _search(_model(tmp), _npz(tmp), tmp)
+    args[args.index("--out") + 1] = str(earlier)
+    return args
+
+
 CASES: tuple[BadInput, ...] = (
     BadInput("model file with a syntax error", _syntax_error, "SyntaxError"),
     BadInput("truncated .onnx file", _truncated_onnx, "onnx"),
@@ -268,4 +323,13 @@ CASES += (
     BadInput("measurement_key.json that is not UTF-8", lambda t: _corrupt_key(t, b"\xff\xfe"), "not UTF-8"),
     BadInput("config file that is not UTF-8", _config_file_not_utf8, "not UTF-8"),
     BadInput("hardware file that is not UTF-8", _hardware_not_utf8, "not UTF-8"),
+    # part W: safe writes and one run at a time
+    BadInput("export -o over the float model it reads", _export_over_model, "one of the inputs"),
+    BadInput("export -o over the plan it reads", _export_over_plan, "one of the inputs"),
+    BadInput("export -o over the data it reads", _export_over_data, "one of the inputs"),
+    BadInput("export -o an existing directory", _export_to_folder, "is a directory"),
+    BadInput("export -o under /proc", _export_under_proc, "does not accept new files"),
+    BadInput("export -o under a file", _export_under_file, "is a file"),
+    BadInput("--out holding the user's own files (config.json)", _out_with_users_files, "not a mixq run directory"),
+    BadInput("resume with other settings", _resume_with_other_settings, "other settings"),
 )

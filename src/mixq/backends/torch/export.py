@@ -347,7 +347,11 @@ def export_torch(model: Any, assignment: Assignment, calibration: np.ndarray, pa
         report.notes.append("precisions of the ONNX model's groups: "
                             + ", ".join(f"{k}: {v}" for k, v in sorted(onnx_counts.items())))
     if check is not None and len(check):
-        report.check.update(torch_checks(model, sim, report.path, check))
+        try:
+            report.check.update(torch_checks(model, sim, report.path, check))
+        except BaseException:  # an unchecked file is not left behind
+            report.path.unlink(missing_ok=True)
+            raise
         faithful = report.check["torch_float_sqnr_db"]
         if faithful < FAITHFUL_DB:
             message = (f"the ONNX export of the float model differs from torch's outputs ({faithful:.1f} dB SQNR, "

@@ -44,7 +44,9 @@ def compare(sim: OnnxSimulation, assignment: Assignment, proto: onnx.ModelProto,
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     for key, value in (config or {}).items():
         options.add_session_config_entry(key, value)
-    size = sim.model.fixed_batch or len(data)  # a model with a fixed batch size runs whole batches only
+    # a model with a fixed batch size runs whole batches only: the exported file declares the original's
+    # input (a batch of 1, say) even where the simulation relaxed it, so it is run in batches it accepts
+    size = sim.model.fixed_batch or declared_batch(proto, sim.model.input_name) or len(data)
     count = len(data) // size * size
     if count == 0:
         raise DataError(f"the check needs at least {size} samples (the model's fixed batch size)")
@@ -68,6 +70,16 @@ def compare(sim: OnnxSimulation, assignment: Assignment, proto: onnx.ModelProto,
         "exported_sqnr_db": sqnr_db(reference, exported),
         "top1_agreement_vs_simulation": float(np.mean(simulated.argmax(1) == exported.argmax(1))),
     }
+
+
+def declared_batch(proto: onnx.ModelProto, input_name: str) -> int | None:
+    """The fixed batch size ``proto`` declares for its input ``input_name``, or None if it is symbolic."""
+    for value in proto.graph.input:
+        if value.name == input_name and value.type.tensor_type.HasField("shape"):
+            dims = value.type.tensor_type.shape.dim
+            if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+                return int(dims[0].dim_value)
+    return None
 
 
 def latency_ms(proto: onnx.ModelProto, input_name: str, batch: np.ndarray, runs: int = 50, warmup: int = 5,

@@ -201,19 +201,17 @@ def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, ch
         progress("export: writing and checking", 0, steps)
     proto, notes, storage, added = build_qdq(sim, assignment, int4=int4, int32_bias=int32_bias,
                                              calibration=calibration, progress=progress)
-    path = save(proto, path)
-    if progress:
-        progress("export: writing and checking", 1, steps)
     float_proto = onnx.ModelProto()
     float_proto.CopyFrom(sim.model.proto)
     restore_declarations(float_proto, sim.model.declared)
-    report = ExportReport(path=path, file_bytes=path.stat().st_size, float_file_bytes=float_proto.ByteSize(),
+    # the file is written last, after the check: a failed export leaves no file (and no unchecked one)
+    report = ExportReport(path=Path(path), file_bytes=0, float_file_bytes=float_proto.ByteSize(),
                           opset=opset(proto), precision_counts=assignment.counts(), notes=notes,
                           weight_storage=storage, output_quantizers=added)
     if check_data is not None and len(check_data):
         report.check = compare(sim, assignment, proto, check_data)
         if progress:
-            progress("export: writing and checking", steps, steps)
+            progress("export: writing and checking", 1, steps)
         lost = report.check["simulation_sqnr_db"] - report.check["exported_sqnr_db"]
         if lost > 1.0:
             message = (f"the exported model's output SQNR is {lost:.1f} dB below the simulation's "
@@ -236,4 +234,8 @@ def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, ch
                                                  stage="export: latency of the float model"),
                           "quantized_ms": latency_ms(proto, name, one, runs, threads=threads, progress=progress,
                                                      stage="export: latency of the exported model")}
+    report.path = save(proto, path)
+    report.file_bytes = report.path.stat().st_size
+    if progress:
+        progress("export: writing and checking", steps, steps)
     return report
