@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from fuzzkit import run, snapshot
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fuzzkit import run, snapshot
 from mixq.data import load_data
 from mixq.errors import MixqError
 
@@ -65,20 +65,22 @@ def _content(kind: str, config: dict[str, Any], junk: bytes) -> bytes:
 
 @pytest.mark.xfail(strict=True, reason="fixed by part S: a non-UTF-8 config file and --cache-mb inf/nan are tracebacks")
 @SLOW
-@given(st.sampled_from(["yaml", "toml", "bytes"]), st.sampled_from([".yaml", ".toml"]), CONFIG, st.binary(max_size=40))
-@example("bytes", ".yaml", {}, b"\xff\xfenum_samples: 4\n")
-@example("yaml", ".yaml", {"cache-mb": float("inf")}, b"")
-@example("yaml", ".yaml", {"cache-mb": float("nan")}, b"")
+@given(st.sampled_from(["yaml", "toml", "bytes"]), st.sampled_from([".yaml", ".toml"]), CONFIG, st.binary(max_size=40),
+       st.booleans())
+@example("bytes", ".yaml", {}, b"\xff\xfenum_samples: 4\n", True)
+@example("yaml", ".yaml", {"cache-mb": float("inf"), "budget": ["bops<=0.5"]}, b"", False)
+@example("toml", ".toml", {"cache-mb": float("nan")}, b"", True)
 def test_any_config_file_runs_or_is_a_user_error(npz: Path, kind: str, suffix: str, config: dict[str, Any],
-                                                 junk: bytes) -> None:
+                                                 junk: bytes, typed_budget: bool) -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         path = root / f"config{suffix}"
         path.write_bytes(_content(kind, config, junk))
         out = root / "run"
         before = snapshot(root, out)
+        budget = ["--budget", "bops<=0.5"] if typed_budget else []  # else the file's budget (if any) is read
         run(["search", "tiny-cnn", "--data", str(npz), "--config-file", str(path), "--out", str(out), "-q",
-             "--no-report"]).check()
+             "--no-report", *budget]).check()
         assert snapshot(root, out) == before
 
 

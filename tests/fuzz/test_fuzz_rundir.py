@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fuzzkit import run, snapshot
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-
-from fuzzkit import run, snapshot
 
 FILES = ["config.json", "curve.json", "evaluations.json", "graph.json", "measurement_key.json",
          "measurements.jsonl", "plan.json", "sensitivity.json", "timings.json"]
