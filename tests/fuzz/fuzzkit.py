@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from hypothesis import settings
 
 from mixq.cli.main import main
 
@@ -55,3 +58,12 @@ def snapshot(root: Path, skip: Path) -> dict[str, tuple[str, bytes]]:
         else:
             entries[str(path)] = ("file", hashlib.sha256(path.read_bytes()).digest())
     return entries
+
+
+#: ``MIXQ_FUZZ=explore`` draws fresh random examples, ten times as many (see conftest.py).
+EXPLORE = os.environ.get("MIXQ_FUZZ") == "explore"
+
+
+def examples(n: int) -> settings:
+    """Settings for a property test: ``n`` examples (ten times that when exploring), no deadline."""
+    return settings(max_examples=n * 10 if EXPLORE else n, deadline=None)

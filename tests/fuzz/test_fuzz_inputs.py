@@ -15,16 +15,16 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from fuzzkit import run, snapshot
-from hypothesis import example, given, settings
+from fuzzkit import examples, run, snapshot
+from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
 from mixq.data import load_data
 from mixq.errors import MixqError
 
-SLOW = settings(max_examples=20, deadline=None)
-FAST = settings(max_examples=80, deadline=None)
+SLOW = examples(20)
+FAST = examples(80)
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import example, given, settings
+from fuzzkit import examples
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mixq.errors import MixqError
 from mixq.plan import Plan
 
-FAST = settings(max_examples=150, deadline=None)
+FAST = examples(150)
 
 BASE: dict[str, Any] = {
     "schema_version": 2, "mixq_version": "0.1.0",

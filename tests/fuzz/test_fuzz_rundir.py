@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fuzzkit import run, snapshot
-from hypothesis import example, given, settings
+from fuzzkit import examples, run, snapshot
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 FILES = ["config.json", "curve.json", "evaluations.json", "graph.json", "measurement_key.json",
@@ -105,7 +105,7 @@ def _corrupted_copy(finished: tuple[Path, Path], root: Path, name: str, corrupti
 
 
 @pytest.mark.parametrize("name", [_case(n, RESUME_BROKEN) for n in FILES])
-@settings(max_examples=3, deadline=None)
+@examples(3)
 @given(CORRUPTIONS)
 @example(Corruption("directory"))
 @example(Corruption("replace", content=b"\xff\xfe\x00"))
@@ -121,7 +121,7 @@ def test_resume_over_a_corrupt_run_file_gives_a_result_or_a_user_error(finished:
 
 
 @pytest.mark.parametrize("name", [_case(n, REPORT_BROKEN) for n in FILES])
-@settings(max_examples=3, deadline=None)
+@examples(3)
 @given(CORRUPTIONS)
 @example(Corruption("directory"))
 @example(Corruption("replace", content=b"\xff\xfe\x00"))
