@@ -147,7 +147,7 @@ def _search_in(job: _Job) -> SearchResult:
                                                **job.extra_quality}, measured)
     evaluations = list(outcome.result.evaluations)
     if run is not None:
-        plan.save(run.file("plan.json"))
+        run.write_json("plan.json", plan.to_dict())
         run.write_json("evaluations.json", evaluations)
         run.write_json("timings.json", timings)
     return SearchResult(plan, prepared.graph, outcome.sensitivity, outcome.result.curve, tuple(evaluations), timings,

@@ -65,7 +65,7 @@ def compare_solvers(model: object, data: Dataset | np.ndarray, config: SearchCon
     comparison = SolverComparison(results, winner, metric, skipped)
     with RunDirectory(out, command) as run:
         run.mark()
-        results[winner].plan.save(run.file("plan.json"))
+        run.write_json("plan.json", results[winner].plan.to_dict())
         run.write_json("solvers.json", {"winner": winner, "metric": metric, "rows": comparison.rows(),
                                         "skipped": skipped})
     return comparison

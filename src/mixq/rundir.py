@@ -261,6 +261,9 @@ class JsonlMeasurementLog:
         self.path = path
         if path.is_symlink():  # appending would write wherever the link points
             raise RunDirectoryError(f"{path} is a symbolic link, not mixq's measurement log; use a new --out directory")
+        if path.exists() and not path.is_file():
+            raise RunDirectoryError(f"{path} is not a file, so it cannot be mixq's measurement log; the run directory "
+                                    "is damaged: use a new --out directory, or delete this one to start over")
         self._drop_torn_tail()
         self._items = list(self._read())
 

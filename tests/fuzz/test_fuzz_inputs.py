@@ -63,7 +63,6 @@ def _content(kind: str, config: dict[str, Any], junk: bytes) -> bytes:
     return junk
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by part S: a non-UTF-8 config file and --cache-mb inf/nan are tracebacks")
 @SLOW
 @given(st.sampled_from(["yaml", "toml", "bytes"]), st.sampled_from([".yaml", ".toml"]), CONFIG, st.binary(max_size=40),
        st.booleans())
@@ -132,8 +131,6 @@ def test_labels_csv_with_plain_names_gives_a_dataset_or_a_user_error(image_folde
     _load(image_folder, _labels_text(header, rows).encode())
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by part S: labels.csv class index 10^23 (OverflowError), "
-                                       "paths outside the data folder read, non-UTF-8 bytes")
 @FAST
 @given(HEADERS, st.lists(st.tuples(st.one_of(NAMES, BAD_NAMES), INDICES), max_size=6), st.binary(max_size=8))
 @example("file,class_index", [("img0.png", str(10**23)), ("img1.png", "0"), ("img2.png", "0"), ("img3.png", "0")], b"")

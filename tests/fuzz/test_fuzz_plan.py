@@ -65,7 +65,6 @@ def test_well_typed_plans_read_back_the_same(assignment: dict[str, str]) -> None
     _check_plan(Plan.from_dict({**BASE, "assignment": assignment}))
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by part S: plan.json fields with wrong types are tracebacks")
 @FAST
 @given(st.sampled_from(PATHS), JSON)
 @example(("assignment",), [])
@@ -96,7 +95,6 @@ def _flip(data: bytes, edits: list[tuple[int, int]]) -> bytearray:
     return out
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by part S: a non-UTF-8 or wrongly typed plan.json is a traceback")
 @FAST
 @given(_mutations())
 @example(b"\xff\xfe{}")

@@ -22,17 +22,6 @@ from hypothesis import strategies as st
 
 FILES = ["config.json", "curve.json", "evaluations.json", "graph.json", "measurement_key.json",
          "measurements.jsonl", "plan.json", "sensitivity.json", "timings.json"]
-#: Files whose corruption makes a resume a traceback today, and the part whose branch fixes it.
-RESUME_BROKEN = {
-    "measurement_key.json": "fixed by part S: a corrupt measurement_key.json (truncated, wrong types, non-UTF-8, "
-                            "a directory) is a traceback on resume",
-    "measurements.jsonl": "fixed by part S: a non-UTF-8 measurements.jsonl, or a directory in its place, is a "
-                          "traceback on resume",
-    "plan.json": "fixed by part W: RUN/plan.json that is a directory is a traceback when the resume writes it",
-}
-#: Files whose corruption makes `mixq report` a traceback today.
-REPORT_BROKEN = {name: "fixed by part S: a non-UTF-8 run-directory file is a traceback in `mixq report`"
-                 for name in FILES if name not in ("measurement_key.json", "measurements.jsonl")}
 JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**25, 10**25) | st.floats() | st.text(max_size=6),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
                     max_leaves=6)
@@ -88,12 +77,8 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     np.savez(data, x=rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8), y=rng.integers(0, 10, 4))
     outcome = run(_search(data, root / "run"))
     assert outcome.code == 0, outcome.err
-    assert sorted(p.name for p in (root / "run").iterdir() if p.is_file()) == FILES
+    assert sorted(p.name for p in (root / "run").iterdir() if p.is_file() and not p.name.startswith(".")) == FILES
     return data, root / "run"
-
-
-def _case(name: str, broken: dict[str, str]) -> object:
-    return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=broken[name])) if name in broken else name
 
 
 def _corrupted_copy(finished: tuple[Path, Path], root: Path, name: str, corruption: Corruption) -> tuple[Path, Path]:
@@ -104,7 +89,7 @@ def _corrupted_copy(finished: tuple[Path, Path], root: Path, name: str, corrupti
     return root / "data.npz", root / "run"
 
 
-@pytest.mark.parametrize("name", [_case(n, RESUME_BROKEN) for n in FILES])
+@pytest.mark.parametrize("name", FILES)
 @examples(3)
 @given(CORRUPTIONS)
 @example(Corruption("directory"))
@@ -120,7 +105,7 @@ def test_resume_over_a_corrupt_run_file_gives_a_result_or_a_user_error(finished:
         assert snapshot(root, out) == before, "a write outside --out"
 
 
-@pytest.mark.parametrize("name", [_case(n, REPORT_BROKEN) for n in FILES])
+@pytest.mark.parametrize("name", FILES)
 @examples(3)
 @given(CORRUPTIONS)
 @example(Corruption("directory"))

@@ -56,7 +56,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--config-file {path} is not valid YAML: {exc}") from None
+            raise ConfigError(f"--config-file {path} is not valid YAML: {' '.join(str(exc).split())}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -76,7 +76,7 @@ def _parse_toml(path: Path, text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"--config-file {path} is not valid TOML: {exc}") from None
+        raise ConfigError(f"--config-file {path} is not valid TOML: {' '.join(str(exc).split())}") from None
 
 
 def subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
