@@ -18,14 +18,15 @@ GOOD = {"chunk": 0, "group": "conv1", "precision": "w4a8", "ratio_sum": 0.25, "c
 @pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe", b"[1, 2]"])
 def test_a_corrupt_measurement_key_is_a_run_directory_error(tmp_path: Path, content: bytes) -> None:
     (tmp_path / KEY_FILE).write_bytes(content)
-    with pytest.raises(RunDirectoryError, match=f"{KEY_FILE}.*use a new --out directory"):
-        RunDirectory(tmp_path).bind({"seed": 0})
+    with RunDirectory(tmp_path) as run, pytest.raises(RunDirectoryError, match=f"{KEY_FILE}.*use a new --out"):
+        run.bind({"seed": 0})
 
 
 def test_a_matching_key_resumes(tmp_path: Path) -> None:
     (tmp_path / KEY_FILE).write_text(json.dumps({"seed": 0}))
     (tmp_path / MEASUREMENTS).write_text("")
-    assert RunDirectory(tmp_path).bind({"seed": 0}) is True
+    with RunDirectory(tmp_path) as run:
+        assert run.bind({"seed": 0}) is True
 
 
 @pytest.mark.parametrize("bad", [
