@@ -333,3 +333,28 @@ CASES += (
     BadInput("--out holding the user's own files (config.json)", _out_with_users_files, "not a mixq run directory"),
     BadInput("resume with other settings", _resume_with_other_settings, "other settings"),
 )
+
+
+# part S2: hardware descriptions, config files and .npz arrays through mixq.schema; scheme value types.
+def _hardware_file(tmp: Path, text: str) -> list[str]:
+    (tmp / "npu.yaml").write_text(text)
+    return _search(_model(tmp), _npz(tmp), tmp, "--hardware", str(tmp / "npu.yaml"))
+
+
+CASES += (
+    BadInput("hardware kernels for op kind 'convolution'",
+             lambda t: _hardware_file(t, "name: npu\nkernels: {convolution: [w8a8], default: [w8a8]}\n"),
+             "unknown op kind 'convolution'; use conv"),
+    BadInput("hardware kernels.conv a number", lambda t: _hardware_file(t, "name: npu\nkernels: {conv: 8}\n"),
+             "kernels.conv: a list of precisions"),
+    BadInput("hardware cost.bops", lambda t: _hardware_file(t, "name: npu\ncost: {bops: {default: {w8a8: 1}}}\n"),
+             "cost: unknown keys ['bops']"),
+    BadInput("hardware latency .nan",
+             lambda t: _hardware_file(t, "name: npu\ncost: {latency: {default: {w8a8: .nan}}}\n"),
+             "cost.latency.default.w8a8: must be positive"),
+    BadInput("plan.json with weight_per_channel \"yes\"",
+             lambda t: _plan(t, {"scheme": {"weight_per_channel": "yes"}}),
+             "weight_per_channel must be true or false"),
+    BadInput("plan.json with percentile \"high\"", lambda t: _plan(t, {"scheme": {"percentile": "high"}}),
+             "percentile must be a number"),
+)
