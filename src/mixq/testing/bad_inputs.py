@@ -358,3 +358,18 @@ CASES += (
     BadInput("plan.json with percentile \"high\"", lambda t: _plan(t, {"scheme": {"percentile": "high"}}),
              "percentile must be a number"),
 )
+
+
+def _config_file(tmp: Path, text: str) -> list[str]:
+    (tmp / "c.yaml").write_text(text)
+    return _search(_model(tmp), _npz(tmp), tmp, "--config-file", str(tmp / "c.yaml"))
+
+
+CASES += (
+    BadInput("config file num_samples: {a: 1}", lambda t: _config_file(t, "num_samples: {a: 1}\n"),
+             "num_samples: must be one value (a number, text or true/false) or a list of them, not a mapping"),
+    BadInput("config file budget: [[...]]", lambda t: _config_file(t, "budget: [[\"bops<=0.5\"]]\n"),
+             "budget: a list here holds single values, not a list"),
+    BadInput("config file solver_options: [{...}]", lambda t: _config_file(t, "solver_options: [{a: 1}]\n"),
+             "solver_options: must be a mapping of option names"),
+)
