@@ -373,3 +373,20 @@ CASES += (
     BadInput("config file solver_options: [{...}]", lambda t: _config_file(t, "solver_options: [{a: 1}]\n"),
              "solver_options: must be a mapping of option names"),
 )
+
+
+def _npz_with(tmp: Path, **arrays: np.ndarray) -> list[str]:
+    np.savez(tmp / "bad.npz", **arrays)  # type: ignore[arg-type]
+    return _search(_model(tmp), str(tmp / "bad.npz"), tmp)
+
+
+CASES += (
+    BadInput(".npz x with a NaN",
+             lambda t: _npz_with(t, x=np.full((4, 3, 16, 16), np.nan, np.float32), y=np.zeros(4, np.int64)),
+             "x holds NaN or infinite values"),
+    BadInput(".npz x complex", lambda t: _npz_with(t, x=np.zeros((4, 3, 16, 16), np.complex64)),
+             "x must be uint8 (NHWC images) or float"),
+    BadInput(".npz y with fractions",
+             lambda t: _npz_with(t, x=np.zeros((4, 16, 16, 3), np.uint8), y=np.array([0.5, 1, 2, 3])),
+             "y must hold integer class indices"),
+)
