@@ -62,7 +62,9 @@ def _check_options(mapping: Mapping[Any, Any], prefix: str = "") -> None:
 def _kind(value: Any) -> str:
     if value is None:
         return "empty (null)"
-    return {dict: "a mapping", list: "a list"}.get(type(value), type(value).__name__)
+    if isinstance(value, Mapping):
+        return "a mapping"
+    return "a list" if isinstance(value, list) else type(value).__name__
 
 
 #: A flag's value: a scalar or a list of scalars.
