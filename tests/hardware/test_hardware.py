@@ -172,8 +172,8 @@ def test_search_config_keeps_hardware_and_restrictions_through_a_round_trip() ->
     ("text", "match"),
     [
         ("name: x\nkernels: {convolution: [w8a8], lin: [w8a8]}\n",
-         r"kernels\.convolution\.\[key\]: unknown op kind 'convolution'; use conv, .* or default.*"
-         r"kernels\.lin\.\[key\]: unknown op kind 'lin'"),
+         r"kernels\.convolution: unknown op kind 'convolution'; use conv, .* or default.*"
+         r"kernels\.lin: unknown op kind 'lin'"),
         ("name: x\nkernels: {conv: [w8a8, w3a7x]}\n", r"kernels\.conv: .*w3a7x"),
         ("name: x\nkernels: {conv: 8}\n", r"kernels\.conv: a list of precisions such as \[w8a8, fp32\]"),
         ("name: x\nkernels: [w8a8]\n", r"kernels: `kernels` maps op kinds \(conv, .*default\) to lists"),
