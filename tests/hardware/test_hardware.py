@@ -208,5 +208,5 @@ def test_description_file_and_schema_agree_on_a_full_example(tmp_path: Path) -> 
     assert len(hw.restrictions) == 1 and not hw.restrictions[0].required
     assert "latency" in hw.cost_models()
     anything = tmp_path / "any.yaml"
-    anything.write_text("name: any\nkernels: any\ncost:\nrestrictions:\n")
+    anything.write_text("name: any\ndescription:\nkernels: any\ncost:\nrestrictions:\n")
     assert load_hardware(anything).kernels is None and load_hardware(anything).latency is None

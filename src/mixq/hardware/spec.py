@@ -14,6 +14,9 @@ Example (YAML; TOML with the same keys works too)::
       latency:                   # optional: relative time per MAC of each kernel (same keys as kernels)
         default: {w4a8: 0.6, w8a8: 1.0, w8a16: 1.9}
     restrictions: ["first,last>=w8a8"]
+
+The file is validated by :class:`mixq.schema.hardware.HardwareFile` (one message naming every bad field,
+with the known op kinds or the fix); :meth:`Hardware.from_dict` builds the target from the validated model.
 """
 
 from __future__ import annotations

@@ -116,12 +116,12 @@ class HardwareFile(SchemaModel):
     @classmethod
     def _known(cls, data: Any) -> Any:
         data = _only(data, TOP_KEYS, "a hardware description")
-        if data.get("kernels") == "any" or data.get("cost") is None or data.get("restrictions") is None:
-            data = dict(data)
-            if data.get("kernels") == "any":
-                data["kernels"] = None
-            data["cost"] = data.get("cost") or {}
-            data["restrictions"] = data.get("restrictions") or []
+        data = dict(data)  # an empty key (``cost:``) means its default, as an absent one does
+        if data.get("kernels") == "any":
+            data["kernels"] = None
+        for key, empty in (("description", ""), ("cost", {}), ("restrictions", [])):
+            if data.get(key) is None:
+                data[key] = empty
         return data
 
     @field_validator("kernels", mode="before")
