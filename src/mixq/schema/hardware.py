@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, ConfigDict, Field, PlainValidator, field_validator, model_validator
@@ -68,6 +69,8 @@ def _not_empty(table: dict[str, Any]) -> dict[str, Any]:
 
 
 def _only(data: Any, known: tuple[str, ...], what: str, hint: str = "") -> Any:
+    if isinstance(data, Mapping):  # a plug-in may build its description as any mapping
+        data = dict(data)
     if not isinstance(data, dict):
         raise ValueError(f"{what} must be a mapping with {', '.join(known)}, not {type(data).__name__}")
     unknown = sorted(str(k) for k in set(data) - set(known))
