@@ -107,7 +107,7 @@ def test_unknown_key_is_one_error_naming_it_and_the_valid_keys(tmp_path: Path,
     ("num-samples: many\n", "'num-samples'.*must be an integer"),
     ("per-tensor-weights: 1\n", "true or false"),
     ("act-range: best\n", "must be one of minmax, percentile, mse"),
-    ("candidates: {w4a8: 1}\n", "'candidates'.*single a string"),
+    ("candidates: {w4a8: 1}\n", "candidates: must be one value .* or a list of them, not a mapping"),
     ("- a\n- b\n", "mapping of flag names"),
     ("data: [unclosed\n", "not valid YAML"),
 ])

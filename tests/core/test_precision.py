@@ -64,3 +64,25 @@ def test_quant_scheme_coerces_range_names_and_checks_percentile() -> None:
         QuantScheme(percentile=40.0)
     with pytest.raises(ValueError):
         QuantScheme(weight_range="median")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"weight_per_channel": "yes"}, "weight_per_channel must be true or false, got 'yes'"),
+        ({"act_dynamic": 1}, "act_dynamic must be true or false, got 1"),
+        ({"weight_symmetric": None}, "weight_symmetric must be true or false"),
+        ({"percentile": "99.9"}, r"percentile must be a number in \(50, 100\], e.g. 99.99, got '99.9'"),
+        ({"percentile": True}, "percentile must be a number"),
+    ],
+)
+def test_scheme_refuses_wrong_value_types(data: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        QuantScheme.from_dict(data)
+
+
+def test_scheme_accepts_numpy_numbers_and_ints() -> None:
+    import numpy as np
+
+    assert QuantScheme(percentile=np.float32(99.5)).percentile == pytest.approx(99.5)
+    assert QuantScheme(percentile=100).percentile == 100

@@ -166,3 +166,47 @@ def test_search_config_keeps_hardware_and_restrictions_through_a_round_trip() ->
     assert again.solver_settings().max_evaluations == 12 and again.solver_config("iqp").top_k == 5
     with pytest.raises(ConfigError, match="unknown solver 'anneal'"):
         SearchConfig(solver="anneal")
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("name: x\nkernels: {convolution: [w8a8], lin: [w8a8]}\n",
+         r"kernels\.convolution: unknown op kind 'convolution'; use conv, .* or default.*"
+         r"kernels\.lin: unknown op kind 'lin'"),
+        ("name: x\nkernels: {conv: [w8a8, w3a7x]}\n", r"kernels\.conv: .*w3a7x"),
+        ("name: x\nkernels: {conv: 8}\n", r"kernels\.conv: a list of precisions such as \[w8a8, fp32\]"),
+        ("name: x\nkernels: [w8a8]\n", r"kernels: `kernels` maps op kinds \(conv, .*default\) to lists"),
+        ("name: x\ncost: {latency: {default: {w9a9x: 1.0}}}\n", r"cost\.latency\.default\.w9a9x"),
+        ("name: x\ncost: {bops: {}}\n", r"cost: unknown keys \['bops'\]; known: latency \(bops and size"),
+        ("name: x\ncost: {latency: {}}\n", r"cost\.latency: .*it is empty"),
+        ("name: x\nrestrictions: [\"first>=w99a8\"]\n", r"restrictions: .*w99a8"),
+        ("name: 7\n", r"name: input should be a valid string \(got 7\)"),
+        ("[1, 2]\n", r"a hardware description must be a mapping with name, description, kernels, cost, restrictions"),
+    ],
+)
+def test_description_violations_name_the_field(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match) as info:
+        load_hardware(path)
+    message = str(info.value)
+    assert message.startswith(f"hardware description {path} has invalid fields: ") and "\n" not in message
+    assert message.endswith("write it in the format of the example in mixq.hardware.spec")
+
+
+def test_description_file_and_schema_agree_on_a_full_example(tmp_path: Path) -> None:
+    path = tmp_path / "npu.toml"
+    path.write_text('name = "npu"\ndescription = " d "\nrestrictions = ["first>=w8a8"]\n'
+                    '[kernels]\nconv = ["w4a8", "w8a8"]\ndefault = "w8a8,w8a16"\n'
+                    '[cost.latency.default]\nw8a8 = 1\nw8a16 = 1.5\n')
+    hw = load_hardware(path)
+    assert hw.name == "npu" and hw.description == "d"
+    assert [str(p) for p in hw.kernels_for(OpKind.CONV) or ()] == ["w4a8", "w8a8"]
+    assert [str(p) for p in hw.kernels_for(OpKind.MATMUL) or ()] == ["w8a8", "w8a16"]
+    assert {str(p): v for p, v in (hw.latency or {})["default"].items()} == {"w8a8": 1.0, "w8a16": 1.5}
+    assert len(hw.restrictions) == 1 and not hw.restrictions[0].required
+    assert "latency" in hw.cost_models()
+    anything = tmp_path / "any.yaml"
+    anything.write_text("name: any\ndescription:\nkernels: any\ncost:\nrestrictions:\n")
+    assert load_hardware(anything).kernels is None and load_hardware(anything).latency is None

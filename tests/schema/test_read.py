@@ -49,3 +49,17 @@ def test_strict_types_refuse_text_for_numbers() -> None:
     with pytest.raises(ConfigError, match="x: input should be a valid number"):
         validate(_Point, {"x": "1", "n": 1}, "f.json")
     assert validate(_Point, {"x": 1, "n": 2}, "f.json").x == 1.0  # an int is a float
+
+
+def test_a_bad_dict_key_is_located_by_its_path_without_a_key_marker() -> None:
+    from pydantic import Field
+
+    from mixq.schema.read import SchemaModel, validate
+    from mixq.schema.types import PrecisionText
+
+    class Table(SchemaModel):
+        costs: dict[PrecisionText, float] = Field(default_factory=dict)
+
+    with pytest.raises(ConfigError, match=r"t\.json has invalid fields: costs\.w99a8: ") as info:
+        validate(Table, {"costs": {"w99a8": 1.0}}, "t.json")
+    assert "[key]" not in str(info.value)

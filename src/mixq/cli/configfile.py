@@ -26,6 +26,7 @@ from typing import Any
 
 from mixq.errors import ConfigError
 from mixq.schema import read_text
+from mixq.schema.configfile import validate_config
 
 DEST = "config_file"
 #: Flags whose value is a comma-separated list, so a file may give them as a list.
@@ -125,17 +126,18 @@ def resolve_file(data: Mapping[str, Any], command: str, sub: argparse.ArgumentPa
     if isinstance(section, dict):
         flat.update(section)  # the command's own table wins over shared keys
     keys = _file_keys(sub)
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        normalized = str(key).replace("-", "_")
-        action = keys.get(normalized)
+    seen: dict[str, argparse.Action] = {}
+    for key in flat:
+        action = keys.get(str(key).replace("-", "_"))
         if action is None:
             raise ConfigError(f"unknown key {key!r} in {source} for `mixq {command}`; valid keys: "
                               f"{', '.join(_valid_names(sub))}")
-        if action.dest in out:
+        if action.dest in {a.dest for a in seen.values()}:
             raise ConfigError(f"{source} sets {action.dest!r} twice (as {key!r} and another spelling)")
-        out[action.dest] = _convert(action, value, key, source)
-    return out
+        seen[key] = action
+    # the shapes first (one value or a list; solver_options a mapping), by mixq.schema, naming the key
+    validate_config(flat, KEY_VALUE_LISTS, f"--config-file {source}")
+    return {action.dest: _convert(action, flat[key], key, source) for key, action in seen.items()}
 
 
 def _convert(action: argparse.Action, value: Any, key: str, source: str) -> Any:

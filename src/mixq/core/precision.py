@@ -7,6 +7,7 @@ target's kernels are fixed while the scheme is a user choice that applies to eve
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
@@ -136,6 +137,12 @@ class QuantScheme:
     act_dynamic: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("weight_per_channel", "weight_symmetric", "act_symmetric", "act_dynamic"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false, got {value!r}")
+        if isinstance(self.percentile, bool) or not isinstance(self.percentile, numbers.Real):
+            raise ConfigError(f"percentile must be a number in (50, 100], e.g. 99.99, got {self.percentile!r}")
         if not 50.0 < self.percentile <= 100.0:
             raise ConfigError(f"percentile must be in (50, 100], got {self.percentile}")
         object.__setattr__(self, "weight_range", RangeMethod(self.weight_range))

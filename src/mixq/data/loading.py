@@ -15,12 +15,11 @@ import numpy as np
 from mixq.data.dataset import ArrayDataset, Dataset, ImageDataset
 from mixq.data.preprocess import Preprocess
 from mixq.errors import ConfigError, DataError
+from mixq.schema.arrays import MAX_CLASS_INDEX, check_npz
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 LABELS_FILE = "labels.csv"
 FILE_COLUMN, LABEL_COLUMN = "file", "class_index"
-#: Class indices are below this (2^31): a larger number in a labels file is a typo, not a class.
-MAX_CLASS_INDEX = 2**31 - 1
 
 
 def load_data(path: str | Path, preprocess: Preprocess | None = None, labels: str | Path | None = None,
@@ -163,14 +162,7 @@ def _arrays(path: Path, preprocess: Preprocess | None, limit: int | None) -> Arr
                 names = loaded["filename"] if "filename" in keys else None
             except (ValueError, OSError, zipfile.BadZipFile) as exc:
                 raise DataError(f"cannot read the arrays in {path.name}: {exc}") from None
-    if x.ndim == 0 or len(x) == 0:
-        raise DataError(f"{path.name}: x holds no samples")
-    if y is not None and (y.ndim != 1 or len(y) != len(x)):
-        raise DataError(f"{path.name}: y has shape {y.shape} but x has {len(x)} samples: y must hold one class "
-                        "index per sample")
-    if y is not None and y.dtype.kind in "iu" and len(y) and not 0 <= int(y.min()) <= int(y.max()) <= MAX_CLASS_INDEX:
-        raise DataError(f"{path.name}: y holds class indices outside 0..{MAX_CLASS_INDEX} (from {y.min()} to "
-                        f"{y.max()}): save one non-negative class index per sample")
+    check_npz(x, y, path.name)
     if names is not None and (names.ndim != 1 or len(names) != len(x) or names.dtype.kind not in "US"):
         names = None
     if limit is not None:

@@ -40,7 +40,7 @@ def load_hardware(spec: str | Path) -> Hardware:
             f"unknown hardware {text!r}{hint}: give a built-in ({', '.join(HARDWARE.names())}) or a .yaml/.toml "
             "description file"
         )
-    return Hardware.from_dict(_read(path), str(path))
+    return Hardware.from_dict(_read(path), f"hardware description {path}")
 
 
 def latency_needed(cost: str, budgets: Iterable[CostBudget], hardware: str | None) -> bool:

@@ -14,25 +14,28 @@ Example (YAML; TOML with the same keys works too)::
       latency:                   # optional: relative time per MAC of each kernel (same keys as kernels)
         default: {w4a8: 0.6, w8a8: 1.0, w8a16: 1.9}
     restrictions: ["first,last>=w8a8"]
+
+The file is validated by :class:`mixq.schema.hardware.HardwareFile` (one message naming every bad field,
+with the known op kinds or the fix); :meth:`Hardware.from_dict` builds the target from the validated model.
 """
 
 from __future__ import annotations
 
-import math
-
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup
-from mixq.core.precision import Precision, parse_candidates
+from mixq.core.precision import Precision
 from mixq.core.restrictions import Restriction, apply_restrictions, narrow_graph, parse_restrictions
 from mixq.cost import COST_MODELS, LatencySource
 from mixq.cost.base import CostModel
 from mixq.errors import ConfigError
+from mixq.schema import validate
+from mixq.schema.hardware import DEFAULT_KEY, HardwareFile
 
-DEFAULT_KEY = "default"
-_KINDS = ", ".join(k.value for k in OpKind)
+#: The fix a message about a description file ends with.
+FIX = "write it in the format of the example in mixq.hardware.spec"
 
 
 @dataclass(frozen=True)
@@ -101,69 +104,17 @@ class Hardware:
         return {"latency": COST_MODELS.create("latency", LatencySource(kernels=self.latency, hardware=self.name))}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "hardware description") -> Hardware:
-        """Read the mapping a YAML/TOML file holds; unknown keys are errors (typos must not pass)."""
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{source} must be a mapping with name, kernels, cost and restrictions")
-        unknown = sorted(set(data) - {"name", "description", "kernels", "cost", "restrictions"})
-        if unknown:
-            raise ConfigError(
-                f"{source}: unknown keys {unknown}; known: name, description, kernels, cost, restrictions"
-            )
-        name = str(data.get("name") or source)
-        kernels, default = _kernels(data.get("kernels"), source)
-        cost = data.get("cost") or {}
-        if not isinstance(cost, Mapping) or set(cost) - {"latency"}:
-            raise ConfigError(f"{source}: `cost` may hold only `latency` (bops and size are always available)")
-        latency = _latency(cost.get("latency"), source) if "latency" in cost else None
-        rules = data.get("restrictions") or []
-        if isinstance(rules, str) or not isinstance(rules, Sequence) or not all(isinstance(r, str) for r in rules):
-            raise ConfigError(f"{source}: `restrictions` must be a list of strings such as \"first,last>=w8a8\"")
+    def from_dict(cls, data: Any, source: str = "hardware description") -> Hardware:
+        """Read the mapping a YAML/TOML file holds, through :class:`mixq.schema.hardware.HardwareFile`;
+        unknown keys are errors (typos must not pass)."""
+        spec = validate(HardwareFile, data, source, ConfigError, fix=FIX)
+        kernels = None if spec.kernels is None else {
+            OpKind(key): precisions for key, precisions in spec.kernels.items() if key != DEFAULT_KEY}
+        default = None if spec.kernels is None else spec.kernels.get(DEFAULT_KEY)
+        latency = None if spec.cost.latency is None else {
+            key: dict(row) for key, row in spec.cost.latency.items()}
         restrictions = tuple(
-            Restriction(r.patterns, r.min_precision, r.allowed, required=False) for r in parse_restrictions(rules)
+            Restriction(r.patterns, r.min_precision, r.allowed, required=False)
+            for r in parse_restrictions(list(spec.restrictions))
         )
-        return cls(name, str(data.get("description", "")).strip(), kernels, default, latency, restrictions)
-
-
-def _kind(key: str, source: str) -> OpKind:
-    try:
-        return OpKind(key)
-    except ValueError:
-        raise ConfigError(f"{source}: unknown op kind {key!r}; use {_KINDS} or {DEFAULT_KEY}") from None
-
-
-def _kernels(
-    raw: Any, source: str
-) -> tuple[Mapping[OpKind, tuple[Precision, ...]] | None, tuple[Precision, ...] | None]:
-    if raw is None or raw == "any":
-        return None, None
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source}: `kernels` maps op kinds ({_KINDS}, {DEFAULT_KEY}) to lists of precisions")
-    kernels: dict[OpKind, tuple[Precision, ...]] = {}
-    default = None
-    for key, value in raw.items():
-        precisions = parse_candidates(value if isinstance(value, str) else [str(v) for v in value])
-        if key == DEFAULT_KEY:
-            default = precisions
-        else:
-            kernels[_kind(str(key), source)] = precisions
-    return kernels, default
-
-
-def _latency(raw: Any, source: str) -> dict[str, dict[Precision, float]]:
-    if not isinstance(raw, Mapping) or not raw:
-        raise ConfigError(f"{source}: `cost.latency` maps op kinds to {{precision: time per MAC}}")
-    table: dict[str, dict[Precision, float]] = {}
-    for key, entries in raw.items():
-        name = DEFAULT_KEY if key == DEFAULT_KEY else _kind(str(key), source).value
-        if not isinstance(entries, Mapping):
-            raise ConfigError(f"{source}: cost.latency.{key} must map precisions to numbers")
-        row = {}
-        for precision, value in entries.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-                    or value <= 0:
-                raise ConfigError(f"{source}: cost.latency.{key}.{precision} must be positive "
-                                  f"(a finite time per MAC), got {value!r}")
-            row[Precision.parse(str(precision))] = float(value)
-        table[name] = row
-    return table
+        return cls(spec.name or source, spec.description.strip(), kernels, default, latency, restrictions)

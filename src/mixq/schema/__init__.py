@@ -11,6 +11,11 @@ Reading a file goes through :func:`read_text` (missing, a directory, unreadable 
 user errors), :func:`read_json` (plus JSON syntax and NaN/Infinity literals) and :func:`validate` (a
 pydantic model; every violation listed with its field). Numbers from flags go through
 :mod:`mixq.schema.numbers`.
+
+One module per kind of file: :mod:`~mixq.schema.plan` (plan.json), :mod:`~mixq.schema.rundir` and
+:mod:`~mixq.schema.tuneqn` (run-directory files), :mod:`~mixq.schema.caches`, :mod:`~mixq.schema.hardware`
+(hardware descriptions), :mod:`~mixq.schema.configfile` (``--config-file``, checked per command) and
+:mod:`~mixq.schema.arrays` (``.npz``/``.npy`` data: arrays, so a function rather than a model).
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ def read_json(path: str | Path, what: str, error: type[MixqError] = ConfigError,
 
 
 def _where(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "(top level)"
+    # a dict key's own violation is located as ``kernels.convolution.[key]``: the key's path says it
+    return ".".join(str(part) for part in loc if part != "[key]") or "(top level)"
 
 
 def describe(exc: ValidationError, limit: int = MAX_LISTED) -> str:

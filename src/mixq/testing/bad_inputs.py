@@ -333,3 +333,60 @@ CASES += (
     BadInput("--out holding the user's own files (config.json)", _out_with_users_files, "not a mixq run directory"),
     BadInput("resume with other settings", _resume_with_other_settings, "other settings"),
 )
+
+
+# part S2: hardware descriptions, config files and .npz arrays through mixq.schema; scheme value types.
+def _hardware_file(tmp: Path, text: str) -> list[str]:
+    (tmp / "npu.yaml").write_text(text)
+    return _search(_model(tmp), _npz(tmp), tmp, "--hardware", str(tmp / "npu.yaml"))
+
+
+CASES += (
+    BadInput("hardware kernels for op kind 'convolution'",
+             lambda t: _hardware_file(t, "name: npu\nkernels: {convolution: [w8a8], default: [w8a8]}\n"),
+             "unknown op kind 'convolution'; use conv"),
+    BadInput("hardware kernels.conv a number", lambda t: _hardware_file(t, "name: npu\nkernels: {conv: 8}\n"),
+             "kernels.conv: a list of precisions"),
+    BadInput("hardware cost.bops", lambda t: _hardware_file(t, "name: npu\ncost: {bops: {default: {w8a8: 1}}}\n"),
+             "cost: unknown keys ['bops']"),
+    BadInput("hardware latency .nan",
+             lambda t: _hardware_file(t, "name: npu\ncost: {latency: {default: {w8a8: .nan}}}\n"),
+             "cost.latency.default.w8a8: must be positive"),
+    BadInput("plan.json with weight_per_channel \"yes\"",
+             lambda t: _plan(t, {"scheme": {"weight_per_channel": "yes"}}),
+             "weight_per_channel must be true or false"),
+    BadInput("plan.json with percentile \"high\"", lambda t: _plan(t, {"scheme": {"percentile": "high"}}),
+             "percentile must be a number"),
+)
+
+
+def _config_file(tmp: Path, text: str) -> list[str]:
+    (tmp / "c.yaml").write_text(text)
+    return _search(_model(tmp), _npz(tmp), tmp, "--config-file", str(tmp / "c.yaml"))
+
+
+CASES += (
+    BadInput("config file num_samples: {a: 1}", lambda t: _config_file(t, "num_samples: {a: 1}\n"),
+             "num_samples: must be one value (a number, text or true/false) or a list of them, not a mapping"),
+    BadInput("config file budget: [[...]]", lambda t: _config_file(t, "budget: [[\"bops<=0.5\"]]\n"),
+             "budget: a list here holds single values, not a list"),
+    BadInput("config file solver_options: [{...}]", lambda t: _config_file(t, "solver_options: [{a: 1}]\n"),
+             "solver_options: must be a mapping of option names"),
+)
+
+
+def _npz_with(tmp: Path, **arrays: np.ndarray) -> list[str]:
+    np.savez(tmp / "bad.npz", **arrays)  # type: ignore[arg-type]
+    return _search(_model(tmp), str(tmp / "bad.npz"), tmp)
+
+
+CASES += (
+    BadInput(".npz x with a NaN",
+             lambda t: _npz_with(t, x=np.full((4, 3, 16, 16), np.nan, np.float32), y=np.zeros(4, np.int64)),
+             "x holds NaN or infinite values"),
+    BadInput(".npz x complex", lambda t: _npz_with(t, x=np.zeros((4, 3, 16, 16), np.complex64)),
+             "x must be uint8 (NHWC images) or float"),
+    BadInput(".npz y with fractions",
+             lambda t: _npz_with(t, x=np.zeros((4, 16, 16, 3), np.uint8), y=np.array([0.5, 1, 2, 3])),
+             "y must hold integer class indices"),
+)
