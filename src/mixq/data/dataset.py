@@ -16,6 +16,7 @@ from PIL import Image
 
 from mixq.data.preprocess import Preprocess
 from mixq.errors import ConfigError, DataError, MixqError
+from mixq.schema.arrays import check_image_layout
 
 PREPROCESS_HINT = '--preprocess "resize=256 crop=224"'
 
@@ -82,12 +83,7 @@ class ArrayDataset(Dataset):
                  preprocess: Preprocess | None = None, source: str = "array") -> None:
         x = np.asarray(x)
         if x.dtype == np.uint8:
-            if x.ndim != 4:
-                raise DataError(f"{source}: uint8 x must be NHWC images with 4 axes, got shape {x.shape}"
-                                + ("; add a channel axis, e.g. x[..., None]" if x.ndim == 3 else ""))
-            if x.shape[1] in (1, 3) and x.shape[3] not in (1, 3, 4):
-                raise DataError(f"{source}: uint8 x must be NHWC but shape {x.shape} looks NCHW: "
-                                "transpose it with x.transpose(0, 2, 3, 1)")
+            check_image_layout(x, source)
         elif np.issubdtype(x.dtype, np.floating):
             # used as the model's input as is, so any layout a model takes (NCHW, NHWC, features) is fine
             if x.ndim < 2:

@@ -29,6 +29,16 @@ def check_npz(x: np.ndarray, y: np.ndarray | None, source: str) -> None:
         _check_y(y, len(x), source)
 
 
+def check_image_layout(x: np.ndarray, source: str) -> None:
+    """uint8 samples are NHWC images: 4 axes, channels last (an NCHW-looking array gets the transpose fix)."""
+    if x.ndim != 4:
+        raise DataError(f"{source}: uint8 x must be NHWC images with 4 axes, got shape {x.shape}"
+                        + ("; add a channel axis, e.g. x[..., None]" if x.ndim == 3 else ""))
+    if x.shape[1] in (1, 3) and x.shape[3] not in (1, 3, 4):
+        raise DataError(f"{source}: uint8 x must be NHWC but shape {x.shape} looks NCHW: "
+                        "transpose it with x.transpose(0, 2, 3, 1)")
+
+
 def _check_x(x: np.ndarray, source: str) -> None:
     if x.dtype.kind not in "uif" or x.dtype == np.bool_:
         raise DataError(f"{source}: x must be uint8 (NHWC images) or float (model inputs), got {x.dtype}: "
@@ -37,12 +47,7 @@ def _check_x(x: np.ndarray, source: str) -> None:
         raise DataError(f"{source}: x holds no samples (shape {x.shape}): save at least one sample along its "
                         f"first axis ({_SAVE})")
     if x.dtype == np.uint8:
-        if x.ndim != 4:
-            raise DataError(f"{source}: uint8 x must be NHWC images with 4 axes, got shape {x.shape}"
-                            + ("; add a channel axis, e.g. x[..., None]" if x.ndim == 3 else ""))
-        if x.shape[1] in (1, 3) and x.shape[3] not in (1, 3, 4):
-            raise DataError(f"{source}: uint8 x must be NHWC but shape {x.shape} looks NCHW: "
-                            "transpose it with x.transpose(0, 2, 3, 1)")
+        check_image_layout(x, source)
         return
     if x.dtype.kind != "f":
         raise DataError(f"{source}: x must be uint8 (NHWC images) or float (model inputs), got {x.dtype}: "
