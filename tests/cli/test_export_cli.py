@@ -63,3 +63,36 @@ def test_a_torch_model_with_a_plan_from_its_onnx_file_names_that_file(tmp_path: 
                  str(tmp_path / "d.npz"), "-o", str(tmp_path / "o.onnx"), "-q"])
     error = capsys.readouterr().err
     assert code == 2 and "does not fit" in error and ".onnx" in error, error
+
+
+def test_export_uniform_writes_the_baseline_without_a_search(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """`mixq export MODEL --uniform w8a8` is the file a uniform plan gives, and it runs as the simulation says."""
+    from mixq.backends.torch.testing import ResidualNet, random_images
+    from mixq.core.assignment import uniform
+    from mixq.core.precision import Precision
+    from mixq.export import export
+    from mixq.plan import Plan
+    from mixq.prepared import trace_only
+
+    images = random_images(16, seed=3)
+    model_path = tmp_path / "model.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(ResidualNet().eval(), (torch.from_numpy(images[:1]),), str(model_path), dynamo=False,
+                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+                          opset_version=17)
+    data = tmp_path / "data.npz"
+    np.savez(data, x=images)
+    out = tmp_path / "w8a8.onnx"
+    assert main(["export", str(model_path), "--uniform", "w8a8", "--data", str(data), "-o", str(out),
+                 "--check-samples", "16", "--json", "-q"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["precision_counts"] == {"w8a8": len(trace_only(str(model_path), images[:1]).graph)}
+    assert report["check"]["exported_sqnr_db"] > 20 and report["fused"].get("QLinearConv", 0) > 0
+    graph = trace_only(str(model_path), images[:1]).graph
+    as_plan = Plan(uniform(graph, Precision.parse("w8a8")), {}, float("nan"))
+    export(str(model_path), as_plan, images, tmp_path / "from-plan.onnx", check_samples=0)
+    assert out.read_bytes() == (tmp_path / "from-plan.onnx").read_bytes()  # the same file as a uniform plan's
+    with pytest.raises(SystemExit):  # --plan and --uniform are exclusive, and one of them is required
+        main(["export", str(model_path), "--data", str(data), "-o", str(tmp_path / "x.onnx")])

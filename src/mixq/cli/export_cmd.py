@@ -42,7 +42,11 @@ def add_export_parser(sub: Any, add_output_flags: Any) -> None:
     export.add_argument("--data", required=True, metavar="DATA", help="the search's calibration data")
     export.add_argument("--preprocess", metavar="SPEC", help="the search's --preprocess, if it had one")
     export.add_argument("--threads", type=int, metavar="N", help="ONNX Runtime (and torch) threads")
-    export.add_argument("--plan", required=True, metavar="PLAN", help="RUN/plan.json (or the RUN directory)")
+    which = export.add_mutually_exclusive_group(required=True)
+    which.add_argument("--plan", metavar="PLAN", help="RUN/plan.json (or the RUN directory)")
+    which.add_argument("--uniform", metavar="PRECISION",
+                       help="every group at one precision, e.g. w8a8: the uniform baseline as a file, no search "
+                            "(ranges from the first 64 samples of DATA, default scheme)")
     export.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="where to write the model")
     export.add_argument("--check-samples", type=int, default=64, metavar="N",
                         help="calibration samples the export is checked on (default 64; 0 = no check)")
@@ -59,12 +63,13 @@ def add_export_parser(sub: Any, add_output_flags: Any) -> None:
 
 def cmd_export(args: argparse.Namespace, console: Console, load: Any, progress: Any) -> int:
     from mixq.export import export, input_paths, writable_output
+    from mixq.core.precision import Precision
     from mixq.plan import Plan
 
     sources = input_paths(args.model, args.data, args.plan, getattr(args, "labels", None), getattr(args, "config", None))
     writable_output(Path(args.output), sources)  # before loading anything: refuse -o over an input
     loaded, _, data = load(args)
-    plan = Plan.load(args.plan)
+    plan = Plan.load(args.plan) if args.plan else Precision.parse(args.uniform)
     with progress:
         report = export(loaded.model, plan, data, args.output, num_samples=None, check_samples=args.check_samples,
                         benchmark=args.benchmark, int4=not args.no_int4, int32_bias=not args.float_bias,

@@ -22,13 +22,13 @@ from mixq.backends.export_report import ExportReport
 if TYPE_CHECKING:
     from mixq.backends.base import Progress
     from mixq.core.assignment import Assignment
-    from mixq.core.precision import QuantScheme
+    from mixq.core.precision import Precision, QuantScheme
     from mixq.data.dataset import Dataset
     from mixq.plan import Plan
 
 
-def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dataset | np.ndarray, path: str | Path,
-           *, num_samples: int | None = None, scheme: QuantScheme | None = None, check_samples: int = 64,
+def export(model: object, plan: Plan | Assignment | Precision | str | Path, calibration: Dataset | np.ndarray,
+           path: str | Path, *, num_samples: int | None = None, scheme: QuantScheme | None = None, check_samples: int = 64,
            benchmark: bool = False, int4: bool = True, int32_bias: bool = True, output_quantizers: bool = True,
            threads: int | None = None, progress: Progress | None = None) -> ExportReport:
     """Write ``plan`` applied to ``model`` as a QDQ ONNX file at ``path``.
@@ -47,7 +47,8 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     Args:
         model: the model the plan was searched on: a ``.onnx`` path or ``onnx.ModelProto``, or a torch
             ``nn.Module`` (left untouched).
-        plan: a ``Plan``, an ``Assignment``, or the path of a ``plan.json`` (or its run directory).
+        plan: a ``Plan``, an ``Assignment``, the path of a ``plan.json`` (or its run directory), or a
+            ``Precision`` for every group (the uniform baseline as a file, without a search).
         calibration: the calibration data of the search.
         int4: store weights of <= 4 bits as INT4 (opset 21); otherwise as int8.
         int32_bias: int32 biases for 8-bit groups, as ORT's integer Conv/Gemm kernels need; ``False`` keeps
@@ -62,7 +63,8 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
     """
     from mixq import backends
     from mixq.backends.base import ExportSettings
-    from mixq.core.assignment import Assignment
+    from mixq.core.assignment import Assignment, uniform
+    from mixq.core.precision import Precision
     from mixq.prepared import as_dataset
     from mixq.plan import Plan
 
@@ -82,7 +84,11 @@ def export(model: object, plan: Plan | Assignment | str | Path, calibration: Dat
         backend.set_threads(threads)
     count = min(num_samples, len(data))
     samples = data.subset(count).load(0, count)
-    assignment = plan if isinstance(plan, Assignment) else plan.assignment
+    if isinstance(plan, Precision):
+        graph = backend.trace(model, samples[:1], (plan,)).graph
+        assignment = uniform(graph, plan)
+    else:
+        assignment = plan if isinstance(plan, Assignment) else plan.assignment
     settings = ExportSettings(scheme=scheme or _default_scheme(), check_samples=check_samples, benchmark=benchmark,
                               int4=int4, int32_bias=int32_bias, output_quantizers=output_quantizers, threads=threads)
     return backend.export(model, assignment, samples, path, settings, progress)
@@ -141,7 +147,7 @@ def input_paths(*specs: str | Path | None) -> list[Path]:
 
 
 def _default_scheme() -> Any:
-    from mixq.core.precision import QuantScheme
+    from mixq.core.precision import Precision, QuantScheme
 
     return QuantScheme()
 

@@ -236,3 +236,14 @@ def test_efficientnet_lite0_groups_all_map() -> None:
     assert len({g[0] for g in mapping.groups.values()}) == 50 and mapping.unmatched_onnx == ()
     assert mapping.groups["_blocks.0._depthwise_conv"] == ("/_blocks.0/_depthwise_conv/Conv",)
     assert all(m.scope_agrees for m in mapping.ops)
+
+
+def test_a_torch_model_exports_uniform_without_a_plan(tmp_path: Path) -> None:
+    from mixq.backends.torch.testing import TinyConvNet, random_images
+    from mixq.core.precision import Precision
+    from mixq.export import export
+
+    images = random_images(16)
+    report = export(TinyConvNet().eval(), Precision.parse("w8a8"), images, tmp_path / "w8a8.onnx", check_samples=16)
+    assert report.precision_counts == {"w8a8": 3} and (tmp_path / "w8a8.onnx").is_file()
+    assert report.check["exported_sqnr_db"] > 20
