@@ -147,7 +147,7 @@ def input_paths(*specs: str | Path | None) -> list[Path]:
 
 
 def _default_scheme() -> Any:
-    from mixq.core.precision import Precision, QuantScheme
+    from mixq.core.precision import QuantScheme
 
     return QuantScheme()
 
