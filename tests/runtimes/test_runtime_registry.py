@@ -35,3 +35,16 @@ def test_a_runtime_refuses_what_is_not_an_onnx_file() -> None:
 
     with pytest.raises(ConfigError, match="runs ONNX files, and a list is not one"):
         RUNTIMES.create("openvino").run_as_given([], np.zeros((1, 3, 8, 8), np.float32))
+
+
+def test_without_openvino_the_error_says_pip_install(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    pytest.importorskip("onnx")
+    import sys
+
+    import numpy as np
+
+    from mixq.errors import BackendUnavailableError
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if not installed: import raises ImportError
+    with pytest.raises(BackendUnavailableError, match="pip install openvino"):
+        RUNTIMES.create("openvino").run_as_given(tmp_path / "model.qdq.onnx", np.zeros((1, 3, 8, 8), np.float32))
