@@ -20,7 +20,7 @@ def test_lists_take_wildcards_and_are_sorted() -> None:
     assert mixq.list_hardware("*cpu") == ["onnxruntime-cpu"]
     assert mixq.list_metrics() == ["sqnr"]
     assert mixq.list_backends() == ["onnx", "torch"]
-    assert mixq.list_tasks() == [] and mixq.list_runtimes() == [] and mixq.list_executors() == []
+    assert mixq.list_tasks() == [] and mixq.list_runtimes() == ["onnxruntime", "openvino"] and mixq.list_executors() == []
 
 
 def test_every_kind_names_its_registry_and_entry_point_group() -> None:

@@ -194,6 +194,7 @@ def evaluate(
     threads: int | None = None,
     progress: Progress | None = None,
     reference: object | None = None,
+    runtime: str | None = None,
 ) -> dict[str, Any]:
     """Measure one configuration: a plan, a uniform precision (``"w6a8"``), or ``None`` for float.
 
@@ -205,6 +206,10 @@ def evaluate(
     ``None``), and agreement and SQNR compare its outputs with the reference's on the same data; the
     result also has a ``reference`` field. An exported file is refused with a plan or precision (it is
     quantized already) and, as float without a reference, is compared with itself (a warning says so).
+
+    ``runtime``: the ``mixq.runtimes.RUNTIMES`` entry (``"onnxruntime"``, ``"openvino"``) the file run as
+    given runs in; the result then has a ``runtime`` field (an exported file without ``runtime`` runs in
+    ONNX Runtime). Refused for a plan, a precision or float evaluation, which are simulated, not run as files.
     """
     from mixq.reference import describe, evaluate_as_given, is_quantized_file
 
@@ -214,7 +219,11 @@ def evaluate(
         if assignment is not None:
             raise ConfigError("with a reference the model is evaluated as given: drop the plan or precision "
                               "(--plan/--uniform), or evaluate the float model with them and no --reference")
-        return evaluate_as_given(model, data, reference, quantized_file, progress, threads)
+        return evaluate_as_given(model, data, reference, quantized_file, progress, threads, runtime)
+    if runtime is not None:
+        raise ConfigError(f"--runtime {runtime} runs a file as given (mixq eval FILE --reference FLOAT_MODEL "
+                          "--runtime NAME), but a plan, a uniform precision or the float model is evaluated in "
+                          "simulation: export it first (mixq export) and evaluate the file, or drop --runtime")
     if quantized_file:
         raise ConfigError(f"{describe(model)} is already quantized (an exported QDQ file), so it cannot be quantized "
                           "again: evaluate it as given with --reference FLOAT_MODEL (reference= in the API)")

@@ -47,7 +47,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("hardware", "mixq.hardware:HARDWARE", "mixq.hardware", "a target's kernels, costs and fixed layers"),
     Kind("metrics", "mixq.sensitivity:METRICS", "mixq.metrics", "phase-1 sensitivity of each group and precision"),
     Kind("tasks", "mixq.tasks:TASKS", "mixq.tasks", "what outputs mean and how their fidelity is scored"),
-    Kind("runtimes", "mixq.runtimes:RUNTIMES", "mixq.runtimes", "where an exported plan runs and is timed"),
+    Kind("runtimes", "mixq.runtimes:RUNTIMES", "mixq.runtimes", "where an exported file runs as given and is timed"),
     Kind("executors", "mixq.executors:EXECUTORS", "mixq.executors", "where a search's measurements run"),
 )
 

@@ -55,13 +55,21 @@ class AsGiven:
 
     model: object
     name: str
+    #: A ``mixq.runtimes.RUNTIMES`` name to run the file in; None: the model's backend's own runner.
+    runtime: str | None = None
+    threads: int | None = None
     _run: Callable[[np.ndarray], np.ndarray] | None = None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         if self._run is None:
-            from mixq import backends
+            if self.runtime is not None:
+                from mixq.runtimes import get_runtime
 
-            self._run = backends.resolve(self.model).run_as_given(self.model, batch)
+                self._run = get_runtime(self.runtime).run_as_given(self.model, batch, self.threads)
+            else:
+                from mixq import backends
+
+                self._run = backends.resolve(self.model).run_as_given(self.model, batch)
         return self._run(batch)
 
 
@@ -91,10 +99,15 @@ def paired_outputs(model: AsGiven, reference: AsGiven, data: Dataset, batch_size
 
 
 def evaluate_as_given(model: object, data: Dataset, reference: object | None, quantized_file: bool,
-                      progress: Progress | None = None, threads: int | None = None) -> dict[str, Any]:
+                      progress: Progress | None = None, threads: int | None = None,
+                      runtime: str | None = None) -> dict[str, Any]:
     """``model`` run as is against ``reference`` (or itself). Costs: float costs from a trace; for an exported
     file, ``bops_ratio`` is unknown (``None``) and ``weight_bytes`` are its stored initializers' bytes.
-    ``threads``: set on the backend of each model that runs."""
+    ``threads``: set on the backend of each model that runs (and on ``model``'s runtime).
+
+    ``runtime``: the ``mixq.runtimes.RUNTIMES`` entry ``model`` runs in (the reference runs as before). None:
+    an exported file runs in the default runtime (ONNX Runtime), any other model in its backend. The result's
+    ``runtime`` field names the runtime whenever one ran ``model``."""
     from mixq import backends
     from mixq.cost.totals import plan_costs
     from mixq.core.assignment import uniform
@@ -108,7 +121,13 @@ def evaluate_as_given(model: object, data: Dataset, reference: object | None, qu
         for each in (model, reference):
             if each is not None:
                 backends.resolve(each).set_threads(threads)
-    target = AsGiven(model, describe(model))
+    from mixq.runtimes import DEFAULT_RUNTIME, RUNTIMES
+
+    if runtime is not None:
+        RUNTIMES.get(runtime)  # a wrong name fails before any work, with did-you-mean
+    elif quantized_file:
+        runtime = DEFAULT_RUNTIME
+    target = AsGiven(model, describe(model), runtime, threads)
     if reference is None:
         logger.warning("%s is already quantized and no reference was given: agreement and SQNR are against "
                        "itself; give --reference FLOAT_MODEL to measure the quantization", target.name)
@@ -123,4 +142,6 @@ def evaluate_as_given(model: object, data: Dataset, reference: object | None, qu
         result.update(bops_ratio=costs["bops"].ratio, weight_bytes=costs["size"].value)
     if reference is not None:
         result["reference"] = against.name
+    if runtime is not None:
+        result["runtime"] = runtime
     return result

@@ -90,7 +90,7 @@ def test_exported_file_against_its_float_model(files: dict[str, Path], capsys: p
     sqnr = 10 * np.log10(np.mean(np.sum(reference ** 2, 1) / np.sum((reference - output) ** 2, 1)))
     top1 = np.mean(output.argmax(1) == y)
     top5 = np.mean([label in np.argsort(-row)[:5] for row, label in zip(output, y)])
-    assert set(result) == EVAL_KEYS | {"reference"} and result["reference"] == str(files["float"])
+    assert set(result) == EVAL_KEYS | {"reference", "runtime"} and result["reference"] == str(files["float"])
     assert result["n_samples"] == N
     assert result["agreement"] == pytest.approx(agreement)
     assert result["sqnr_db"] == pytest.approx(sqnr, rel=1e-4) and 5.0 < sqnr < 60.0  # w4a8: real noise

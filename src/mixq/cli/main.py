@@ -248,7 +248,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
     with _progress(args, console) as progress:
         result = evaluate(loaded.model, data, what, calibration=calibration, num_samples=num_samples,
                           scheme=scheme, threads=args.threads, progress=progress,
-                          reference=reference.model if reference is not None else None)
+                          reference=reference.model if reference is not None else None, runtime=args.runtime)
     if reference is not None:
         result["reference"] = args.reference  # as typed, not the factory's class name
     if args.json:

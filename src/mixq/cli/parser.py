@@ -13,6 +13,7 @@ from mixq.core.precision import RangeMethod
 from mixq.cost import ADDITIVE, COST_MODELS
 from mixq.hardware import HARDWARE
 from mixq.options import known_keys
+from mixq.runtimes import DEFAULT_RUNTIME, RUNTIMES
 from mixq.solvers import COMPARED, SOLVERS
 from mixq.strategies import STRATEGIES
 from mixq.version import __version__
@@ -170,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--reference", metavar="FLOAT_MODEL",
                           help="run MODEL as given (e.g. a file written by mixq export) and measure agreement and "
                                "SQNR against this float model (same MODEL forms), on the same data")
+    evaluate.add_argument("--runtime", choices=RUNTIMES.names(), type=name_in(RUNTIMES),
+                          help="the runtime the file run as given (--reference) runs in: "
+                               + ", ".join(RUNTIMES.names()) + f" (default: {DEFAULT_RUNTIME}); the reference "
+                               "runs as before")
     evaluate.add_argument("--calib-data", metavar="DATA", help="calibration data (default: DATA)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     add_config_file_flag(evaluate)

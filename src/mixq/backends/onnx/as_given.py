@@ -61,13 +61,20 @@ def _proto(model: object) -> onnx.ModelProto | None:
         return None
 
 
-def runner_as_given(model: object, sample: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """An ONNX Runtime session on the file as is (as deployed), batch in, ``(batch, features)`` out."""
-    what = describe(model)
+def bound_as_given(model: object, sample: np.ndarray) -> tuple[onnx.ModelProto, str, int | None]:
+    """The file's graph with its input bound to ``sample``'s shape, the input's name, and the batch size the
+    graph only runs at (None: any), for any runtime that runs the file as given."""
     sample = np.ascontiguousarray(sample[:1], dtype=np.float32)
     proto, fixed_batch = bind_input(load(model), tuple(sample.shape))
     input_name = model_input(proto).name
     if fixed_batch is not None:
         fixed_batch = relax_batch(proto, input_name, fixed_batch, sample)
-    runner = Runner(proto, input_name, fixed_batch, what)
+    return proto, input_name, fixed_batch
+
+
+def runner_as_given(model: object, sample: np.ndarray,
+                    threads: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """An ONNX Runtime session on the file as is (as deployed), batch in, ``(batch, features)`` out."""
+    proto, input_name, fixed_batch = bound_as_given(model, sample)
+    runner = Runner(proto, input_name, fixed_batch, describe(model), threads=threads)
     return lambda batch: require_finite(flatten_outputs(runner.run(np.ascontiguousarray(batch, dtype=np.float32))))

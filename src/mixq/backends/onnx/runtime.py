@@ -38,12 +38,12 @@ class Runner:
     """
 
     def __init__(self, proto: onnx.ModelProto, input_name: str | None, fixed_batch: int | None = None,
-                 what: str = "the ONNX model", arena: bool = True) -> None:
+                 what: str = "the ONNX model", arena: bool = True, threads: int | None = None) -> None:
         self.proto = proto
         self.input_name = input_name
         self.fixed_batch = fixed_batch
         self.what = what
-        self.session = session(proto, what, arena=arena)
+        self.session = session(proto, what, threads, arena=arena)
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def run(self, inputs: np.ndarray, outputs: Sequence[str] | None = None) -> list[np.ndarray]:
