@@ -21,7 +21,7 @@ from mixq.core.precision import Precision, QuantScheme
 from mixq.core.tables import SensitivityTable
 from mixq.cost.base import CostModel
 from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
-from mixq.cost.measured_latency import MeasuredLatency, check_measurable, measure_for, table_report
+from mixq.cost.measured_latency import MeasuredLatency, measure_for, table_report
 from mixq.cost.totals import plan_costs
 from mixq.data.dataset import Dataset
 from mixq.determinism import check_determinism, described
@@ -85,7 +85,7 @@ def search(
     strategy: Strategy = STRATEGIES.create(config.strategy)
     measure_latency = latency_needed(config.cost, config.cost_budgets, config.hardware)
     if measure_latency:  # before calibration: a torch model cannot be timed in ORT
-        check_measurable(backends.resolve(model))
+        backends.resolve(model).require_latency()
     prepared = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
     prepared, nondeterminism = check_determinism(prepared, config.nondeterministic, config.average_runs)
     timings: dict[str, float] = dict(prepared.timings)

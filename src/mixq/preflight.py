@@ -3,7 +3,6 @@ refused in seconds, not after a phase 1 of minutes."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from mixq.config import SearchConfig
@@ -52,8 +51,7 @@ def check_labels(target: QualityTarget | None, data: Dataset, score: ScoreFn | N
 
 def check_reachable(graph: QuantGraph, config: SearchConfig, costs: Mapping[str, CostModel] | None = None) -> None:
     """Cost budgets, restrictions and hardware depend on the graph alone: refuse an impossible one."""
-    noiseless = SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates})
-    problem = build_problem(graph, noiseless, config.cost, config.restrictions, config.hardware,
+    problem = build_problem(graph, SensitivityTable.noiseless(graph), config.cost, config.restrictions, config.hardware,
                             config.memory_budgets, costs)
     for budget in config.cost_budgets:
         if budget.unit is CostUnit.ABSOLUTE and budget.cost == "latency" and problem.model("latency").unit != "ms":

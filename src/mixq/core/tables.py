@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mixq.core.graph import GroupId
+from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
 
 
@@ -35,6 +35,12 @@ class SensitivityTable:
     n_samples: int = 0
     seconds: float = 0.0
     extra: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def noiseless(cls, graph: QuantGraph) -> SensitivityTable:
+        """Every candidate of every group noiseless: for what depends on costs alone (reachable budgets,
+        strategies that measure whole configurations instead)."""
+        return cls({(g.id, p): math.inf for g in graph for p in g.candidates})
 
     def sqnr(self, group: GroupId, precision: Precision) -> float:
         return self.sqnr_db[(group, precision)]

@@ -208,15 +208,6 @@ def fill_table(wanted: Iterable[tuple[GroupId, Precision]], key: Mapping[str, An
     return table
 
 
-def check_measurable(backend: LatencyBackend) -> None:
-    """Refuse, before any work, a model whose backend cannot time kernels.
-
-    Raises:
-        CapabilityError: the backend cannot measure latency (e.g. a torch model), with what to do instead.
-    """
-    backend.require_latency()
-
-
 def measure_for(backend: LatencyBackend, traced: Any, **settings: Any) -> LatencyTable:
     """The measured table of a traced model, by its backend (``Backend.measure_latency``)."""
     backend.require_latency()

@@ -8,7 +8,6 @@ named by ``config.strategy`` from :data:`mixq.strategies.STRATEGIES`, and makes 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -53,8 +52,7 @@ class SearchContext:
 
     def noiseless_problem(self) -> AllocationProblem:
         """The problem with every candidate noiseless: for what depends on costs alone."""
-        graph = self.prepared.graph
-        return self.problem(SensitivityTable({(g.id, p): math.inf for g in graph for p in g.candidates}))
+        return self.problem(SensitivityTable.noiseless(self.prepared.graph))
 
     def measurement_key(self) -> dict[str, Any]:
         """What stored measurements depend on: settings, model and calibration data."""
