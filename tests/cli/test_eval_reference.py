@@ -4,6 +4,7 @@ measured against its float model (``--reference``) gives what ONNX Runtime runs 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,6 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from mixq.backends.onnx.backend import OnnxBackend  # noqa: E402
 from mixq.cli.main import main  # noqa: E402
 from mixq.core.assignment import Assignment, uniform  # noqa: E402
 from mixq.core.precision import Precision, parse_candidates  # noqa: E402
@@ -24,23 +24,9 @@ N = 24
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def files(exported_classifier: Callable[[str], dict[str, Path]]) -> dict[str, Path]:
     """A float ONNX classifier, data with labels, a w4a8 QDQ export of the classifier, and its plan."""
-    from mixq.export import export
-
-    root = tmp_path_factory.mktemp("evalref")
-    x = graphs.blocky_images(N, (3, 16, 16), seed=3)
-    y = np.random.default_rng(1).integers(0, 10, N)
-    np.savez(root / "data.npz", x=x, y=y)
-    float_path = root / "model.onnx"
-    onnx.save(graphs.residual(), str(float_path))
-    graph = OnnxBackend().trace(float_path, x[:1], parse_candidates("w8a8")).graph
-    plan = Plan(uniform(graph, Precision.parse("w4a8")), costs={}, predicted_sqnr_db=0.0,
-                num_samples=16)
-    plan.save(root / "plan.json")
-    export(float_path, plan, x, root / "model.qdq.onnx", check_samples=0)
-    return {"root": root, "float": float_path, "qdq": root / "model.qdq.onnx", "data": root / "data.npz",
-            "plan": root / "plan.json"}
+    return exported_classifier("w4a8")
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

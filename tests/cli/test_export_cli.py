@@ -16,18 +16,26 @@ ort = pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
 
-def test_search_then_export_an_onnx_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from mixq.backends.torch.testing import ResidualNet, random_images
+def residual_onnx(folder: Path, images: np.ndarray) -> tuple[Path, Path]:
+    """ResidualNet as torch.onnx.export writes it (dynamic batch), and ``images`` as DATA."""
+    from mixq.backends.torch.testing import ResidualNet
 
-    images = random_images(16, seed=7)
-    model_path = tmp_path / "model.onnx"
+    model_path = folder / "model.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(ResidualNet().eval(), (torch.from_numpy(images[:1]),), str(model_path), dynamo=False,
                           input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
                           opset_version=17)
-    data = tmp_path / "data.npz"
+    data = folder / "data.npz"
     np.savez(data, x=images)
+    return model_path, data
+
+
+def test_search_then_export_an_onnx_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mixq.backends.torch.testing import ResidualNet, random_images
+
+    images = random_images(16, seed=7)
+    model_path, data = residual_onnx(tmp_path, images)
     run = tmp_path / "run"
     assert main(["search", str(model_path), "--data", str(data), "--candidates", "w4a8,w8a8", "--budget",
                  "bops<=0.4", "--num-samples", "16", "--out", str(run), "-q", "--no-report"]) == 0
@@ -68,7 +76,7 @@ def test_a_torch_model_with_a_plan_from_its_onnx_file_names_that_file(tmp_path: 
 def test_export_uniform_writes_the_baseline_without_a_search(tmp_path: Path,
                                                               capsys: pytest.CaptureFixture[str]) -> None:
     """`mixq export MODEL --uniform w8a8` is the file a uniform plan gives, and it runs as the simulation says."""
-    from mixq.backends.torch.testing import ResidualNet, random_images
+    from mixq.backends.torch.testing import random_images
     from mixq.core.assignment import uniform
     from mixq.core.precision import Precision
     from mixq.export import export
@@ -76,21 +84,14 @@ def test_export_uniform_writes_the_baseline_without_a_search(tmp_path: Path,
     from mixq.prepared import trace_only
 
     images = random_images(16, seed=3)
-    model_path = tmp_path / "model.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(ResidualNet().eval(), (torch.from_numpy(images[:1]),), str(model_path), dynamo=False,
-                          input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
-                          opset_version=17)
-    data = tmp_path / "data.npz"
-    np.savez(data, x=images)
+    model_path, data = residual_onnx(tmp_path, images)
     out = tmp_path / "w8a8.onnx"
     assert main(["export", str(model_path), "--uniform", "w8a8", "--data", str(data), "-o", str(out),
                  "--check-samples", "16", "--json", "-q"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["precision_counts"] == {"w8a8": len(trace_only(str(model_path), images[:1]).graph)}
-    assert report["check"]["exported_sqnr_db"] > 20 and report["fused"].get("QLinearConv", 0) > 0
     graph = trace_only(str(model_path), images[:1]).graph
+    assert report["precision_counts"] == {"w8a8": len(graph)}
+    assert report["check"]["exported_sqnr_db"] > 20 and report["fused"].get("QLinearConv", 0) > 0
     as_plan = Plan(uniform(graph, Precision.parse("w8a8")), {}, float("nan"))
     export(str(model_path), as_plan, images, tmp_path / "from-plan.onnx", check_samples=0)
     assert out.read_bytes() == (tmp_path / "from-plan.onnx").read_bytes()  # the same file as a uniform plan's

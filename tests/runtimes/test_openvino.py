@@ -4,6 +4,7 @@ close enough for a high SQNR, through the API and ``mixq eval FILE --reference F
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,13 +16,9 @@ pytest.importorskip("openvino")
 
 from mixq import api  # noqa: E402
 from mixq.backends.onnx import testing as graphs  # noqa: E402
-from mixq.backends.onnx.backend import OnnxBackend  # noqa: E402
 from mixq.cli.main import main  # noqa: E402
-from mixq.core.assignment import uniform  # noqa: E402
-from mixq.core.precision import Precision, parse_candidates  # noqa: E402
 from mixq.data import ArrayDataset  # noqa: E402
 from mixq.errors import ConfigError  # noqa: E402
-from mixq.plan import Plan  # noqa: E402
 from mixq.runtimes import RUNTIMES  # noqa: E402
 
 N = 24
@@ -32,20 +29,9 @@ def sqnr_db(reference: np.ndarray, output: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def files(exported_classifier: Callable[[str], dict[str, Path]]) -> dict[str, Path]:
     """A float ONNX classifier, data with labels and a w8a8 QDQ export of the classifier."""
-    from mixq.export import export
-
-    root = tmp_path_factory.mktemp("openvino")
-    x = graphs.blocky_images(N, (3, 16, 16), seed=3)
-    y = np.random.default_rng(1).integers(0, 10, N)
-    np.savez(root / "data.npz", x=x, y=y)
-    float_path = root / "model.onnx"
-    onnx.save(graphs.residual(), str(float_path))
-    graph = OnnxBackend().trace(float_path, x[:1], parse_candidates("w8a8")).graph
-    plan = Plan(uniform(graph, Precision.parse("w8a8")), costs={}, predicted_sqnr_db=0.0, num_samples=16)
-    export(float_path, plan, x, root / "model.qdq.onnx", check_samples=0)
-    return {"float": float_path, "qdq": root / "model.qdq.onnx", "data": root / "data.npz"}
+    return exported_classifier("w8a8")
 
 
 def images() -> np.ndarray:
