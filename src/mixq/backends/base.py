@@ -21,6 +21,7 @@ from mixq.core.precision import Precision, QuantScheme
 from mixq.errors import DataError, UnsupportedModelError
 
 if TYPE_CHECKING:
+    from mixq.cost.deployed import DeployedLatency
     from mixq.cost.measured_latency import LatencyTable
     from mixq.backends.export_report import ExportReport
 
@@ -211,4 +212,12 @@ class Backend(Protocol):
 
     def deployed_costs(self, sim: Simulation, calibration: np.ndarray, threads: int | None = None) -> DeployedCosts:
         """What a configuration costs once deployed (file size, latency), for TuneQn's objectives."""
+        ...
+
+    def measure_deployed_latency(self, sim: Simulation, calibration: np.ndarray, *, runtime: str = "onnxruntime",
+                                 threads: int | None = None, progress: Progress | None = None,
+                                 seed: int = 0) -> DeployedLatency:
+        """The pairwise latency model of the deployed file in ``runtime`` (``mixq.cost.deployed``): probe plans
+        exported as ``export`` writes them, profiled in the runtime, each node's time attributed to a group
+        or an edge; cached per model, machine, runtime version and threads."""
         ...

@@ -27,4 +27,10 @@ class CostModel(Protocol):
 
 
 def total_cost(model: CostModel, graph: QuantGraph, assignment: Assignment) -> float:
-    return model.fixed(graph) + float(sum(model.cost(group, assignment[group.id]) for group in graph))
+    """Fixed part + every group's cost + (for a :class:`~mixq.cost.pairwise.PairwiseCost`) every edge's."""
+    from mixq.cost.pairwise import edge_total, is_pairwise
+
+    total = model.fixed(graph) + float(sum(model.cost(group, assignment[group.id]) for group in graph))
+    if is_pairwise(model):
+        total += edge_total(model, graph, assignment.precisions)  # type: ignore[arg-type]
+    return total

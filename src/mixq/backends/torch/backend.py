@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -72,6 +72,11 @@ class TorchBackend:
     def deployed_costs(self, sim: Simulation, calibration: np.ndarray, threads: int | None = None) -> DeployedCosts:
         raise CapabilityError("deployed costs (exported file size and ONNX Runtime latency) need an ONNX model: "
                               "export it to ONNX (torch.onnx.export) and search the .onnx file")
+
+    def measure_deployed_latency(self, sim: Simulation, calibration: np.ndarray, *, runtime: str = "onnxruntime",
+                                 threads: int | None = None, progress: Progress | None = None,
+                                 seed: int = 0) -> Any:
+        raise CapabilityError(LATENCY_FIX)
 
     def trace(self, model: object, sample: np.ndarray, candidates: Sequence[Precision]) -> TorchTraced:
         return trace_module(model, sample, candidates)
