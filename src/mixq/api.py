@@ -21,6 +21,7 @@ from mixq.core.precision import Precision, QuantScheme
 from mixq.core.tables import SensitivityTable
 from mixq.cost.base import CostModel
 from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
+from mixq.cost.deployed import MODEL_FILE as LATENCY_MODEL
 from mixq.cost.measured_latency import MeasuredLatency, measure_for, table_report
 from mixq.cost.totals import plan_costs
 from mixq.data.dataset import Dataset
@@ -90,17 +91,25 @@ def search(
     prepared, nondeterminism = check_determinism(prepared, config.nondeterministic, config.average_runs)
     timings: dict[str, float] = dict(prepared.timings)
     measured: dict[str, CostModel] = {}
-    latency = None
-    if measure_latency:
+    latency_files: dict[str, Any] = {}
+    if measure_latency and config.latency_model == "deployed":
+        latency_started = time.perf_counter()
+        deployed = prepared.backend.measure_deployed_latency(prepared.sim, prepared.calibration, runtime=config.runtime,
+                                                             threads=config.threads, progress=progress, seed=config.seed)
+        measured["latency"] = deployed
+        latency_files[LATENCY_MODEL] = deployed.to_records()
+        timings["latency_model_s"] = time.perf_counter() - latency_started
+    elif measure_latency:
         latency = measure_for(prepared.backend, prepared.traced, threads=config.threads, progress=progress,
                               scheme=config.scheme)
         measured["latency"] = MeasuredLatency(latency)
+        latency_files[LATENCY_TABLE] = table_report(prepared.graph, latency)
         timings["latency_table_s"] = latency.seconds
     check_reachable(prepared.graph, config, measured)
     strategy.check(prepared)
     evaluator = _evaluator(prepared, data, eval_data, config, progress, score)
-    job = _Job(strategy, SearchContext(prepared, config, None, evaluator, progress, measured), latency, command,
-               timings, started, described(nondeterminism))
+    job = _Job(strategy, SearchContext(prepared, config, None, evaluator, progress, measured), latency_files, command,
+               timings, started, described(nondeterminism), model)
     if out is None:
         return _search_in(job)
     with RunDirectory(out, command) as run:  # locked: one search at a time in a run directory
@@ -113,28 +122,33 @@ class _Job:
 
     strategy: Strategy
     context: SearchContext
-    latency: Any  # the measured latency table, written to the run directory
+    latency_files: Mapping[str, Any]  # the measured latency model or table, by file name in the run directory
     command: str | None
     timings: dict[str, float]
     started: float
     extra_quality: Mapping[str, Any]  # recorded next to the measured quality (nondeterminism)
+    model: object = None  # the float model, for the judge's exports
 
 
 def _search_in(job: _Job) -> SearchResult:
     """The search proper, once the run directory (if any) is locked."""
     context, strategy, timings = job.context, job.strategy, job.timings
     run, prepared, config, evaluator = context.run, context.prepared, context.config, context.evaluator
-    latency, measured = job.latency, context.measured_costs
+    measured = context.measured_costs
     if run is not None:
         resume_key = getattr(strategy, "resume_key", None)
         if resume_key is not None:  # refuse a resume with other settings before changing anything in the run
             run.check_key(resume_key(context))
         run.write_json("config.json", {"mixq_version": __version__, "command": job.command, **config.to_dict()})
         run.write_json("graph.json", prepared.graph.records())
-        if latency is not None:
-            run.write_json(LATENCY_TABLE, table_report(prepared.graph, latency))
+        for name, records in job.latency_files.items():
+            run.write_json(name, records)
     outcome = strategy.run(context)
     timings.update(outcome.timings)
+    judged_plans = config.judged_plans("latency" in measured)
+    measured_file: dict[str, Any] = {}
+    if judged_plans:
+        outcome, measured_file = _judged(job, outcome, judged_plans)
     if run is not None:
         run.write_json("sensitivity.json", outcome.sensitivity.to_records())
         run.write_json("curve.json", outcome.result.curve.to_records())
@@ -143,8 +157,9 @@ def _search_in(job: _Job) -> SearchResult:
                                                           "evaluating the chosen configuration")
     timings["evaluation_s"] = timings.get("evaluation_s", 0.0) + time.perf_counter() - evaluation_started
     timings["total_s"] = time.perf_counter() - job.started
+    file_quality = {"file": measured_file} if measured_file else {}
     plan = _plan(prepared, config, outcome, {**quality.to_dict(), "evaluations": evaluator.count,
-                                               **job.extra_quality}, measured)
+                                               **job.extra_quality, **file_quality}, measured)
     evaluations = list(outcome.result.evaluations)
     if run is not None:
         run.write_json("plan.json", plan.to_dict())
@@ -152,6 +167,58 @@ def _search_in(job: _Job) -> SearchResult:
         run.write_json("timings.json", timings)
     return SearchResult(plan, prepared.graph, outcome.sensitivity, outcome.result.curve, tuple(evaluations), timings,
                         run.path if run else None)
+
+
+def _judged(job: _Job, outcome: StrategyOutcome, plans: int) -> tuple[StrategyOutcome, dict[str, Any]]:
+    """The exported file as the judge (:mod:`mixq.verify`): the best plans written and run; the fastest file
+    meeting the target replaces the search's choice, and ``verified.json`` says what was measured. Also
+    returns the chosen file's measured figures for the plan's quality (``file``)."""
+    from mixq.backends.base import ExportSettings
+    from mixq.core.quality import Quality
+    from mixq.solvers.loop import LoopResult, key_of
+    from mixq.verify import FILE, FOLDER, JudgeSettings, candidates, judge
+
+    context = job.context
+    prepared, config, run, evaluator = context.prepared, context.config, context.run, context.evaluator
+    result, problem = outcome.result, outcome.problem
+    curve = result.curve
+    predicted = {key_of(curve.points[row["index"]].assignment): Quality.from_dict(row)
+                 for row in result.evaluations if row.get("index") is not None}
+    if result.quality is not None:
+        predicted[key_of(result.point.assignment)] = result.quality
+    target = config.quality_target
+    float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
+    picked = candidates(problem, curve.points, predicted, target, config.cost_budgets, float_quality, result.point,
+                        plans)
+    settings = JudgeSettings(plans=plans, runtime=config.runtime, threads=config.threads)
+    export_settings = ExportSettings(scheme=config.scheme, check_samples=0, threads=config.threads)
+
+    def export(assignment: Assignment, path: Path) -> None:
+        prepared.backend.export(job.model, assignment, prepared.calibration, path, export_settings)
+
+    if run is not None:
+        folder = run.path / FOLDER
+    else:
+        import tempfile
+
+        folder = Path(tempfile.mkdtemp(prefix="mixq-verified-"))
+    started = time.perf_counter()
+    verdict = judge(prepared, problem, picked, evaluator, target, config.cost_budgets, folder, settings, export,
+                    predicted, context.progress)
+    logger.info("%s", verdict.note)
+    if run is not None:
+        run.write_json(FILE, verdict.to_dict(run.path))
+    timings = {**outcome.timings, "verify_s": time.perf_counter() - started}
+    chosen = verdict.chosen
+    details = {**result.details, "verified": {"chosen": chosen.name if chosen else None, "note": verdict.note,
+                                              "faster_than_float": verdict.faster_than_float}}
+    if chosen is None or chosen.assignment is None:
+        return replace(outcome, result=replace(result, details=details), timings=timings), {}
+    point = problem.point(chosen.assignment)
+    measured_file = {**(chosen.quality.to_dict() if chosen.quality else {}), "latency_ms": chosen.latency_ms,
+                     "float_latency_ms": verdict.float_ms}
+    return (replace(outcome, result=LoopResult(point, result.curve, chosen.predicted_quality, result.evaluations,
+                                               details), timings=timings), measured_file)
 
 
 def _plan(prepared: Prepared, config: SearchConfig, outcome: StrategyOutcome, quality: Mapping[str, Any],

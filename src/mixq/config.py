@@ -10,6 +10,8 @@ from mixq.core.budget import Budget, CostBudget, MemoryBudget, QualityTarget, pa
 from mixq.core.precision import Precision, QuantScheme, parse_candidates
 from mixq.core.restrictions import Restriction, parse_restrictions
 from mixq.cost import ADDITIVE, COST_MODELS
+from mixq.cost.latency import LATENCY_MODELS
+from mixq.runtimes import RUNTIMES
 from mixq.schema.numbers import positive_finite, seed
 from mixq.errors import ConfigError
 from mixq.solvers import SOLVERS, solver_config
@@ -51,6 +53,14 @@ class SearchConfig:
             samples (checked before phase 1): ``refuse`` it (default), or ``average`` every measurement over
             ``average_runs`` runs (reported in the plan's quality). See :mod:`mixq.determinism`.
         average_runs: runs averaged per measurement with ``nondeterministic="average"``.
+        runtime: the ``mixq.runtimes.RUNTIMES`` entry latency is measured in and judged files run in
+            (``onnxruntime``, ``openvino``).
+        latency_model: how ``--cost latency`` is measured on a model a runtime can run: ``deployed`` (the
+            plan's exported file as the runtime runs it: kernels plus what each edge between groups pays,
+            profiled on probe files; :mod:`mixq.cost.deployed`) or ``kernels`` (each group's kernel alone,
+            summed: no transitions).
+        verify: how many of the best plans are exported and judged as files in ``runtime`` after phase 2
+            (:mod:`mixq.verify`); None: 3 when the search trades measured latency, else 0 (off).
         solver_options: settings of one solver's config dataclass, by solver then field
             (``{"ilp": {"curve_points": 50}}``); a flat mapping (``{"curve_points": 50}``) is the chosen
             ``solver``'s. They override the shared fields above. See :mod:`mixq.options`.
@@ -74,6 +84,9 @@ class SearchConfig:
     time_limit_s: float = 60.0
     nondeterministic: str = "refuse"
     average_runs: int = 8
+    runtime: str = "onnxruntime"
+    latency_model: str = "deployed"
+    verify: int | None = None
     solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
@@ -106,6 +119,11 @@ class SearchConfig:
             raise ConfigError("--threads must be at least 1")
         if self.nondeterministic not in ("refuse", "average"):
             raise ConfigError(f"--nondeterministic must be refuse or average, got {self.nondeterministic!r}")
+        RUNTIMES.get(self.runtime)  # unknown: did-you-mean
+        if self.latency_model not in LATENCY_MODELS:
+            raise ConfigError(f"--latency-model must be {' or '.join(LATENCY_MODELS)}, got {self.latency_model!r}")
+        if self.verify is not None and self.verify < 0:
+            raise ConfigError(f"--verify must be 0 (off) or a number of plans, got {self.verify}")
         if self.average_runs < 2:
             raise ConfigError(f"--average-runs must be at least 2, got {self.average_runs}")
         typed = {}
@@ -113,6 +131,12 @@ class SearchConfig:
             built = self.solver_config(name)
             typed[name] = {key: _dotted(built, key) for key in options}
         object.__setattr__(self, "solver_options", typed)
+
+    def judged_plans(self, measured_latency: bool) -> int:
+        """How many plans the judge exports: ``verify``, or 3 when latency is measured (the file decides)."""
+        if self.verify is not None:
+            return self.verify
+        return 3 if measured_latency and self.cost == "latency" else 0
 
     @property
     def cost_budgets(self) -> tuple[CostBudget, ...]:

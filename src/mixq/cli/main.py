@@ -114,7 +114,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                           restrictions=tuple(args.restrict), hardware=args.hardware,
                           max_evaluations=args.max_evaluations, pair_groups=args.pair_groups,
                           time_limit_s=args.time_limit, nondeterministic=args.nondeterministic,
-                          average_runs=args.average_runs,
+                          average_runs=args.average_runs, runtime=args.runtime,
+                          latency_model=args.latency_model, verify=args.verify,
                           solver_options=parse_pairs(args.solver_options, "--solver-option"))
     compared = _compared(args.compare_solvers) if args.compare_solvers else ()
     loaded, preprocess, data = _load(args)

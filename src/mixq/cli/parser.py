@@ -13,6 +13,7 @@ from mixq.core.precision import RangeMethod
 from mixq.cost import ADDITIVE, COST_MODELS
 from mixq.hardware import HARDWARE
 from mixq.options import known_keys
+from mixq.cost.latency import LATENCY_MODELS
 from mixq.runtimes import DEFAULT_RUNTIME, RUNTIMES
 from mixq.solvers import COMPARED, SOLVERS
 from mixq.strategies import STRATEGIES
@@ -120,6 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
                             f"{e.name}: {e.help}" for e in COST_MODELS.entries(tag=ADDITIVE)) +
                         " (measured latency is cached in ~/.cache/mixq/latency or $MIXQ_CACHE_DIR/latency; "
                         "RUN/latency_table.json)")
+    search.add_argument("--runtime", default=DEFAULT_RUNTIME, choices=RUNTIMES.names(), type=name_in(RUNTIMES),
+                        help="the runtime latency is measured in and judged files run in: "
+                             + "; ".join(f"{e.name}: {e.help}" for e in RUNTIMES.entries()))
+    search.add_argument("--latency-model", default="deployed", choices=tuple(LATENCY_MODELS),
+                        help="how --cost latency is measured: " + "; ".join(
+                            f"{name}: {what}" for name, what in LATENCY_MODELS.items()) +
+                        " (cached in $MIXQ_CACHE_DIR; RUN/latency_model.json)")
+    search.add_argument("--verify", type=int, metavar="N",
+                        help="export the N best plans near the budget with float and uniform w8a8, run them in "
+                             "--runtime (timed interleaved, scored as files on the evaluation data) and return the "
+                             "fastest file that meets the target; RUN/verified.json (default: 3 with --cost "
+                             "latency, else 0 = off)")
     search.add_argument("--restrict", action="append", default=[], metavar="RULE",
                         help='per-group rule, repeatable: "first,last>=w8a8" (at least), "stem.*=w8a8|fp32" '
                              "(only these); patterns match group ids and op names (fnmatch)")

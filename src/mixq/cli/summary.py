@@ -34,10 +34,23 @@ def print_search(console: Console, result: SearchResult) -> None:
                        ("evaluations", "real evaluations made")):
         if key in quality:
             table.add_row(label, _fmt(quality[key]))
+    latency = plan.costs.get("latency")
+    if latency is not None:
+        table.add_row("predicted latency", f"{latency.value:.3g} ms ({latency.ratio:.2f} x float)")
+    measured = quality.get("file")
+    if isinstance(measured, dict) and "latency_ms" in measured:
+        float_ms = measured.get("float_latency_ms") or float("nan")
+        parts = [f"{measured['latency_ms']:.3g} ms ({measured['latency_ms'] / float_ms:.2f} x float {float_ms:.3g} ms)"]
+        parts += [f"{label} {_fmt(measured[key])}" for key, label in (("agreement", "agreement"), ("top1", "top-1"),
+                                                                     ("sqnr_db", "SQNR dB")) if key in measured]
+        table.add_row("exported file, measured", ", ".join(parts))
+    verified = plan.provenance.solver_details.get("verified")
     timings = result.timings
     table.add_row("time", ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in timings.items()
-                                    if k in ("calibration_s", "phase1_s", "phase2_s", "evaluation_s", "total_s")))
+                                    if k in ("calibration_s", "phase1_s", "phase2_s", "evaluation_s", "verify_s", "total_s")))
     console.print(table)
+    if isinstance(verified, dict) and verified.get("note"):
+        console.print(f"judged as files: {verified['note']} (RUN/verified.json)", highlight=False, soft_wrap=True)
     top = result.graph.ids
     highest = [g for g in top if plan.assignment[g] == max(result.graph[g].candidates, key=lambda p: p.bits_per_mac)]
     if highest and len(highest) < len(top):

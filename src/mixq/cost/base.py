@@ -12,8 +12,11 @@ from mixq.core.precision import Precision
 class CostModel(Protocol):
     """An additive cost: the cost of an assignment is the sum of its groups' costs."""
 
-    name: str
-    unit: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def unit(self) -> str: ...
 
     def cost(self, group: QuantizerGroup, precision: Precision) -> float: ...
 

@@ -23,6 +23,9 @@ from mixq.core.precision import Precision
 from mixq.cost.pairwise import Edge
 from mixq.errors import ConfigError
 
+#: Where a search writes the model in its run directory.
+MODEL_FILE = "latency_model.json"
+
 
 @dataclass(frozen=True)
 class DeployedLatency:

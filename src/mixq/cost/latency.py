@@ -18,6 +18,13 @@ from mixq.errors import ConfigError
 if TYPE_CHECKING:
     from mixq.cost.measured_latency import LatencyTable
 
+#: How a measured latency is modelled (``--latency-model``), each with what it is.
+LATENCY_MODELS: dict[str, str] = {
+    "deployed": "the exported file as the runtime runs it: kernels in context plus what each edge between an "
+                "integer and a float group pays (Q/DQ, layout changes, unfused kernels), profiled on probe files",
+    "kernels": "each group's kernel timed alone and summed (no transitions between groups)",
+}
+
 NO_SOURCE = ("latency needs a hardware description with cost.latency, or an ONNX model to measure it on "
              "(in ONNX Runtime)")
 
