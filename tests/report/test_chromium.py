@@ -36,7 +36,7 @@ def test_plots_render_in_headless_chromium(report: Path, tmp_path: Path) -> None
     dom = done.stdout
     chunks = re.split(r'<div id="fig-', dom)[1:]
     names = [chunk.split('"', 1)[0] for chunk in chunks]
-    assert names == ["sensitivity", "pareto", "bits"], names
+    assert names == ["sensitivity", "pareto", "bits", "timeline"], names
     for name, chunk in zip(names, chunks):
         figure = chunk.split("</section>", 1)[0]
         assert "js-plotly-plot" in figure and 'class="main-svg"' in figure, f"plotly did not draw {name}"

@@ -30,9 +30,9 @@ def test_report_is_one_self_contained_file(report: Path) -> None:
     assert "Plotly.newPlot" in text and len(text) > 1_000_000, "the plotly.js bundle is inlined"
 
 
-def test_report_has_the_three_plots_as_plotly_divs(report: Path) -> None:
+def test_report_has_the_four_plots_as_plotly_divs(report: Path) -> None:
     text = report.read_text()
-    for name in ("sensitivity", "pareto", "bits"):
+    for name in ("sensitivity", "pareto", "bits", "timeline"):
         assert re.search(rf'<div id="fig-{name}" class="plotly-graph-div"', text), name
         assert re.search(rf'Plotly\.newPlot\(\s*"fig-{name}"', text), f"no script draws fig-{name}"
 
@@ -98,7 +98,7 @@ def test_sensitivity_figure_has_one_line_per_candidate_along_depth(run_dir: Path
 
 def test_png_plots_are_written(report: Path) -> None:
     plots = report.parent / "plots"
-    for name in ("sensitivity", "pareto", "bits"):
+    for name in ("sensitivity", "pareto", "bits", "timeline"):
         with Image.open(plots / f"{name}.png") as image:
             assert image.format == "PNG" and image.width > 400 and image.height > 200
             assert len(image.convert("L").getcolors(1 << 16) or ()) > 10, f"{name}.png is blank"

@@ -16,7 +16,9 @@ from mixq.core.budget import CostBudget, CostUnit, QualityMetric, QualityTarget,
 from mixq.core.precision import Precision
 from mixq.cost import Bops
 from mixq.errors import ConfigError
+from mixq.report.deployed_files import DeployedFiles, deployed_files
 from mixq.report.load import GroupInfo, RunData
+from mixq.report.timeline import Timeline, timeline
 from mixq.solvers.base import AllocationProblem
 
 #: Quality keys of plan.json / evaluations.json and how the report names them.
@@ -93,6 +95,8 @@ class ReportData:
     chosen_predicted_sqnr_db: float
     bops_limits: tuple[float, ...]
     sqnr_targets: tuple[float, ...]
+    timeline: Timeline
+    deployed: DeployedFiles | None = None  # only when the run holds verified.json
 
     @property
     def kept(self) -> tuple[DepthRow, ...]:
@@ -140,6 +144,8 @@ def analyze(run: RunData) -> ReportData:
         chosen_predicted_sqnr_db=run.plan.predicted_sqnr_db,
         bops_limits=limits,
         sqnr_targets=targets,
+        timeline=timeline(run),
+        deployed=None if run.verified is None else deployed_files(run.verified),
     )
 
 

@@ -1,4 +1,4 @@
-"""The interactive figures (plotly): sensitivity along depth, the Pareto curve, the bit-width map."""
+"""The interactive figures (plotly): sensitivity along depth, the Pareto curve, the bit-width map, the timeline."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from mixq.errors import BackendUnavailableError
 from mixq.report import style
 from mixq.report.analysis import ReportData
+from mixq.report.timeline import precision_order
 
 try:
     import plotly.graph_objects as go
@@ -121,9 +122,48 @@ def bits_figure(data: ReportData) -> Any:
     return _layout(fig, style.BITS_TITLE, 380)
 
 
+def timeline_figure(data: ReportData) -> Any:
+    """The plan in graph order: one bar per group colored by precision (float hatched, float runs shaded);
+    with the measured latency model the bars are the groups' predicted ms and diamonds mark paid edges."""
+    go = _require()
+    fig = go.Figure()
+    line = data.timeline
+    timed = line.fixed_ms is not None
+    names = list(data.candidates)
+    for candidate in precision_order(line, names):
+        number = names.index(candidate) if candidate in names else len(names)
+        groups = [g for g in line.groups if str(g.precision) == candidate]
+        is_float = groups[0].precision.is_float
+        fig.add_trace(go.Bar(
+            x=[g.index for g in groups], y=[(g.ms or 0.0) if timed else 1.0 for g in groups], width=0.9,
+            name=f"{candidate} ({'float' if is_float else 'integer'})",
+            marker={"color": style.color(number), "pattern": {"shape": "/" if is_float else ""}},
+            customdata=[[g.id, f"{g.macs:,}", _fmt(g.ms)] for g in groups],
+            hovertemplate="%{customdata[0]}<br>" + candidate + "<br>MACs %{customdata[1]}"
+                          + ("<br>predicted %{customdata[2]} ms" if timed else "") + "<extra></extra>"))
+    for first, last in line.bands:
+        fig.add_vrect(x0=first - 0.5, x1=last + 0.5, fillcolor=style.FLOAT_BAND_COLOR, opacity=0.25, layer="below",
+                      line_width=0)
+    paid = [t for t in line.transitions if t.ms is not None]
+    if paid:
+        fig.add_trace(go.Scatter(
+            x=[t.consumer_index - 0.5 for t in paid], y=[t.ms for t in paid], mode="markers",
+            name="transition paid (edge ms)", marker={"symbol": "diamond", "size": 9, "color": style.TRANSITION_COLOR},
+            customdata=[[t.producer, t.consumer, f"{t.precisions[0]}→{t.precisions[1]}"] for t in paid],
+            hovertemplate="%{customdata[0]} → %{customdata[1]}<br>%{customdata[2]}: %{y:.4g} ms<extra></extra>"))
+    _depth_axis(fig, data)
+    if timed:
+        fig.update_yaxes(title_text="predicted ms at the chosen precision")
+    else:
+        fig.update_yaxes(visible=False, range=[0, 1.2])
+    fig.update_layout(barmode="overlay", bargap=0.1)
+    return _layout(fig, f"{style.TIMELINE_TITLE}: {line.summary}", 420 if timed else 300)
+
+
 def all_figures(data: ReportData) -> list[tuple[str, Any]]:
     """``(div id, figure)`` in the order the report shows them."""
-    return [("sensitivity", sensitivity_figure(data)), ("pareto", pareto_figure(data)), ("bits", bits_figure(data))]
+    return [("sensitivity", sensitivity_figure(data)), ("pareto", pareto_figure(data)), ("bits", bits_figure(data)),
+            ("timeline", timeline_figure(data))]
 
 
 def _counts(counts: Any) -> str:

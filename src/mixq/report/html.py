@@ -48,10 +48,19 @@ def pct(value: Any) -> str:
     return "-" if not isinstance(value, (int, float)) or math.isnan(value) else f"{100 * value:.1f}%"
 
 
+def signed(value: Any, digits: int = 3) -> str:
+    """A difference with its sign (``+0.012``, ``-1.3``); ``-`` when either side was missing."""
+    return "-" if not isinstance(value, (int, float)) or not math.isfinite(value) else f"{value:+.{digits}g}"
+
+
+def yes_no(value: bool | None) -> str:
+    return "-" if value is None else ("yes" if value else "no")
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("mixq.report", "templates"),
                              autoescape=jinja2.select_autoescape(["html", "j2"]), undefined=jinja2.StrictUndefined)
-    env.globals.update(num=num, pct=pct, nbytes=nbytes)
+    env.globals.update(num=num, pct=pct, nbytes=nbytes, signed=signed, yes_no=yes_no)
     return env
 
 

@@ -5,20 +5,30 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup, QuantOp
 from mixq.core.precision import Precision
-from mixq.schema.read import read_json, validate_as
-from mixq.schema.rundir import ConfigFile, GroupRecord, Records, SensitivityRecord, Timings
 from mixq.core.tables import SensitivityTable
+from mixq.cost.deployed import DeployedLatency
+from mixq.cost.pairwise import Edge
 from mixq.errors import ConfigError, RunDirectoryError
 from mixq.plan import Plan
+from mixq.schema.latencymodel import LatencyModelFile
+from mixq.schema.read import read_json, validate, validate_as
+from mixq.schema.rundir import ConfigFile, GroupRecord, Records, SensitivityRecord, Timings
+from mixq.schema.verified import VerifiedFileSet
 from mixq.solvers.base import ParetoCurve
+
+M = TypeVar("M", LatencyModelFile, VerifiedFileSet)
 
 #: The files ``mixq.api.search`` writes that the report reads, in the order they are checked.
 REQUIRED_FILES = ("config.json", "graph.json", "sensitivity.json", "curve.json", "plan.json", "evaluations.json",
                   "timings.json")
+#: Written only by a search that exported and judged files (verified.json) or measured the deployed
+#: latency (latency_model.json); the report shows them when present.
+VERIFIED_FILE = "verified.json"
+LATENCY_MODEL_FILE = "latency_model.json"
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,8 @@ class RunData:
         plan: the chosen configuration with its measured quality.
         evaluations: real evaluations made while selecting by a quality target (may be empty).
         timings: seconds per stage.
+        verified: the exported files measured by the judge step (verified.json), if it ran.
+        latency_model: the measured deployed latency model (latency_model.json), if one was fitted.
     """
 
     path: Path
@@ -60,6 +72,8 @@ class RunData:
     plan: Plan
     evaluations: tuple[Mapping[str, Any], ...]
     timings: Mapping[str, float]
+    verified: VerifiedFileSet | None = None
+    latency_model: DeployedLatency | None = None
 
     @property
     def command(self) -> str | None:
@@ -94,7 +108,10 @@ def load_run(path: str | Path) -> RunData:
         plan = Plan.load(path / "plan.json")
     except (ConfigError, KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
         raise RunDirectoryError(f"{path} holds files this mixq cannot read ({type(exc).__name__}: {exc})") from None
-    return RunData(path, config, groups, graph, sensitivity, curve, plan, evaluations, timings)
+    verified = _optional(VerifiedFileSet, path, VERIFIED_FILE)
+    latency = _optional(LatencyModelFile, path, LATENCY_MODEL_FILE)
+    return RunData(path, config, groups, graph, sensitivity, curve, plan, evaluations, timings, verified,
+                   None if latency is None else _deployed(latency))
 
 
 _FIX = "the run may have been killed while writing it: run the same `mixq search` with this --out to finish it"
@@ -107,6 +124,22 @@ def _read_json(path: Path) -> Any:
 def _check(kind: Any, raw: Mapping[str, Any], path: Path, name: str) -> Any:
     """``raw[name]`` as ``kind``; a violation is a RunDirectoryError naming the file and the field."""
     return validate_as(kind, raw[name], f"run file {path / name}", RunDirectoryError, fix=_FIX)
+
+
+def _optional(model: type[M], path: Path, name: str) -> M | None:
+    """An optional run file as ``model``, None when absent; present but damaged is an error like the others'."""
+    if not (path / name).exists():
+        return None
+    return validate(model, _read_json(path / name), f"run file {path / name}", RunDirectoryError, fix=_FIX)
+
+
+def _deployed(records: LatencyModelFile) -> DeployedLatency:
+    """The typed records as the cost model the search used (same tables, same edge lookup)."""
+    pairs: dict[Edge, dict[tuple[Precision, Precision], float]] = {}
+    for pair in records.pairs:
+        pairs.setdefault((pair.producer, pair.consumer), {})[(pair.precisions[0], pair.precisions[1])] = pair.ms
+    return DeployedLatency({(r.group, r.precision): r.ms for r in records.unary}, pairs, records.fixed_ms,
+                           records.reference_ms, records.runtime, dict(records.key), records.probes)
 
 
 def _graph(groups: tuple[GroupInfo, ...]) -> QuantGraph:

@@ -10,6 +10,7 @@ from mixq.atomic import write_atomic
 from mixq.errors import BackendUnavailableError, RunDirectoryError
 from mixq.report import style
 from mixq.report.analysis import ReportData
+from mixq.report.timeline import precision_order
 
 DPI = 120
 
@@ -105,8 +106,42 @@ def bits_png(data: ReportData, path: Path) -> Path:
     return path
 
 
+def timeline_png(data: ReportData, path: Path) -> Path:
+    """The timeline of :func:`mixq.report.figures.timeline_figure`, float hatched and float runs shaded."""
+    fig = _new_figure(11, 3.5)
+    ax = fig.add_subplot()
+    line = data.timeline
+    timed = line.fixed_ms is not None
+    names = list(data.candidates)
+    for candidate in precision_order(line, names):
+        groups = [g for g in line.groups if str(g.precision) == candidate]
+        is_float = groups[0].precision.is_float
+        color = style.color(names.index(candidate) if candidate in names else len(names))
+        ax.bar([g.index for g in groups], [(g.ms or 0.0) if timed else 1.0 for g in groups], width=0.9, color=color,
+               hatch=style.FLOAT_HATCH if is_float else None, edgecolor="white" if is_float else color,
+               label=f"{candidate} ({'float' if is_float else 'integer'})")
+    for first, last in line.bands:
+        ax.axvspan(first - 0.5, last + 0.5, color=style.FLOAT_BAND_COLOR, alpha=0.3, zorder=0, linewidth=0)
+    paid = [t for t in line.transitions if t.ms is not None]
+    if paid:
+        ax.scatter([t.consumer_index - 0.5 for t in paid], [t.ms for t in paid], marker="D", s=22,
+                   color=style.TRANSITION_COLOR, label="transition paid (edge ms)", zorder=3)
+    _depth_ticks(ax, data)
+    if timed:
+        top = max([g.ms or 0.0 for g in line.groups] + [t.ms or 0.0 for t in paid], default=0.0)
+        ax.set_ylim(0, (top or 1.0) * 1.35)  # headroom so the legend covers no bar or marker
+        ax.set_ylabel("predicted ms")
+    else:
+        ax.set_yticks([])
+        ax.set_ylim(0, 1.5)
+    ax.set_title(f"{style.TIMELINE_TITLE}: {line.summary}", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", ncol=4)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=DPI, format="png"))
+    return path
+
+
 def write_pngs(data: ReportData, folder: Path) -> list[Path]:
-    """``sensitivity.png``, ``pareto.png`` and ``bits.png`` in ``folder`` (created)."""
+    """``sensitivity.png``, ``pareto.png``, ``bits.png`` and ``timeline.png`` in ``folder`` (created)."""
     if folder.is_symlink():  # the plots would land wherever the link points
         raise RunDirectoryError(f"{folder} is a symbolic link, not a folder mixq made; remove it and run the report again")
     try:
@@ -114,4 +149,4 @@ def write_pngs(data: ReportData, folder: Path) -> list[Path]:
     except OSError as exc:
         raise RunDirectoryError(f"cannot write {folder}: {exc.strerror or exc}") from None
     return [sensitivity_png(data, folder / "sensitivity.png"), pareto_png(data, folder / "pareto.png"),
-            bits_png(data, folder / "bits.png")]
+            bits_png(data, folder / "bits.png"), timeline_png(data, folder / "timeline.png")]

@@ -11,6 +11,11 @@ BASELINE_COLOR = "#7f7f7f"
 CHOSEN_COLOR = "#d62728"
 WEIGHT_COLOR = "#1f77b4"
 ACT_COLOR = "#ff7f0e"
+#: The shading behind a run of float groups on the timeline, and the markers of paid transitions.
+FLOAT_BAND_COLOR = "#bbbbbb"
+TRANSITION_COLOR = "#000000"
+#: Float candidates are hatched on the timeline, so integer and float read apart whatever their colors.
+FLOAT_HATCH = "//"
 
 #: Above this many groups, depth axes show indices instead of group names.
 MAX_NAMED_TICKS = 40
@@ -18,6 +23,7 @@ MAX_NAMED_TICKS = 40
 SENSITIVITY_TITLE = "Per-group sensitivity along depth (only that group quantized, the rest float)"
 PARETO_TITLE = "Pareto curve: BOPs vs predicted output SQNR"
 BITS_TITLE = "Chosen bit-widths along depth"
+TIMELINE_TITLE = "Integer and float regions along the network"
 
 
 def color(index: int) -> str:

@@ -13,9 +13,11 @@ pydantic model; every violation listed with its field). Numbers from flags go th
 :mod:`mixq.schema.numbers`.
 
 One module per kind of file: :mod:`~mixq.schema.plan` (plan.json), :mod:`~mixq.schema.rundir` and
-:mod:`~mixq.schema.tuneqn` (run-directory files), :mod:`~mixq.schema.caches`, :mod:`~mixq.schema.hardware`
-(hardware descriptions), :mod:`~mixq.schema.configfile` (``--config-file``, checked per command) and
-:mod:`~mixq.schema.arrays` (``.npz``/``.npy`` data: arrays, so a function rather than a model).
+:mod:`~mixq.schema.tuneqn` (run-directory files), :mod:`~mixq.schema.verified` and
+:mod:`~mixq.schema.latencymodel` (the judged files and the deployed latency model),
+:mod:`~mixq.schema.caches`, :mod:`~mixq.schema.hardware` (hardware descriptions),
+:mod:`~mixq.schema.configfile` (``--config-file``, checked per command) and :mod:`~mixq.schema.arrays`
+(``.npz``/``.npy`` data: arrays, so a function rather than a model).
 """
 
 from __future__ import annotations
