@@ -150,9 +150,9 @@ def test_bad_descriptions_are_one_clear_config_error(tmp_path: Path, text: str, 
 
 
 def test_unknown_name_lists_the_builtins() -> None:
-    with pytest.raises(ConfigError, match="generic, onnxruntime-cpu, npu-w4a8-w8a8-w8a16"):
+    with pytest.raises(ConfigError, match="generic, onnxruntime-cpu, openvino-cpu, npu-w4a8-w8a8-w8a16"):
         load_hardware("tpu-v9")
-    assert HARDWARE.names() == ["generic", "onnxruntime-cpu", "npu-w4a8-w8a8-w8a16"]
+    assert HARDWARE.names() == ["generic", "onnxruntime-cpu", "openvino-cpu", "npu-w4a8-w8a8-w8a16"]
     assert all(isinstance(load_hardware(name), Hardware) and load_hardware(name).description for name in HARDWARE)
     with pytest.raises(ConfigError, match="did you mean 'onnxruntime-cpu'"):
         load_hardware("onnxruntime-cpus")
@@ -210,3 +210,13 @@ def test_description_file_and_schema_agree_on_a_full_example(tmp_path: Path) -> 
     anything = tmp_path / "any.yaml"
     anything.write_text("name: any\ndescription:\nkernels: any\ncost:\nrestrictions:\n")
     assert load_hardware(anything).kernels is None and load_hardware(anything).latency is None
+
+
+def test_each_runtime_has_its_hardware_target() -> None:
+    """``--runtime NAME``'s help names the target describing its kernels, and that target loads."""
+    from mixq.runtimes import RUNTIMES
+
+    for entry in RUNTIMES.entries():
+        target = entry.help.split("--hardware ")[1].rstrip(")").split()[0]
+        hw = load_hardware(target)
+        assert hw.kernels is not None and Precision.parse("w8a8") in hw.kernels[OpKind.CONV]

@@ -21,14 +21,33 @@ description: >
   integer activations) cannot express them. 16-bit activations are likewise only Q/DQ around fp32
   kernels. Hence w8a8 or fp32 per group; ConvTranspose fp32 (we know of no int8 ConvTranspose in the
   default CPU EP; XNNPACK's EP has one). Put fp32 among the candidates so groups can fall back. BOPs
-  count fp32 as 16x w8a8, which overstates its cost on a CPU: for a real cost, time the kernels on the
-  machine and give them under cost.latency in your own description.
+  count fp32 as 16x w8a8, which overstates its cost on a CPU: for a real cost, measure it with --cost
+  latency --runtime onnxruntime (the deployed-graph model profiles the exported file in ONNX Runtime).
 kernels:
   conv: [w8a8, fp32]
   depthwise_conv: [w8a8, fp32]
   linear: [w8a8, fp32]
   matmul: [w8a8, fp32]
   conv_transpose: [fp32]
+"""
+
+OPENVINO_CPU = """
+name: openvino-cpu
+description: >
+  OpenVINO's CPU plugin reading mixq's QDQ ONNX file (--runtime openvino). Its low-precision
+  transformations turn each QuantizeLinear/DequantizeLinear pair into a FakeQuantize and run Convolution,
+  GroupConvolution (depthwise), MatMul and ConvolutionBackpropData (ConvTranspose) as int8 kernels when
+  activations are 8-bit and weights int8 (u8/i8 x i8); a ConvTranspose therefore has an int8 kernel here,
+  unlike in ONNX Runtime's CPU provider. 4-bit weights exist in OpenVINO only as weight compression of
+  MatMul with float activations, and 16-bit activations as FakeQuantize around fp32 kernels, neither of
+  which mixq's wNaM precisions express: w8a8 or fp32 per group. Measure latency with --cost latency
+  --runtime openvino (the deployed-graph model profiles the file in OpenVINO).
+kernels:
+  conv: [w8a8, fp32]
+  depthwise_conv: [w8a8, fp32]
+  linear: [w8a8, fp32]
+  matmul: [w8a8, fp32]
+  conv_transpose: [w8a8, fp32]
 """
 
 NPU_W4A8_W8A8_W8A16 = """

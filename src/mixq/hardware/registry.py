@@ -31,5 +31,7 @@ HARDWARE.add("generic", described("generic", builtin.GENERIC),
              help="any bit-width runs; candidates as given, BOPs as the cost")
 HARDWARE.add("onnxruntime-cpu", described("onnxruntime-cpu", builtin.ONNXRUNTIME_CPU),
              help="ONNX Runtime's CPU provider: w8a8 integer kernels or fp32")
+HARDWARE.add("openvino-cpu", described("openvino-cpu", builtin.OPENVINO_CPU),
+             help="OpenVINO's CPU plugin on the QDQ file: w8a8 integer kernels (ConvTranspose too) or fp32")
 HARDWARE.add("npu-w4a8-w8a8-w8a16", described("npu-w4a8-w8a8-w8a16", builtin.NPU_W4A8_W8A8_W8A16),
              help="an accelerator with W4A8, W8A8 and W8A16 kernels, the search space of Pandey et al.")

@@ -16,9 +16,10 @@ from mixq.runtimes.base import DEFAULT_RUNTIME, BatchRunner, Runtime
 RUNTIMES: Registry[Runtime] = Registry("runtime", "mixq.runtimes")
 
 RUNTIMES.add("onnxruntime", "mixq.backends.onnx.runtimes:OnnxRuntime",
-             help="ONNX Runtime, CPU execution provider (the default)")
+             help="ONNX Runtime, CPU execution provider (the default; kernels: --hardware onnxruntime-cpu)")
 RUNTIMES.add("openvino", "mixq.backends.onnx.openvino_runtime:OpenVinoRuntime",
-             help="OpenVINO, CPU plugin, on the QDQ ONNX file (pip install openvino)")
+             help="OpenVINO, CPU plugin, on the QDQ ONNX file (pip install openvino; kernels: --hardware "
+                  "openvino-cpu)")
 
 
 def get_runtime(name: str = DEFAULT_RUNTIME) -> Runtime:
