@@ -183,7 +183,9 @@ def judge(prepared: Prepared, problem: AllocationProblem, picked: Sequence[Curve
     runtime = get_runtime(settings.runtime)
     sample = np.ascontiguousarray(evaluator.data.load(0, 1), dtype=np.float32)
     runners = [runtime.run_as_given(str(f.path), sample, settings.threads) for f in files]
-    _time_interleaved(runners, files, sample, settings, progress)
+    for judged, measured in zip(files, time_interleaved(runners, sample, settings.rounds, settings.runs,
+                                                         settings.warmup, progress)):
+        judged.samples_ms = measured
     reference = evaluator.reference
     float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
     for done, (judged, run) in enumerate(zip(files, runners)):
@@ -204,27 +206,32 @@ def _predicted_latency(problem: AllocationProblem, assignment: Assignment) -> fl
     return problem.cost_of("latency", assignment) if "latency" in problem.costs else None
 
 
-def _time_interleaved(runners: Sequence[Callable[[np.ndarray], np.ndarray]], files: Sequence[Judged],
-                      sample: np.ndarray, settings: JudgeSettings, progress: Progress | None) -> None:
-    """Median of ``runs`` timed calls per file and round, files in turn within each round."""
+def time_interleaved(runners: Sequence[Callable[[np.ndarray], np.ndarray]], sample: np.ndarray, rounds: int = 5,
+                     runs: int = 20, warmup: int = 5, progress: Progress | None = None) -> list[list[float]]:
+    """Per runner, the median milliseconds of ``runs`` timed calls in each of ``rounds`` rounds.
+
+    Every round times every runner in turn, and the order rotates from round to round, so a machine that
+    slows down (another process, thermal limits) slows every file alike and no file always runs first.
+    """
     for run in runners:
-        for _ in range(settings.warmup):
+        for _ in range(warmup):
             run(sample)
-    order = list(range(len(files)))
-    for round_ in range(settings.rounds):
+    samples: list[list[float]] = [[] for _ in runners]
+    order = list(range(len(runners)))
+    for round_ in range(rounds):
         if progress:
-            progress("timing the files (interleaved)", round_, settings.rounds)
-        shift = round_ % len(order)  # each file takes each place in the order: no file always runs first
+            progress("timing the files (interleaved)", round_, rounds)
+        shift = round_ % max(len(order), 1)
         for index in order[shift:] + order[:shift]:
-            run, judged = runners[index], files[index]
             times = []
-            for _ in range(settings.runs):
+            for _ in range(runs):
                 started = time.perf_counter()
-                run(sample)
+                runners[index](sample)
                 times.append((time.perf_counter() - started) * 1e3)
-            judged.samples_ms.append(float(statistics.median(times)))
+            samples[index].append(float(statistics.median(times)))
     if progress:
-        progress("timing the files (interleaved)", settings.rounds, settings.rounds)
+        progress("timing the files (interleaved)", rounds, rounds)
+    return samples
 
 
 def _latency_ok(judged: Judged, float_ms: float, budgets: Sequence[CostBudget]) -> bool:
