@@ -1,100 +1,214 @@
 """Quantizers at the outputs of integer groups, so ONNX Runtime can run them as integer kernels.
 
 ORT fuses ``DQ -> Conv -> Q`` into ``QLinearConv`` only when the conv's output (after a ReLU/Clip it can
-absorb) is read by one QuantizeLinear and nothing else. The simulation quantizes op inputs only, so that holds
-where an integer group feeds another integer group directly, but not at a residual ``Add``, a pooling head, or
-a tensor read by both a conv and a skip connection. Here each such output gets a quantizer at the group's
-activation width:
+absorb) is read by one QuantizeLinear and nothing else. The op inputs' quantizers give that where an integer
+group feeds another integer group directly, but not at a residual ``Add``, a pooling head, or a tensor read by
+both a conv and a skip connection. Here each such output gets a quantizer at the group's activation width:
 
-- read by one of the export's QuantizeLinear and by other nodes: the others read that quantizer's output too
-  (the same tensor, so the same range: nothing new is calibrated);
-- read by no QuantizeLinear: a new quantizer, its range calibrated (as the search's, same method) on
-  the calibration samples.
+- read by one of the assignment's full-width input quantizers and by other nodes: the others read that
+  quantizer's output too (the same tensor, so the same range: nothing new is calibrated);
+- read by no full-width input quantizer: a new quantizer, its range calibrated (as the search's, same method)
+  on the calibration samples (``OnnxTraced.prepare`` collects the statistics of every tensor that may need
+  one, so evaluating an assignment costs no calibration pass).
 
-These quantizers are not part of the search's simulation: they add error. ``export`` therefore checks the file
-against the simulation and reports the difference; ``output_quantizers=False`` writes the exact model instead.
+Which tensors get one is decided by :func:`output_tensors` on the traced float graph and the assignment, the
+one decision both the export (``add_output_quantizers`` writes it into the QDQ file) and the search's
+simulation (``OnnxSimulation.proto`` fake-quantizes the same tensors with the same parameters) apply, so the
+file computes what the search measured. ``output_quantizers=False`` (``--no-output-quantizers``) writes the
+model without them, and is checked against the simulation without them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
 
 from mixq.backends.base import Progress
+from mixq.backends.onnx.int_types import INTEGER_RANGE, container_type
 from mixq.backends.onnx.runtime import integer_kernel
-from mixq.backends.onnx.simulation import OnnxSimulation
-from mixq.backends.onnx.trace import node_inputs
+from mixq.backends.onnx.trace import GraphIndex, OnnxSite, node_inputs
 from mixq.core.precision import Precision
-from mixq.core.ranges import activation_params
-from mixq.backends.onnx.export.qdq_writer import QdqWriter
+from mixq.core.ranges import QuantParams
+from mixq.errors import internal
+
+if TYPE_CHECKING:
+    from mixq.backends.onnx.simulation import OnnxSimulation
 
 #: Activations ORT absorbs between an integer op and its output QuantizeLinear.
 _ABSORBED = {"Relu", "Clip"}
 
 
-def output_tensors(proto: onnx.ModelProto, nodes: Mapping[str, Precision], int4: bool,
-                   float_nodes: Collection[str] = ()) -> dict[str, int]:
-    """Which tensors need a new quantizer (tensor -> activation bits); rewires shared ones in place.
+@dataclass(frozen=True)
+class OutputQuantizer:
+    """A quantizer on ``tensor`` that every reader of it goes through.
 
-    ``nodes`` maps the node names of integer ops (their groups' precision) in the written QDQ model. Only
-    groups ORT has an integer kernel for get one: 8-bit containers for both operands (weights stored as
-    INT4, or activations wider than 8 bits, are dequantized to a float kernel anyway, and a quantizer there
-    would add error for nothing). Nor does a tensor read by a group the plan keeps float (``float_nodes``)
-    whose output goes (through a ReLU/Clip) into a QuantizeLinear: ONNX Runtime quantizes a float conv
-    between a DequantizeLinear and a QuantizeLinear itself (its WeightBiasQuantization), which would
-    silently run an fp32 group in int8. (A float group feeding a residual Add is safe.)
+    ``shared``: it is the (full-width) input quantizer an integer consumer already puts on the tensor, with
+    that consumer's range (``source``'s calibration at ``bits``; ``source`` differs from ``tensor`` where a
+    zero Pad folded into the consumer sat between them); otherwise a new quantizer with ``tensor``'s own
+    calibrated range at the producing group's activation width.
     """
-    graph = proto.graph
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node_inputs(node):
-            consumers.setdefault(name, []).append(node)
-    by_name = {node.name: node for node in graph.node}
-    outputs = {o.name for o in graph.output}
-    needed: dict[str, int] = {}
-    for name, precision in nodes.items():
-        node = by_name.get(name)
-        if node is None or not integer_kernel(precision, int4):
+
+    tensor: str
+    bits: int
+    source: str
+    shared: bool
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """How a tensor is read in the written QDQ model: by a QuantizeLinear (``q``: one per distinct
+    parameters; ``full``: no Clip in front, its range is its container's), a float16 Cast, or a node."""
+
+    kind: str  # "q", "cast" or "node"
+    node: onnx.NodeProto | None = None
+    source: str = ""
+    bits: int = 0
+    full: bool = False
+
+
+def folded_pads(proto: onnx.ModelProto) -> frozenset[str]:
+    """Names of the zero Pads the export folds into their convs (``fold_pads``): decided once on the float
+    model, where the export's QuantizeLinear/DequantizeLinear/Cast nodes (transparent to the fold) are absent."""
+    from mixq.backends.onnx.export.fold_pads import fold_pads
+
+    copy = onnx.ModelProto()
+    copy.CopyFrom(proto)
+    before = {node.name for node in proto.graph.node if node.op_type == "Pad"}
+    if not before or not fold_pads(copy):
+        return frozenset()
+    return frozenset(before - {node.name for node in copy.graph.node})
+
+
+class _Readers:
+    """Readers of a float graph's tensors as the QDQ model of an assignment has them (without writing it)."""
+
+    def __init__(self, index: GraphIndex, sites: Mapping[str, OnnxSite], precision_of: Mapping[str, Precision],
+                 params: Callable[[str, int], QuantParams] | None, folded: Collection[str]) -> None:
+        self.index, self.sites, self.precision_of, self.params, self.folded = index, sites, precision_of, params, folded
+
+    def __call__(self, tensor: str) -> list[_Reader]:
+        found: dict[tuple[object, ...], _Reader] = {}
+        for i in self.index.consumers.get(tensor, ()):
+            node = self.index.nodes[i]
+            if node.name in self.folded and node.input[0] == tensor:  # the fold rewires its readers to the input
+                for reader in self(node.output[0]):
+                    found.setdefault(_key(reader), reader)
+                continue
+            site = self.sites.get(node.name)
+            precision = self.precision_of.get(node.name) if site is not None else None
+            for j, name in enumerate(node.input):
+                if name != tensor:
+                    continue
+                reader = _Reader("node", node)
+                if site is not None and precision is not None and (j in site.act_inputs or j == site.second_act):
+                    if precision.is_float:
+                        reader = _Reader("cast")
+                    elif self.params is not None:
+                        bits = precision.act_bits if j in site.act_inputs else precision.weight_bits
+                        source = site.op.inputs[j]
+                        p = self.params(source, bits)
+                        full = (p.qmin, p.qmax) == INTEGER_RANGE[container_type(p.qmin, p.qmax, int4=False)]
+                        reader = _Reader("q", None, source, bits, full)
+                found.setdefault(_key(reader), reader)
+            if tensor not in node.input:  # read by a subgraph (If/Loop body)
+                found.setdefault(("node", node.name), _Reader("node", node))
+        return list(found.values())
+
+
+def _key(reader: _Reader) -> tuple[object, ...]:
+    return (reader.kind, reader.node.name if reader.node is not None else "", reader.source, reader.bits)
+
+
+def _absorbed(reader: _Reader) -> bool:
+    return reader.kind == "node" and reader.node is not None and reader.node.op_type in _ABSORBED
+
+
+def output_tensors(index: GraphIndex, sites: Sequence[OnnxSite], precision_of: Mapping[str, Precision],
+                   int4: bool, params: Callable[[str, int], QuantParams],
+                   folded: Collection[str] = ()) -> dict[str, OutputQuantizer]:
+    """The output quantizers of an assignment (tensor -> quantizer), from the traced float graph.
+
+    The one decision the export writes and the simulation simulates. ``precision_of`` maps the node names of
+    the assignment's non-fp32 sites to their precision; ``params(tensor, bits)`` are the input quantizers'
+    calibrated parameters (a quantizer narrower than its container gets a Clip in front, so ORT does not see
+    it as a QuantizeLinear); ``folded``: the Pads the export folds into convs (``folded_pads``).
+
+    Only groups ORT has an integer kernel for get one: 8-bit containers for both operands (weights stored as
+    INT4, or activations wider than 8 bits, are dequantized to a float kernel anyway, and a quantizer there
+    would add error for nothing). The output is taken after a ReLU/Clip it is the only reader of (ORT
+    absorbs them); not at graph outputs. Nor does a tensor read by a group the plan keeps float whose output
+    goes (through a ReLU/Clip) into a QuantizeLinear get one: ONNX Runtime quantizes a float conv between a
+    DequantizeLinear and a QuantizeLinear itself (its WeightBiasQuantization), which would silently run an
+    fp32 group in int8. (A float group feeding a residual Add is safe.) A tensor read by exactly one
+    full-width input quantizer and by other nodes shares that quantizer; one read by no full-width quantizer
+    gets a new one; one read by two or more quantizers is left as it is.
+    """
+    by_name = {site.node: site for site in sites}
+    readers = _Readers(index, by_name, precision_of, params, folded)
+    float_nodes = set(by_name) - set(precision_of)
+    outputs = set(index.outputs)
+    needed: dict[str, OutputQuantizer] = {}
+    for name, precision in precision_of.items():
+        position = index.position.get(name)
+        if position is None or not integer_kernel(precision, int4):
             continue
-        end = node.output[0]
-        while len(consumers.get(end, [])) == 1 and consumers[end][0].op_type in _ABSORBED and end not in outputs:
-            end = consumers[end][0].output[0]
-        users = consumers.get(end, [])
-        if end in outputs or not users or any(user.name in float_nodes and _feeds_quantizer(user, consumers)
-                                              for user in users):
+        end = index.nodes[position].output[0]
+        users = readers(end)
+        while len(users) == 1 and _absorbed(users[0]) and end not in outputs:
+            end = users[0].node.output[0]  # type: ignore[union-attr]
+            users = readers(end)
+        if end in outputs or not users or any(user.node is not None and user.node.name in float_nodes
+                                              and _feeds_quantizer(user.node, readers) for user in users):
             continue
-        quantizers = [u for u in users if u.op_type == "QuantizeLinear"]
-        if len(quantizers) == len(users) == 1:
-            continue  # fusable as it is
+        if len(users) == 1 and users[0].kind == "q":
+            continue  # fusable as it is (a narrow quantizer's Clip is absorbed too)
+        quantizers = [user for user in users if user.kind == "q" and user.full]
         if len(quantizers) == 1:
-            dequantized = [c for c in consumers.get(quantizers[0].output[0], []) if c.op_type == "DequantizeLinear"]
-            if len(dequantized) == 1:
-                for user in users:
-                    if user is not quantizers[0]:
-                        _rewire(user, end, dequantized[0].output[0])
-            continue
-        if not quantizers:
-            needed[end] = max(needed.get(end, 0), precision.act_bits)
+            needed[end] = OutputQuantizer(end, quantizers[0].bits, quantizers[0].source, shared=True)
+        elif not quantizers:
+            bits = max(precision.act_bits, needed[end].bits if end in needed else 0)
+            needed[end] = OutputQuantizer(end, bits, end, shared=False)
     return needed
 
 
-def calibrate(sim: OnnxSimulation, needed: Mapping[str, int], calibration: np.ndarray,
-              progress: Progress | None = None) -> dict[str, object]:
-    """Quantizer parameters of the new output quantizers, by the search's range method."""
-    scheme = sim.quantizers.scheme
-    stats = sim.tensor_stats(set(needed), calibration, progress)
-    return {name: activation_params(stats[name], bits, scheme.act_range, scheme.act_symmetric, scheme.percentile)
-            for name, bits in needed.items()}
-
-
-def _feeds_quantizer(node: onnx.NodeProto, consumers: Mapping[str, list[onnx.NodeProto]]) -> bool:
+def _feeds_quantizer(node: onnx.NodeProto, readers: _Readers) -> bool:
     """Whether the node's output reaches a QuantizeLinear directly or through absorbed activations."""
-    end = node.output[0]
-    while len(consumers.get(end, [])) == 1 and consumers[end][0].op_type in _ABSORBED:
-        end = consumers[end][0].output[0]
-    return any(user.op_type == "QuantizeLinear" for user in consumers.get(end, []))
+    users = readers(node.output[0])
+    while len(users) == 1 and _absorbed(users[0]):
+        users = readers(users[0].node.output[0])  # type: ignore[union-attr]
+    return any(user.kind == "q" and user.full for user in users) or (len(users) == 1 and users[0].kind == "q")
+
+
+def candidate_tensors(index: GraphIndex, sites: Sequence[OnnxSite], folded: Collection[str] = ()) -> set[str]:
+    """Every tensor ``output_tensors`` may put a new quantizer on, whatever the assignment: each site's output
+    after the ReLU/Clip chain it is the only reader of (the chain does not depend on the assignment: an
+    absorbed ReLU/Clip is the tensor's one reader in any), so its calibration statistics are collected once,
+    at prepare time."""
+    by_name = {site.node: site for site in sites}
+    readers = _Readers(index, by_name, {}, None, folded)
+    outputs = set(index.outputs)
+    found: set[str] = set()
+    for site in sites:
+        position = index.position.get(site.node)
+        if position is None:
+            continue
+        end = index.nodes[position].output[0]
+        users = readers(end)
+        while len(users) == 1 and _absorbed(users[0]) and end not in outputs:
+            end = users[0].node.output[0]  # type: ignore[union-attr]
+            users = readers(end)
+        found.add(end)
+    return found - outputs
+
+
+def calibrate(sim: OnnxSimulation, needed: Mapping[str, OutputQuantizer], calibration: np.ndarray | None = None,
+              progress: Progress | None = None) -> dict[str, QuantParams]:
+    """Parameters of the output quantizers: those the simulation uses (see ``OnnxSimulation.output_params``)."""
+    return {name: sim.output_params(oq, calibration, progress) for name, oq in needed.items()}
 
 
 def _rewire(node: onnx.NodeProto, old: str, new: str) -> None:
@@ -103,21 +217,34 @@ def _rewire(node: onnx.NodeProto, old: str, new: str) -> None:
             node.input[i] = new
 
 
-def add_output_quantizers(proto: onnx.ModelProto, sim: OnnxSimulation, integer_nodes: dict[str, Precision],
-                          calibration: np.ndarray, int4: bool, wide_domain: str,
+def add_output_quantizers(proto: onnx.ModelProto, sim: OnnxSimulation, needed: Mapping[str, OutputQuantizer],
+                          calibration: np.ndarray | None, int4: bool, wide_domain: str,
                           progress: Progress | None) -> tuple[onnx.ModelProto, int]:
-    """The model with its integer groups' output quantizers written, and how many there are."""
-    float_nodes = {site.node for site in sim.sites} - set(integer_nodes)
-    needed = output_tensors(proto, integer_nodes, int4, float_nodes)
+    """The written QDQ model (Pads folded) with the decided output quantizers, and how many there are."""
     if not needed:
         return proto, 0
+    from mixq.backends.onnx.export.qdq_writer import QdqWriter
+
     params = calibrate(sim, needed, calibration, progress)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in proto.graph.node:
+        for name in dict.fromkeys(node_inputs(node)):
+            consumers.setdefault(name, []).append(node)
     writer = QdqWriter(proto, int4, wide_domain)
-    users = {name: [node for node in proto.graph.node if name in node.input] for name in params}
-    for tensor, tensor_params in params.items():
-        dequantized = writer.qdq(tensor, tensor_params)  # type: ignore[arg-type]
-        for node in users[tensor]:
-            for i, name in enumerate(node.input):
-                if name == tensor:
-                    node.input[i] = dequantized
-    return writer.finish(), len(params)
+    for tensor, oq in needed.items():
+        users = consumers.get(tensor, [])
+        if oq.shared:
+            quantize = [u for u in users if u.op_type == "QuantizeLinear"]
+            if len(quantize) != 1:
+                raise internal(f"the output quantizer of {tensor} shares a QuantizeLinear the QDQ model lacks")
+            dequantized = [c for c in consumers.get(quantize[0].output[0], []) if c.op_type == "DequantizeLinear"]
+            if len(dequantized) != 1:
+                raise internal(f"the QuantizeLinear of {tensor} has no single DequantizeLinear")
+            for user in users:
+                if user is not quantize[0]:
+                    _rewire(user, tensor, dequantized[0].output[0])
+            continue
+        out = writer.qdq(tensor, params[tensor])
+        for user in users:
+            _rewire(user, tensor, out)
+    return writer.finish(), len(needed)
