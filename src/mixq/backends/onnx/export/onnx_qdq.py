@@ -122,10 +122,10 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, in
     if folded:
         notes.append(f"moved {folded} zero Pad node(s) into their convs' padding (exact; lets ONNX Runtime fuse the "
                      "convs that produce them)")
-    added, outputs = 0, {}
+    added, outputs = 0, dict[str, OutputQuantizer]()
     if calibration is not None and not scheme.act_dynamic:  # static output ranges would not fit dynamic inputs
-        outputs = sim.output_plan(assignment, int4=int4)
-        proto, _ = add_output_quantizers(proto, sim, outputs, calibration, int4, wide_domain, progress)
+        proto, outputs = add_output_quantizers(proto, sim, sim.output_plan(assignment, int4=int4), calibration, int4,
+                                               wide_domain, progress)
         added = sum(not oq.shared for oq in outputs.values())
         if added:
             notes.append(f"added {added} output quantizer(s) so ONNX Runtime can run their groups as integer kernels "

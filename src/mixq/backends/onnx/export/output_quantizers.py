@@ -20,6 +20,7 @@ model without them, and is checked against the simulation without them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,7 +34,8 @@ from mixq.backends.onnx.runtime import integer_kernel
 from mixq.backends.onnx.trace import GraphIndex, OnnxSite, node_inputs
 from mixq.core.precision import Precision
 from mixq.core.ranges import QuantParams
-from mixq.errors import internal
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from mixq.backends.onnx.simulation import OnnxSimulation
@@ -219,10 +221,14 @@ def _rewire(node: onnx.NodeProto, old: str, new: str) -> None:
 
 def add_output_quantizers(proto: onnx.ModelProto, sim: OnnxSimulation, needed: Mapping[str, OutputQuantizer],
                           calibration: np.ndarray | None, int4: bool, wide_domain: str,
-                          progress: Progress | None) -> tuple[onnx.ModelProto, int]:
-    """The written QDQ model (Pads folded) with the decided output quantizers, and how many there are."""
+                          progress: Progress | None) -> tuple[onnx.ModelProto, dict[str, OutputQuantizer]]:
+    """The written QDQ model (Pads folded) with the decided output quantizers, and those it has.
+
+    One the written graph cannot take as decided (an opset conversion renamed its tensor, say) is left out
+    and logged, and not returned: the check then simulates what the file has.
+    """
     if not needed:
-        return proto, 0
+        return proto, {}
     from mixq.backends.onnx.export.qdq_writer import QdqWriter
 
     params = calibrate(sim, needed, calibration, progress)
@@ -230,21 +236,27 @@ def add_output_quantizers(proto: onnx.ModelProto, sim: OnnxSimulation, needed: M
     for node in proto.graph.node:
         for name in dict.fromkeys(node_inputs(node)):
             consumers.setdefault(name, []).append(node)
+    produced = {name for node in proto.graph.node for name in node.output}
     writer = QdqWriter(proto, int4, wide_domain)
+    written: dict[str, OutputQuantizer] = {}
     for tensor, oq in needed.items():
         users = consumers.get(tensor, [])
+        if tensor not in produced or not users:
+            logger.warning("no output quantizer at %s: the written graph has no such tensor", tensor)
+            continue
         if oq.shared:
             quantize = [u for u in users if u.op_type == "QuantizeLinear"]
-            if len(quantize) != 1:
-                raise internal(f"the output quantizer of {tensor} shares a QuantizeLinear the QDQ model lacks")
-            dequantized = [c for c in consumers.get(quantize[0].output[0], []) if c.op_type == "DequantizeLinear"]
-            if len(dequantized) != 1:
-                raise internal(f"the QuantizeLinear of {tensor} has no single DequantizeLinear")
+            dequantized = [c for q in quantize[:1] for c in consumers.get(q.output[0], [])
+                           if c.op_type == "DequantizeLinear"]
+            if len(quantize) != 1 or len(dequantized) != 1:
+                logger.warning("no output quantizer at %s: it is not read by one QuantizeLinear", tensor)
+                continue
             for user in users:
                 if user is not quantize[0]:
                     _rewire(user, tensor, dequantized[0].output[0])
-            continue
-        out = writer.qdq(tensor, params[tensor])
-        for user in users:
-            _rewire(user, tensor, out)
-    return writer.finish(), len(needed)
+        else:
+            out = writer.qdq(tensor, params[tensor])
+            for user in users:
+                _rewire(user, tensor, out)
+        written[tensor] = oq
+    return writer.finish(), written
