@@ -139,9 +139,8 @@ class OnnxTraced:
 
         require_calibration(calibration)
         tensors = quantized_tensors(self.sites)
-        folded: frozenset[str] | None = None
+        folded = folded_pads(self.model.proto)
         if not scheme.act_dynamic:
-            folded = folded_pads(self.model.proto)
             tensors |= candidate_tensors(self.model.index, self.sites, folded)
         stats = collect_stats(self.model, tensors, calibration_batches(calibration, progress))
         initializers = self.model.index.initializers

@@ -24,12 +24,13 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import onnx
 
 from mixq.backends.base import Progress, calibration_batches, require_finite
+from mixq.backends.onnx.output_quantizers import OutputQuantizer, output_tensors
 from mixq.backends.onnx.qdq import Feed, Quantizers, fake_quant, part_members, submodel
 from mixq.backends.onnx.runtime import Runner, with_outputs
 from mixq.backends.onnx.trace import GraphIndex, OnnxSite, TensorInfo, node_inputs
@@ -40,8 +41,6 @@ from mixq.core.quantize import MAX_SAMPLE, CalibrationStats
 from mixq.core.ranges import ActivationStats, QuantParams, activation_params
 from mixq.errors import UnsupportedModelError, internal
 
-if TYPE_CHECKING:
-    from mixq.backends.onnx.export.output_quantizers import OutputQuantizer
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +120,7 @@ class OnnxSimulation:
         self.output_quantizers = output_quantizers
         #: as the export stores <= 4-bit weights (INT4 by default: no integer kernel, so no output quantizer)
         self.int4 = int4
-        self._folded = folded
+        self._folded = folded or frozenset()
         self._int4_storable: bool | None = None
         by_name = {site.op.name: site for site in sites}
         self._group_sites = {g.id: [by_name[op.name] for op in g.ops] for g in graph}
@@ -165,11 +164,7 @@ class OnnxSimulation:
     # -- the export's output quantizers ------------------------------------------------------------
     @property
     def folded_pads(self) -> frozenset[str]:
-        """The zero Pads the export folds into convs (decided once)."""
-        if self._folded is None:
-            from mixq.backends.onnx.export.output_quantizers import folded_pads
-
-            self._folded = folded_pads(self.model.proto)
+        """The zero Pads the export folds into convs (``OnnxTraced.prepare`` finds them once)."""
         return self._folded
 
     def output_plan(self, assignment: Assignment | None, int4: bool | None = None) -> dict[str, OutputQuantizer]:
@@ -179,8 +174,6 @@ class OnnxSimulation:
         the export resolves it: only if the model is or converts to opset 21). None with dynamic ranges (the
         export adds none: static output ranges would not fit dynamic inputs).
         """
-        from mixq.backends.onnx.export.output_quantizers import output_tensors
-
         if self.quantizers.scheme.act_dynamic:
             return {}
         precision_of = self._precision_of(assignment)
