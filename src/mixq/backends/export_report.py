@@ -21,7 +21,7 @@ class ExportReport:
     check: dict[str, float] = field(default_factory=dict)
     latency: dict[str, float] = field(default_factory=dict)
     fused: dict[str, int] = field(default_factory=dict)
-    output_quantizers: int = 0  # quantizers added outside the search's simulation (see build_qdq)
+    output_quantizers: int = 0  # new quantizers at integer groups' outputs (see build_qdq; simulated on ONNX)
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "file_bytes": self.file_bytes, "float_file_bytes": self.float_file_bytes,

@@ -55,7 +55,7 @@ def add_export_parser(sub: Any, add_output_flags: Any) -> None:
     export.add_argument("--float-bias", action="store_true",
                         help="keep biases float (bit-exact with the simulation, fewer fused integer kernels)")
     export.add_argument("--no-output-quantizers", action="store_true",
-                        help="write exactly the simulated model: no quantizers at integer groups' outputs, so "
+                        help="no quantizers at integer groups' outputs (the ONNX search simulates them), so "
                              "groups before a residual Add or a pooling head run as float kernels")
     export.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     add_output_flags(export)

@@ -53,10 +53,11 @@ def export(model: object, plan: Plan | Assignment | Precision | str | Path, cali
         int4: store weights of <= 4 bits as INT4 (opset 21); otherwise as int8.
         int32_bias: int32 biases for 8-bit groups, as ORT's integer Conv/Gemm kernels need; ``False`` keeps
             float biases (bit-exact with the simulation, fewer fused kernels).
-        output_quantizers: quantize integer groups' outputs that the simulation leaves float (before a
+        output_quantizers: quantize integer groups' outputs that op-input quantizers leave float (before a
             residual Add, a pooling head...), calibrated on the same samples, so ONNX Runtime runs every 8-bit
-            group as an integer kernel; ``report.check`` measures what they cost. ``False`` writes exactly
-            the simulated model.
+            group as an integer kernel. The ONNX backend's simulation (the search, ``mixq eval --plan``) has
+            them too, so ``report.check`` verifies the file agrees with it; a torch search's simulation does
+            not have them. ``False`` writes the model without them (checked against the simulation without).
 
     Returns an ``ExportReport``: file size next to the float model's, the check against the simulation,
     latencies (with ``benchmark``), the integer kernels ONNX Runtime fused, and notes.

@@ -132,12 +132,21 @@ class OnnxTraced:
         self.sites = sites
 
     def prepare(self, calibration: np.ndarray, scheme: QuantScheme, progress: Progress | None = None) -> OnnxSimulation:
+        """Calibrate in one float pass: the quantized ops' inputs and, unless ranges are dynamic, every tensor
+        the export may put an output quantizer on, so the simulation applies those too without another pass
+        (and the export, from this simulation, uses the same ranges)."""
+        from mixq.backends.onnx.export.output_quantizers import candidate_tensors, folded_pads
+
         require_calibration(calibration)
-        stats = collect_stats(self.model, quantized_tensors(self.sites), calibration_batches(calibration, progress))
+        tensors = quantized_tensors(self.sites)
+        folded = folded_pads(self.model.proto)
+        if not scheme.act_dynamic:
+            tensors |= candidate_tensors(self.model.index, self.sites, folded)
+        stats = collect_stats(self.model, tensors, calibration_batches(calibration, progress))
         initializers = self.model.index.initializers
         weights, axes = site_weights(self.sites, lambda key: numpy_helper.to_array(initializers[key]))
         quantizers = Quantizers(weights, axes, stats, scheme)
-        return OnnxSimulation(self.model, self.graph, self.sites, quantizers)
+        return OnnxSimulation(self.model, self.graph, self.sites, quantizers, folded=folded)
 
 
 def _copy(value: onnx.ValueInfoProto) -> onnx.ValueInfoProto:

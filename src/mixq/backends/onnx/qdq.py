@@ -90,13 +90,16 @@ class Feed:
 
 
 def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: Mapping[str, Precision],
-               quant: Quantizers | None, parametric: bool = False,
-               dynamic: bool | None = None) -> tuple[onnx.ModelProto, list[Feed]]:
+               quant: Quantizers | None, parametric: bool = False, dynamic: bool | None = None,
+               outputs: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> tuple[onnx.ModelProto, list[Feed]]:
     """A copy of ``proto`` with each site (by node name) fake-quantized at its precision.
 
     With ``parametric``, quantizer parameters and quantized weights are graph inputs (``Feed``s), so one
     session serves every integer precision (or every float16 one) of the same sites. ``dynamic``
     (default: the scheme's ``act_dynamic``) computes activation ranges from each run's tensor.
+    ``outputs`` (tensor -> ``Quantizers.act_values``): the export's output quantizers
+    (``mixq.backends.onnx.export.output_quantizers``): every reader of the tensor, the sites' own input
+    quantizers included, reads it fake-quantized (a quantizer of the same range on top is a no-op).
     """
     if dynamic is None:
         dynamic = quant is not None and quant.scheme.act_dynamic
@@ -144,13 +147,7 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
                 values = quant.act_values(tensor, bits)
                 for k in _PARAMS:
                     new_inits[names[k]] = np.asarray(values[k], np.float32)
-            nodes = [
-                helper.make_node("Mul", [tensor, names["inv_scale"]], [prefix + "_s"], name=prefix + "_div"),
-                helper.make_node("Round", [prefix + "_s"], [prefix + "_r"], name=prefix + "_round"),
-                helper.make_node("Clip", [prefix + "_r", names["lo"], names["hi"]], [prefix + "_c"],
-                                 name=prefix + "_clip"),
-                helper.make_node("Mul", [prefix + "_c", names["scale"]], [prefix], name=prefix + "_mul"),
-            ]
+            nodes = static_fake_quant(tensor, prefix, names)
         extra.setdefault(producer.get(tensor, -1), []).extend(nodes)
         made[key] = prefix
         return prefix
@@ -180,16 +177,40 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
         if site.weight_input is not None and site.weight_key is not None:
             node.input[site.weight_input] = weight(site.weight_key, precision)
 
+    rewired: dict[str, str] = {}
+    for tensor, values in (outputs or {}).items():
+        prefix = f"{tensor}::mixq_out"
+        names = {k: f"{prefix}_{k}" for k in _PARAMS}
+        for k in _PARAMS:
+            new_inits[names[k]] = np.asarray(values[k], np.float32)
+        # first after the producer: the sites' quantizers of the tensor then read it
+        after = producer.get(tensor, -1)
+        extra[after] = static_fake_quant(tensor, prefix, names) + extra.get(after, [])
+        rewired[tensor] = prefix
     nodes = list(extra.get(-1, []))
     for i, node in enumerate(graph.node):
         nodes.append(node)
         nodes.extend(extra.get(i, []))
+    for node in nodes if rewired else ():
+        for p, name in enumerate(node.input):
+            if name in rewired and node.name != rewired[name] + "_div":
+                node.input[p] = rewired[name]
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in new_inits.items())
     graph.input.extend(new_inputs)
     drop_unused_initializers(graph)
     return out, feeds
+
+
+def static_fake_quant(tensor: str, prefix: str, names: Mapping[str, str]) -> list[onnx.NodeProto]:
+    """``Mul(1/s) -> Round -> Clip -> Mul(s)`` of ``tensor`` into ``prefix`` (``names``: its parameters)."""
+    return [
+        helper.make_node("Mul", [tensor, names["inv_scale"]], [prefix + "_s"], name=prefix + "_div"),
+        helper.make_node("Round", [prefix + "_s"], [prefix + "_r"], name=prefix + "_round"),
+        helper.make_node("Clip", [prefix + "_r", names["lo"], names["hi"]], [prefix + "_c"], name=prefix + "_clip"),
+        helper.make_node("Mul", [prefix + "_c", names["scale"]], [prefix], name=prefix + "_mul"),
+    ]
 
 
 def dynamic_fake_quant(tensor: str, prefix: str, qmax: str, inits: dict[str, np.ndarray]) -> list[onnx.NodeProto]:

@@ -8,6 +8,14 @@ its integer candidates (and one its fp16 candidate).
 ``probe`` / ``IsolatedOnnxRuns.local`` (TuneQn's layer errors): a group's outputs are the output tensors of
 its ops (plus a following bias ``Add`` of a MatMul, as torch's ``Linear`` includes its bias), returned as
 extra graph outputs; ``local`` runs only the group's own nodes on the float inputs.
+
+Output quantizers: ``mixq export`` adds quantizers at integer groups' outputs so ONNX Runtime fuses them into
+integer kernels (``mixq.backends.onnx.export.output_quantizers``). Whole-assignment runs (``run``, ``proto``,
+``module``, ``probe``: quality targets, ``mixq eval --plan``, the export's check) simulate exactly those, with
+the same calibrated ranges, so the file computes what the search measured; ``output_quantizers=False``
+simulates the file ``--no-output-quantizers`` writes. Phase 1 (``isolate``) does not: it measures one group's
+own input quantizers (Pandey et al.), and an integer group's output quantizer is, in an integer chain, the
+next group's input quantizer, measured with that group.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import numpy as np
 import onnx
 
 from mixq.backends.base import Progress, calibration_batches, require_finite
+from mixq.backends.onnx.output_quantizers import OutputQuantizer, output_tensors
 from mixq.backends.onnx.qdq import Feed, Quantizers, fake_quant, part_members, submodel
 from mixq.backends.onnx.runtime import Runner, with_outputs
 from mixq.backends.onnx.trace import GraphIndex, OnnxSite, TensorInfo, node_inputs
@@ -29,8 +38,9 @@ from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
 from mixq.core.quantize import MAX_SAMPLE, CalibrationStats
-from mixq.core.ranges import ActivationStats
-from mixq.errors import UnsupportedModelError
+from mixq.core.ranges import ActivationStats, QuantParams, activation_params
+from mixq.errors import UnsupportedModelError, internal
+
 
 logger = logging.getLogger(__name__)
 
@@ -100,11 +110,18 @@ def collect_stats(model: OnnxModel, tensors: set[str], batches: Callable[[], Ite
 class OnnxSimulation:
     """Implements the ``Simulation`` protocol on an ONNX model."""
 
-    def __init__(self, model: OnnxModel, graph: QuantGraph, sites: list[OnnxSite], quantizers: Quantizers) -> None:
+    def __init__(self, model: OnnxModel, graph: QuantGraph, sites: list[OnnxSite], quantizers: Quantizers,
+                 folded: frozenset[str] | None = None, output_quantizers: bool = True, int4: bool = True) -> None:
         self.model = model
         self.graph = graph
         self.sites = sites
         self.quantizers = quantizers
+        #: simulate the export's output quantizers in whole-assignment runs (what ``mixq export`` writes)
+        self.output_quantizers = output_quantizers
+        #: as the export stores <= 4-bit weights (INT4 by default: no integer kernel, so no output quantizer)
+        self.int4 = int4
+        self._folded = folded or frozenset()
+        self._int4_storable: bool | None = None
         by_name = {site.op.name: site for site in sites}
         self._group_sites = {g.id: [by_name[op.name] for op in g.ops] for g in graph}
         index = model.index
@@ -144,16 +161,83 @@ class OnnxSimulation:
             self._tensor_stats.update(collect_stats(self.model, missing, calibration_batches(calibration, progress)))
         return {name: self._tensor_stats[name] for name in tensors}
 
+    # -- the export's output quantizers ------------------------------------------------------------
+    @property
+    def folded_pads(self) -> frozenset[str]:
+        """The zero Pads the export folds into convs (``OnnxTraced.prepare`` finds them once)."""
+        return self._folded
+
+    def output_plan(self, assignment: Assignment | None, int4: bool | None = None) -> dict[str, OutputQuantizer]:
+        """The output quantizers the export adds for ``assignment`` (``output_tensors``, the shared decision).
+
+        ``int4``: whether the export stores <= 4-bit weights as INT4 (default: this simulation's ``int4``, as
+        the export resolves it: only if the model is or converts to opset 21). None with dynamic ranges (the
+        export adds none: static output ranges would not fit dynamic inputs).
+        """
+        if self.quantizers.scheme.act_dynamic:
+            return {}
+        precision_of = self._precision_of(assignment)
+        if not any(not p.is_float for p in precision_of.values()):
+            return {}
+        if int4 is None:
+            int4 = self.int4 and (not any(p.weight_bits <= 4 for p in precision_of.values() if not p.is_float)
+                                  or self._stores_int4())
+        return output_tensors(self.model.index, self.sites, precision_of, int4, self.quantizers.act_params,
+                              self.folded_pads)
+
+    def _stores_int4(self) -> bool:
+        """Whether the export can store INT4 weights (opset 21, converting the model if needed); found once."""
+        if self._int4_storable is None:
+            from mixq.backends.onnx.load import INT4_OPSET, opset, upgrade
+
+            try:
+                self._int4_storable = opset(upgrade(self.model.proto, INT4_OPSET)) >= INT4_OPSET
+            except UnsupportedModelError:
+                self._int4_storable = False
+        return self._int4_storable
+
+    def output_params(self, quantizer: OutputQuantizer, calibration: np.ndarray | None = None,
+                      progress: Progress | None = None) -> QuantParams:
+        """An output quantizer's parameters: calibrated at prepare time (``OnnxTraced.prepare``), else from
+        ``calibration`` (which must be the samples the simulation was prepared on)."""
+        if quantizer.source in self.quantizers.stats:
+            return self.quantizers.act_params(quantizer.source, quantizer.bits)
+        if calibration is None:
+            raise internal(f"no calibration statistics for the output quantizer of {quantizer.tensor}")
+        stats = self.tensor_stats({quantizer.source}, calibration, progress)[quantizer.source]
+        scheme = self.quantizers.scheme
+        return activation_params(stats, quantizer.bits, scheme.act_range, scheme.act_symmetric, scheme.percentile)
+
+    def _output_values(self, plan: Mapping[str, OutputQuantizer]) -> dict[str, dict[str, np.ndarray]]:
+        """The fake-quant constants of the output quantizers (as ``Quantizers.act_values``)."""
+        values = {}
+        for tensor, quantizer in plan.items():
+            p = self.output_params(quantizer)
+            scale = np.float32(p.scale)
+            zero = float(p.zero_point)
+            values[tensor] = {"inv_scale": np.asarray(np.float32(1.0) / scale),
+                              "lo": np.asarray(p.qmin - zero, np.float32),
+                              "hi": np.asarray(p.qmax - zero, np.float32), "scale": np.asarray(scale)}
+        return values
+
     def cache_bytes_per_sample(self) -> int:
         return self._bytes_per_sample
 
     # -- full models ----------------------------------------------------------------------------
-    def proto(self, assignment: Assignment | None) -> onnx.ModelProto:
-        """The model with the assignment's fake quantizers (float ops untouched)."""
+    def proto(self, assignment: Assignment | None,
+              outputs: Mapping[str, OutputQuantizer] | None = None) -> onnx.ModelProto:
+        """The model with the assignment's fake quantizers (float ops untouched).
+
+        ``outputs``: the output quantizers to simulate (default: ``output_plan`` if ``output_quantizers``,
+        else none); the export's check passes the ones it wrote.
+        """
         precision_of = self._precision_of(assignment)
         if not precision_of:
             return self.model.proto
-        proto, _ = fake_quant(self.model.proto, self.sites, precision_of, self.quantizers)
+        if outputs is None:
+            outputs = self.output_plan(assignment) if self.output_quantizers else {}
+        proto, _ = fake_quant(self.model.proto, self.sites, precision_of, self.quantizers,
+                              outputs=self._output_values(outputs))
         return proto
 
     def _precision_of(self, assignment: Assignment | None) -> dict[str, Precision]:
@@ -170,8 +254,13 @@ class OnnxSimulation:
         return tuple(sorted((g, str(p)) for g, p in (assignment.items() if assignment is not None else ())
                             if not p.keeps_float32))
 
-    def _runner(self, assignment: Assignment | None) -> Runner:
+    def _full_key(self, assignment: Assignment | None) -> tuple[tuple[GroupId, str], ...]:
+        """Cache key of a whole-model runner: the assignment and the output-quantizer settings."""
         key = self._key(assignment)
+        return (*key, ("", f"outputs={self.output_quantizers},int4={self.int4}")) if key else key
+
+    def _runner(self, assignment: Assignment | None) -> Runner:
+        key = self._full_key(assignment)
         if not key:
             return self._base
         return _cached(self._models, key, MODEL_CACHE,
@@ -234,7 +323,7 @@ class OnnxSimulation:
     def _probe_runner(self, assignment: Assignment | None) -> Runner:
         """The model under ``assignment`` returning the groups' outputs too; the float one also returns the
         tensors the groups read (``IsolatedOnnxRuns.local`` feeds them)."""
-        key = self._key(assignment)
+        key = self._full_key(assignment)
 
         def make() -> Runner:
             names = [name for layer in self._layers.values() for name in layer.outputs]

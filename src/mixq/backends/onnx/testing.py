@@ -131,6 +131,34 @@ def residual(channels: int = 16, classes: int = 10) -> Any:
     return model(nodes, [x], [y], inits)
 
 
+def padded(pad_value: float = 0.0, mode: str = "constant", channel_pad: bool = False):
+    """conv1 -> Relu -> Pad (amounts computed by a small constant subgraph, as torch exports "same" padding)
+    -> conv2 (3x3, no padding) -> Relu -> GlobalAveragePool."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    pads = [0, 1 if channel_pad else 0, 0, 0, 0, 0, 1, 1]  # "same" padding of a stride-2 TF conv: bottom, right
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Constant", [], ["half"], name="half",
+                         value=numpy_helper.from_array(np.array(pads[:4], np.int64))),
+        helper.make_node("Constant", [], ["rest"], name="rest",
+                         value=numpy_helper.from_array(np.array(pads[4:], np.int64))),
+        helper.make_node("Concat", ["half", "rest"], ["pads"], name="concat", axis=0),
+        helper.make_node("Constant", [], ["fill"], name="fill",
+                         value=numpy_helper.from_array(np.array(pad_value, np.float32))),
+        helper.make_node("Pad", ["r1", "pads", "fill"], ["p1"], name="pad", mode=mode),
+        helper.make_node("Conv", ["p1", "w2", "b2"], ["c2"], name="conv2"),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["y"], name="pool"),
+    ]
+    inits = [init("w1", (8, 3, 3, 3), 1), init("b1", (8,), 2, 0.1),
+             init("w2", (8, 8 + channel_pad, 3, 3), 3), init("b2", (8,), 4, 0.1)]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 8, 1, 1])
+    return model(nodes, [x], [y], inits)
+
+
 def images(n: int = 8, shape: tuple[int, ...] = (3, 8, 8), seed: int = 0) -> np.ndarray:
     """Standard normal float32 inputs of shape ``(n, *shape)``."""
     rng = np.random.default_rng(seed)

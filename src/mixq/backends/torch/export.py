@@ -15,6 +15,13 @@ computes the same thing, on evidence rather than names:
 
 A torch op without a match, or an ONNX group that would need two precisions, is an error: an export
 that does not compute what the search measured is worse than none.
+
+Output quantizers: the QDQ file gets the quantizers the ONNX export adds at integer groups' outputs
+(``mixq.backends.onnx.export.output_quantizers``), decided and calibrated on the ONNX model, and the
+export's check compares it with the ONNX simulation that has them too. The torch search's simulation
+quantizes op inputs only, so a torch plan's file differs from what the torch search measured by exactly
+these quantizers (``--no-output-quantizers`` writes the file without them); ``torch_checks`` measures the
+file against the torch float model.
 """
 
 from __future__ import annotations

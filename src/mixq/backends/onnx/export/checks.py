@@ -14,6 +14,7 @@ import onnx
 
 from mixq.backends.base import Progress
 from mixq.backends.onnx.runtime import session
+from mixq.backends.onnx.export.output_quantizers import OutputQuantizer
 from mixq.backends.onnx.simulation import OnnxSimulation, flatten_outputs
 from mixq.core.assignment import Assignment
 from mixq.core.quality import sqnr_db
@@ -28,8 +29,12 @@ INTEGER_COMPUTE_OPS = ("QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerTo
                        "DynamicQuantizeMatMul")
 
 def compare(sim: OnnxSimulation, assignment: Assignment, proto: onnx.ModelProto, data: np.ndarray,
-            optimize: bool = True, config: Mapping[str, str] | None = None) -> dict[str, float]:
+            optimize: bool = True, config: Mapping[str, str] | None = None,
+            outputs: Mapping[str, OutputQuantizer] | None = None) -> dict[str, float]:
     """The exported model against the simulation of the same assignment, and both against float.
+
+    ``outputs``: the output quantizers the file has (``QdqModel.outputs``; default: those the simulation
+    decides by its settings), simulated with the ranges the file uses, so the two agree to float round-off.
 
     ``sqnr_vs_simulation_db`` pools noise over the batch (10 log10 of total signal over total difference):
     eq. 3's mean of per-sample ratios would be dominated by samples that happen to match exactly.
@@ -58,7 +63,7 @@ def compare(sim: OnnxSimulation, assignment: Assignment, proto: onnx.ModelProto,
 
     exported = run(proto)
     # the simulation under the same session options (ORT's fusions reorder float sums)
-    simulated = run(sim.proto(assignment))
+    simulated = run(sim.proto(assignment, outputs))
     reference = sim.run(data)[:len(exported)]
     noise = float(np.sum((simulated.astype(np.float64) - exported) ** 2))
     signal = float(np.sum(simulated.astype(np.float64) ** 2))

@@ -14,13 +14,14 @@ Per quantizer group, at the ops' inputs (the same places the simulation quantize
 - ``fp32``: untouched.
 
 Zero ``Pad`` nodes in front of convs are folded into the convs' padding (``mixq.backends.onnx.export.fold_pads``,
-exact), so a conv's output reaches the next QuantizeLinear directly. Without calibration data
-(``--no-output-quantizers``) nothing else is added: the file computes what the simulation computes (up to
+exact), so a conv's output reaches the next QuantizeLinear directly. Integer groups' outputs also get
+quantizers (``mixq.backends.onnx.export.output_quantizers``), so nearly every integer group fuses into an integer
+kernel; ``report.fused`` lists what ORT fused. The search's simulation applies the same output quantizers with
+the same ranges (``OnnxSimulation.output_plan``), so the file computes what the simulation computes (up to
 the int32 bias rounding and QuantizeLinear dividing by the scale where the simulation multiplies by its
-reciprocal), and ONNX Runtime fuses ``DQ -> op -> Q`` into an integer kernel only where an integer group's
-output flows straight into another one's QuantizeLinear. With it, integer groups' outputs also get
-quantizers (``mixq.backends.onnx.export.output_quantizers``, not simulated), so nearly every integer group fuses;
-``report.fused`` lists what ORT fused.
+reciprocal). Without them (``--no-output-quantizers``) ONNX Runtime fuses ``DQ -> op -> Q`` only where an
+integer group's output flows straight into another one's QuantizeLinear, and the check compares against the
+simulation without them.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from mixq.errors import ConfigError, ExportError, UnsupportedModelError, interna
 from mixq.backends.export_report import ExportReport
 from mixq.backends.onnx.export.checks import compare, fused_ops, kernel_notes, latency_ms
 from mixq.backends.onnx.export.fold_pads import fold_pads
-from mixq.backends.onnx.export.output_quantizers import add_output_quantizers
+from mixq.backends.onnx.export.output_quantizers import OutputQuantizer, add_output_quantizers
 from mixq.backends.onnx.export.qdq_writer import QdqWriter
 
 logger = logging.getLogger(__name__)
@@ -55,12 +56,14 @@ WIDE_QDQ_OPSET = 21
 
 class QdqModel(NamedTuple):
     """A written QDQ model, what to tell the user about it, how many weight tensors are stored in each type,
-    and how many output quantizers it has that the search did not simulate."""
+    how many new output quantizers it has, and all its output quantizers (new and shared: what the check
+    simulates)."""
 
     proto: onnx.ModelProto
     notes: list[str]
     weight_storage: dict[str, int]
     output_quantizers: int
+    outputs: dict[str, OutputQuantizer]
 
 
 def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, int32_bias: bool = True,
@@ -68,7 +71,8 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, in
     """The QDQ model of ``assignment`` on the simulation's (calibrated) ONNX model.
 
     With ``calibration``, integer groups' outputs get quantizers too (``mixq.backends.onnx.export.output_quantizers``),
-    calibrated on it, so ONNX Runtime runs them as integer kernels.
+    so ONNX Runtime runs them as integer kernels: the tensors ``sim.output_plan`` decides, with the ranges the
+    simulation uses (calibrated when it was prepared; ``calibration`` is only a fallback and must be those samples).
     """
     notes: list[str] = []
     model = sim.model
@@ -118,13 +122,14 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, in
     if folded:
         notes.append(f"moved {folded} zero Pad node(s) into their convs' padding (exact; lets ONNX Runtime fuse the "
                      "convs that produce them)")
-    added = 0
+    added, outputs = 0, dict[str, OutputQuantizer]()
     if calibration is not None and not scheme.act_dynamic:  # static output ranges would not fit dynamic inputs
-        proto, added = add_output_quantizers(proto, sim, integer_nodes, calibration, int4, wide_domain, progress)
+        proto, outputs = add_output_quantizers(proto, sim, sim.output_plan(assignment, int4=int4), calibration, int4,
+                                               wide_domain, progress)
+        added = sum(not oq.shared for oq in outputs.values())
         if added:
-            notes.append(f"added {added} output quantizer(s) outside the search's simulation so ONNX Runtime can "
-                         "run their groups as integer kernels (the check measures their effect; "
-                         "--no-output-quantizers writes the simulated model exactly)")
+            notes.append(f"added {added} output quantizer(s) so ONNX Runtime can run their groups as integer kernels "
+                         "(simulated by the search too; --no-output-quantizers writes the model without them)")
     for kind, count in sorted(writer.storage.items()):
         logger.info("%d weight tensors stored as %s", count, kind)
     try:
@@ -132,7 +137,7 @@ def build_qdq(sim: OnnxSimulation, assignment: Assignment, int4: bool = True, in
     except onnx.checker.ValidationError as exc:
         raise internal(f"the exported QDQ model is invalid: {str(exc).splitlines()[0]}") from exc
     proto.producer_name = "mixq"
-    return QdqModel(proto, notes, dict(sorted(writer.storage.items())), added)
+    return QdqModel(proto, notes, dict(sorted(writer.storage.items())), added, outputs)
 
 
 def _rewrite_site(writer: QdqWriter, node: onnx.NodeProto, site: OnnxSite, precision: Precision, quant: Any,
@@ -193,14 +198,14 @@ def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, ch
                progress: Progress | None = None) -> ExportReport:
     """Write the QDQ model of ``assignment``; optionally check it against the simulation and time it.
 
-    ``calibration``: calibrate and add output quantizers (see ``build_qdq``); ``None`` writes exactly the
-    simulated model.
+    ``calibration``: add output quantizers (see ``build_qdq``); ``None`` writes the model without them. The
+    check compares the file with the simulation of exactly what was written (with or without them).
     """
     steps = 1 + (check_data is not None and len(check_data) > 0)
     if progress:
         progress("export: writing and checking", 0, steps)
-    proto, notes, storage, added = build_qdq(sim, assignment, int4=int4, int32_bias=int32_bias,
-                                             calibration=calibration, progress=progress)
+    proto, notes, storage, added, outputs = build_qdq(sim, assignment, int4=int4, int32_bias=int32_bias,
+                                                      calibration=calibration, progress=progress)
     float_proto = onnx.ModelProto()
     float_proto.CopyFrom(sim.model.proto)
     restore_declarations(float_proto, sim.model.declared)
@@ -209,15 +214,13 @@ def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, ch
                           opset=opset(proto), precision_counts=assignment.counts(), notes=notes,
                           weight_storage=storage, output_quantizers=added)
     if check_data is not None and len(check_data):
-        report.check = compare(sim, assignment, proto, check_data)
+        report.check = compare(sim, assignment, proto, check_data, outputs=outputs)
         if progress:
             progress("export: writing and checking", 1, steps)
         lost = report.check["simulation_sqnr_db"] - report.check["exported_sqnr_db"]
         if lost > 1.0:
             message = (f"the exported model's output SQNR is {lost:.1f} dB below the simulation's "
                        f"({report.check['exported_sqnr_db']:.1f} vs {report.check['simulation_sqnr_db']:.1f} dB)")
-            if report.output_quantizers:
-                message += ": the added output quantizers cost this; --no-output-quantizers writes the simulated model"
             report.notes.append(message)
             logger.warning("%s", message)
     try:
