@@ -160,8 +160,14 @@ class ExportSettings:
     int4: bool = True
     int32_bias: bool = True
     output_quantizers: bool = True
+    #: integer groups the runtime runs as float kernels: weights stored ``auto`` (both timed, faster kept),
+    #: ``int8`` (dequantized per run) or ``float`` (dequantized values, bit-identical).
+    unfused_weights: str = "auto"
     threads: int | None = None
 
+
+#: How an export stores integer groups the runtime runs as float kernels (``ExportSettings.unfused_weights``).
+UNFUSED_WEIGHTS = ("auto", "int8", "float")
 
 #: ``measure(assignment) -> {"file_bytes": ..., "latency_ms": ...}``: a configuration's deployed costs.
 DeployedCosts = Callable[[Assignment], Mapping[str, float]]

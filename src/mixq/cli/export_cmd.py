@@ -10,6 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from mixq.backends.base import UNFUSED_WEIGHTS as UNFUSED_CHOICES
+
 EXPORT_EPILOG = """\
 examples:
   mixq search model.onnx --data calib/ --budget "bops<=0.5" --out runs/r1
@@ -57,6 +59,11 @@ def add_export_parser(sub: Any, add_output_flags: Any) -> None:
     export.add_argument("--no-output-quantizers", action="store_true",
                         help="no quantizers at integer groups' outputs (the ONNX search simulates them), so "
                              "groups before a residual Add or a pooling head run as float kernels")
+    export.add_argument("--unfused-weights", choices=UNFUSED_CHOICES, default="auto",
+                        help="integer groups ONNX Runtime runs as float kernels (an int8 group whose float consumer "
+                             "feeds a quantizer): auto (default) times the file both ways and keeps the faster; "
+                             "int8 keeps int8 weights dequantized on every run; float stores the dequantized "
+                             "values (bit-identical, 4x those weights' bytes). The export's notes say which.")
     export.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     add_output_flags(export)
 
@@ -73,7 +80,7 @@ def cmd_export(args: argparse.Namespace, console: Console, load: Any, progress: 
     with progress:
         report = export(loaded.model, plan, data, args.output, num_samples=None, check_samples=args.check_samples,
                         benchmark=args.benchmark, int4=not args.no_int4, int32_bias=not args.float_bias,
-                        output_quantizers=not args.no_output_quantizers,
+                        output_quantizers=not args.no_output_quantizers, unfused_weights=args.unfused_weights,
                         threads=args.threads, progress=progress)
     if args.json:
         print(json.dumps(report.to_dict()))

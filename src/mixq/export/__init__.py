@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 def export(model: object, plan: Plan | Assignment | Precision | str | Path, calibration: Dataset | np.ndarray,
            path: str | Path, *, num_samples: int | None = None, scheme: QuantScheme | None = None, check_samples: int = 64,
            benchmark: bool = False, int4: bool = True, int32_bias: bool = True, output_quantizers: bool = True,
+           unfused_weights: str = "auto",
            threads: int | None = None, progress: Progress | None = None) -> ExportReport:
     """Write ``plan`` applied to ``model`` as a QDQ ONNX file at ``path``.
 
@@ -91,7 +92,8 @@ def export(model: object, plan: Plan | Assignment | Precision | str | Path, cali
     else:
         assignment = plan if isinstance(plan, Assignment) else plan.assignment
     settings = ExportSettings(scheme=scheme or _default_scheme(), check_samples=check_samples, benchmark=benchmark,
-                              int4=int4, int32_bias=int32_bias, output_quantizers=output_quantizers, threads=threads)
+                              int4=int4, int32_bias=int32_bias, output_quantizers=output_quantizers, threads=threads,
+                              unfused_weights=unfused_weights)
     return backend.export(model, assignment, samples, path, settings, progress)
 
 

@@ -61,7 +61,8 @@ class OnnxBackend:
         check = calibration[:settings.check_samples] if settings.check_samples else None
         return export_qdq(sim, resolved, path, check_data=check, benchmark=settings.benchmark, int4=settings.int4,
                           int32_bias=settings.int32_bias, threads=settings.threads, progress=progress,
-                          calibration=calibration if settings.output_quantizers else None)
+                          calibration=calibration if settings.output_quantizers else None,
+                          unfused_weights=settings.unfused_weights)
 
     def is_quantized_file(self, model: object) -> bool:
         return as_given.is_quantized_file(model)

@@ -342,7 +342,8 @@ def export_torch(model: Any, assignment: Assignment, calibration: np.ndarray, pa
     check = calibration[:settings.check_samples] if settings.check_samples else None
     report = export_qdq(sim, onnx_assignment, path, check_data=check, benchmark=settings.benchmark,
                         int4=settings.int4, int32_bias=settings.int32_bias, threads=settings.threads,
-                        progress=progress, calibration=calibration if settings.output_quantizers else None)
+                        progress=progress, calibration=calibration if settings.output_quantizers else None,
+                        unfused_weights=settings.unfused_weights)
     onnx_counts = onnx_assignment.counts()
     report.precision_counts = torch_assignment.counts()
     by_weights = sum(m.evidence == "weights+inputs" for m in mapping.ops)

@@ -37,6 +37,7 @@ from onnx import helper
 from mixq.atomic import write_atomic
 from mixq.backends.base import Progress
 from mixq.backends.onnx.load import INT4_OPSET, opset, upgrade
+from mixq.backends.onnx.runtime import integer_kernel
 from mixq.backends.onnx.simulation import OnnxSimulation, restore_declarations
 from mixq.backends.onnx.trace import OnnxSite
 from mixq.core.assignment import Assignment
@@ -47,6 +48,7 @@ from mixq.backends.onnx.export.checks import compare, fused_ops, kernel_notes, l
 from mixq.backends.onnx.export.fold_pads import fold_pads
 from mixq.backends.onnx.export.output_quantizers import OutputQuantizer, add_output_quantizers
 from mixq.backends.onnx.export.qdq_writer import QdqWriter
+from mixq.backends.onnx.export.unfused import UnfusedChoice, store_unfused
 
 logger = logging.getLogger(__name__)
 
@@ -192,10 +194,27 @@ def save(proto: onnx.ModelProto, path: str | Path) -> Path:
     return path
 
 
+def _store_unfused(sim: OnnxSimulation, assignment: Assignment, proto: onnx.ModelProto, choice: str,
+                   threads: int | None, int4: bool) -> tuple[onnx.ModelProto, UnfusedChoice | None]:
+    """Integer groups ORT leaves unfused, stored the way that runs fastest (``mixq.backends.onnx.export.unfused``)."""
+    group_of = {op.name: group.id for group in sim.graph for op in group.ops}
+    # only groups ORT has an integer kernel for: 4-bit or 16-bit storage is chosen for size, not speed
+    integer = [site.node for site in sim.sites if integer_kernel(assignment[group_of[site.op.name]], int4)]
+    if not integer:
+        return proto, None
+    shape = (sim.model.fixed_batch or 1, *sim.model.infos[sim.model.input_name].shape[1:])
+    sample = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+    def time_file(candidate: onnx.ModelProto) -> float:
+        return latency_ms(candidate, sim.model.input_name, sample, runs=20, warmup=3, threads=threads)
+
+    return store_unfused(proto, integer, choice, time_file)
+
+
 def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, check_data: np.ndarray | None = None,
                benchmark: bool = False, int4: bool = True, int32_bias: bool = True, threads: int | None = None,
                runs: int = 50, calibration: np.ndarray | None = None,
-               progress: Progress | None = None) -> ExportReport:
+               progress: Progress | None = None, unfused_weights: str = "auto") -> ExportReport:
     """Write the QDQ model of ``assignment``; optionally check it against the simulation and time it.
 
     ``calibration``: add output quantizers (see ``build_qdq``); ``None`` writes the model without them. The
@@ -206,6 +225,9 @@ def export_qdq(sim: OnnxSimulation, assignment: Assignment, path: str | Path, ch
         progress("export: writing and checking", 0, steps)
     proto, notes, storage, added, outputs = build_qdq(sim, assignment, int4=int4, int32_bias=int32_bias,
                                                       calibration=calibration, progress=progress)
+    proto, unfused = _store_unfused(sim, assignment, proto, unfused_weights, threads, int4)
+    if unfused is not None:
+        notes.append(unfused.note())
     float_proto = onnx.ModelProto()
     float_proto.CopyFrom(sim.model.proto)
     restore_declarations(float_proto, sim.model.declared)

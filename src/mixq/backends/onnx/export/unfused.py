@@ -21,10 +21,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from mixq.backends.base import UNFUSED_WEIGHTS
+
 #: Kernels ORT runs a conv / gemm / matmul as when it did not fuse it into an integer one.
 _FLOAT_KERNELS = {"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "ConvTranspose"}
+#: How much faster (fraction) float storage must measure to be kept: the smaller int8 file wins near-ties.
+MARGIN = 0.03
 #: ``ExportSettings.unfused_weights`` values.
-CHOICES = ("auto", "int8", "float")
+CHOICES = UNFUSED_WEIGHTS
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,8 @@ TimeFile = Callable[[onnx.ModelProto], float]
 def store_unfused(proto: onnx.ModelProto, integer_nodes: Collection[str], choice: str = "auto",
                   time_file: TimeFile | None = None, rounds: int = 3) -> tuple[onnx.ModelProto, UnfusedChoice | None]:
     """``proto`` with its unfused integer groups' weights stored as ``choice`` says (``auto``: both files timed
-    with ``time_file`` in ``rounds`` interleaved rounds, the faster kept; int8 when nothing can time them).
+    with ``time_file`` in ``rounds`` interleaved rounds, float kept only when at least ``MARGIN`` faster; int8
+    when nothing can time them).
 
     Returns the model to write and what was done (None when every integer group fuses).
     """
@@ -150,6 +155,6 @@ def store_unfused(proto: onnx.ModelProto, integer_nodes: Collection[str], choice
         int8_times.append(time_file(proto))
         float_times.append(time_file(as_float))
     int8_ms, float_ms = float(np.median(int8_times)), float(np.median(float_times))
-    if float_ms < int8_ms:
+    if float_ms < (1.0 - MARGIN) * int8_ms:  # clearly faster: timing noise alone does not change the file
         return as_float, UnfusedChoice(nodes, "float", int8_ms, float_ms)
     return proto, UnfusedChoice(nodes, "int8", int8_ms, float_ms)
