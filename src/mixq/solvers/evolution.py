@@ -24,8 +24,8 @@ import numpy as np
 from mixq.core.budget import CostBudget, CostUnit, QualityTarget
 from mixq.core.quality import Quality
 from mixq.errors import ConfigError, InfeasibleBudgetError
-from mixq.solvers.base import AllocationProblem, CurvePoint, within
-from mixq.solvers.greedy import GreedySolver
+from mixq.solvers.base import AllocationProblem, CurvePoint, check_max_float_regions, within
+from mixq.solvers.greedy import GreedyConfig, GreedySolver
 from mixq.solvers.ilp import IlpConfig, IlpSolver
 from mixq.core.assignment import Assignment
 from mixq.solvers.loop import EvaluateFn, Evaluations, Loop, LoopResult, ProgressFn, curve_of, key_of
@@ -53,6 +53,8 @@ class EvolutionConfig:
         crossover_rate: probability that a child mixes two parents.
         explore_rate: probability of one extra uniformly random move.
         max_tries: attempts at a new, feasible child before the search stops early.
+        max_float_regions: children with more float (fp16/fp32) regions than this, connected through the
+            problem's edges, are rejected (and the greedy and ILP seeds honour it); None: no bound.
         ilp: settings of the ILP used for seeding.
     """
 
@@ -62,9 +64,11 @@ class EvolutionConfig:
     crossover_rate: float = 0.5
     explore_rate: float = 0.3
     max_tries: int = 64
+    max_float_regions: int | None = None
     ilp: IlpConfig = field(default_factory=IlpConfig)
 
     def __post_init__(self) -> None:
+        check_max_float_regions(self.max_float_regions)
         if self.max_evaluations < 1:
             raise ConfigError(f"max_evaluations must be at least 1, got {self.max_evaluations}")
         if self.population < 1:
@@ -163,13 +167,23 @@ class EvolutionSolver:
         self, problem: AllocationProblem, budgets: Sequence[CostBudget], target: QualityTarget | None,
         evaluations: Evaluations, loop: Loop,
     ) -> list[tuple[str, CurvePoint]]:
-        ilp = IlpSolver(self.config.ilp)
+        bound = self.config.max_float_regions
+        ilp = IlpSolver(replace(self.config.ilp, max_float_regions=bound))
+        greedy = GreedySolver(GreedyConfig(max_float_regions=bound))
         if target is None:
-            return [("ilp", ilp.solve(problem, budgets)), ("greedy", GreedySolver().solve(problem, budgets))]
-        selection = select_by_quality(ilp.curve(problem, budgets), target, evaluations, loop.float_quality)
-        primary = problem.primary
-        same_cost = [*budgets, CostBudget(primary, selection.point.costs[primary], CostUnit.ABSOLUTE)]
-        return [("ilp", selection.point), ("greedy", GreedySolver().solve(problem, same_cost))]
+            seeds = [("ilp", ilp.solve(problem, budgets))]
+            same_cost = list(budgets)
+        else:
+            selection = select_by_quality(ilp.curve(problem, budgets), target, evaluations, loop.float_quality)
+            primary = problem.primary
+            same_cost = [*budgets, CostBudget(primary, selection.point.costs[primary], CostUnit.ABSOLUTE)]
+            seeds = [("ilp", selection.point)]
+        try:
+            seeds.append(("greedy", greedy.solve(problem, same_cost)))
+        except InfeasibleBudgetError:
+            # with edge costs (or several budgets) the greedy walk need not pass where the ILP reaches
+            logger.info("evolution: the greedy walk meets no point of those budgets; seeding with the ILP alone")
+        return seeds
 
     @staticmethod
     def _choice(problem: AllocationProblem, point: CurvePoint) -> list[int]:
@@ -208,6 +222,9 @@ class EvolutionSolver:
                     moved = position
             if not self._repair(problem, choice, limits, frozen=moved):
                 continue
+            bound = cfg.max_float_regions
+            if bound is not None and problem.float_regions(choice) > bound:
+                continue  # rejected rather than repaired: lowering float groups could break the budgets' repair
             if problem.point_from_choice(choice).assignment not in evaluations:
                 return choice
         return None
