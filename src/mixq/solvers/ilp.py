@@ -267,7 +267,7 @@ class IlpSolver:
         self._check_regions(problem, program)
         limits = self._limits(problem, budgets)
         found: dict[tuple[int, ...], CurvePoint] = {}
-        for limit in self._sweep(problem, budgets):
+        for limit in self._sweep(problem, budgets, program, limits):
             choice = self._minimize(problem, program, program.objective, [*limits, (problem.primary, float(limit))])
             if choice is not None and tuple(choice) not in found:
                 found[tuple(choice)] = problem.point_from_choice(choice)
@@ -289,7 +289,7 @@ class IlpSolver:
         self._check_regions(problem, program)
         primary = problem.primary
         limits = self._limits(problem, budgets)
-        low, high = problem.min_cost(primary), problem.max_cost(primary)
+        low, high = self._range(problem, program, limits)
         gap = max((high - low) * resolution, COST_RTOL * max(abs(high), 1.0) * 4)
         limit = min([high, *(lim for name, lim in limits if name == primary)])
         points: list[CurvePoint] = []
@@ -322,10 +322,34 @@ class IlpSolver:
             self.solve(problem, budgets)  # raises a clear InfeasibleBudgetError if nothing meets them
         return [(b.cost, problem.limit(b)) for b in budgets]
 
-    def _sweep(self, problem: AllocationProblem, budgets: Sequence[CostBudget]) -> np.ndarray:
+    def _sweep(
+        self, problem: AllocationProblem, budgets: Sequence[CostBudget], program: _Program | None = None,
+        limits: Sequence[tuple[str, float]] = (),
+    ) -> np.ndarray:
         primary = problem.primary
-        high = min([problem.max_cost(primary), *(problem.limit(b) for b in budgets if b.cost == primary)])
-        return np.linspace(problem.min_cost(primary), high, self.config.curve_points)
+        low, high = self._range(problem, program, limits)
+        high = min([high, *(problem.limit(b) for b in budgets if b.cost == primary)])
+        return np.linspace(low, high, self.config.curve_points)
+
+    def _range(
+        self, problem: AllocationProblem, program: _Program | None, limits: Sequence[tuple[str, float]]
+    ) -> tuple[float, float]:
+        """The primary cost of the cheapest configuration and of the least noisy one.
+
+        :meth:`AllocationProblem.min_cost` and ``max_cost`` are exact for plain problems (no solve needed);
+        with edge costs or a float-region bound they are only bounds, so two solves find the true ends
+        (else a sweep would waste limits below the cheapest and could miss it).
+        """
+        primary = problem.primary
+        if program is None or not (problem.edges or self.config.max_float_regions is not None):
+            return problem.min_cost(primary), problem.max_cost(primary)
+        cheapest = self._minimize(problem, program, program.rows[primary], limits)
+        quietest = self._minimize(problem, program, program.objective, limits)
+        if cheapest is None or quietest is None:
+            return problem.min_cost(primary), problem.max_cost(primary)
+        low = problem.point_from_choice(cheapest).costs[primary]
+        high = problem.point_from_choice(quietest).costs[primary]
+        return low, max(low, high)
 
     def _front(
         self, problem: AllocationProblem, points: list[CurvePoint], budgets: Sequence[CostBudget]
@@ -419,14 +443,24 @@ class IlpSolver:
         limits = [(b.cost, problem.limit(b)) for b in others]
         choice = self._minimize(problem, program, program.rows[first.cost], limits)
         names = " and ".join(str(b) for b in budgets)
+        bound = self.config.max_float_regions
         if choice is None:
-            return InfeasibleBudgetError(f"{names} cannot be met together; relax one of them")
+            extra = f" and max_float_regions={bound}" if bound is not None else ""
+            return InfeasibleBudgetError(f"{names}{extra} cannot be met together; relax one of them")
         lowest = problem.point_from_choice(choice).costs[first.cost]
-        reachable = in_budget_unit(problem, first, lowest)
+        reachable = None if math.isnan(in_budget_unit(problem, first, lowest)) else in_budget_unit(problem, first, lowest)
+        cheapest = format_cost(problem, first, lowest)
+        if not others:  # one budget: the region bound or the edge costs (min_cost was a bound) rule it out
+            why = f"with max_float_regions={bound}" if bound is not None else "with the costs between groups"
+            return InfeasibleBudgetError(
+                f"{first} cannot be met: {why} the cheapest configuration reaches {cheapest}; raise the budget",
+                reachable=reachable,
+            )
+        extra = f" (and max_float_regions={bound})" if bound is not None else ""
         return InfeasibleBudgetError(
-            f"{names} cannot be met together although each can be met alone: under the other budgets the "
-            f"cheapest configuration reaches {format_cost(problem, first, lowest)}; relax one of them",
-            reachable=None if math.isnan(reachable) else reachable,
+            f"{names} cannot be met together although each can be met alone: under the other budgets{extra} the "
+            f"cheapest configuration reaches {cheapest}; relax one of them",
+            reachable=reachable,
         )
 
 
