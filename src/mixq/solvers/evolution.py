@@ -245,7 +245,7 @@ class EvolutionSolver:
         for position, option in enumerate(problem.options):
             current = choice[position]
             for candidate in range(len(option.precisions)):
-                delta_cost = option.costs[primary][candidate] - option.costs[primary][current]
+                delta_cost = _delta(problem, primary, choice, position, candidate)
                 delta_noise = option.noise[candidate] - option.noise[current]
                 if cheaper and delta_cost < 0:
                     moves.append((delta_noise / -delta_cost, position, candidate))
@@ -275,7 +275,7 @@ class EvolutionSolver:
                         continue
                     current = choice[position]
                     for candidate in range(len(option.precisions)):
-                        saving = sum((option.costs[n][current] - option.costs[n][candidate]) / max(limits[n], 1e-30)
+                        saving = sum(-_delta(problem, n, choice, position, candidate) / max(limits[n], 1e-30)
                                      for n in violated)
                         if saving <= 0:
                             continue
@@ -288,6 +288,14 @@ class EvolutionSolver:
                 return False
             choice[best[1]] = best[2]
         return False
+
+
+def _delta(problem: AllocationProblem, name: str, choice: Sequence[int], position: int, candidate: int) -> float:
+    """How cost ``name`` changes when one group moves: its own cost, plus its edges' when costs are pairwise."""
+    if problem.edges:
+        return problem.move_delta(name, choice, {position: candidate})
+    costs = problem.options[position].costs[name]
+    return costs[candidate] - costs[choice[position]]
 
 
 def reporting(evaluate: EvaluateFn, planned: int, progress: ProgressFn | None) -> EvaluateFn:
