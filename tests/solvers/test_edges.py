@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from itertools import pairwise
 
 import pytest
 
@@ -32,7 +33,7 @@ def chain(n: int, candidates: dict[str, float], ms: float, unary: dict[str, floa
     base = problem_from_sqnr({g: dict(candidates) for g in names})
     graph = base.graph
     latency = pairwise_latency(graph, {(g, p): unary[str(p)] for g in names for p in graph[g].candidates},
-                               list(zip(names, names[1:])), transition(ms), reference_ms=10.0)
+                               list(pairwise(names)), transition(ms), reference_ms=10.0)
     return with_costs(base, {"latency": latency, "bops": Bops()}, "latency")
 
 

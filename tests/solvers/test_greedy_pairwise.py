@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from mixq.core.precision import Precision
@@ -73,7 +75,7 @@ def test_a_region_move_lowers_a_run_no_single_flip_pays_for() -> None:
     the whole chain, moved at once, saves anything."""
     names = [f"g{i}" for i in range(4)]
     problem = latency_problem({g: {"w8a8": 30.0 + i, "fp16": 90.0} for i, g in enumerate(names)},
-                              edges=list(zip(names, names[1:])), ms=1.5)
+                              edges=list(pairwise(names)), ms=1.5)
     for position in range(4):
         assert problem.move_delta("latency", [1, 1, 1, 1], {position: 0}) > 0, "a single flip costs more"
     singles = GreedySolver(GreedyConfig(max_region=1)).curve(problem)
@@ -89,7 +91,7 @@ def test_a_region_move_lowers_a_run_no_single_flip_pays_for() -> None:
 def test_max_region_caps_a_region_move() -> None:
     names = [f"g{i}" for i in range(6)]
     problem = latency_problem({g: {"w8a8": 30.0 + i, "fp16": 90.0} for i, g in enumerate(names)},
-                              edges=list(zip(names, names[1:])), ms=0.4)
+                              edges=list(pairwise(names)), ms=0.4)
     curve = GreedySolver(GreedyConfig(max_region=3)).curve(problem)
     assert all(len(p.region) <= 3 for p in curve.points)
     assert curve[-1].assignment.counts() == {"w8a8": 6}
@@ -115,7 +117,7 @@ def test_region_moves_help_on_transition_heavy_problems() -> None:
         base = random_problem(8, ("w8a8", "fp16"), seed=seed)
         ids = base.graph.ids
         latency = pairwise_latency(base.graph, {(g, p): 1.0 if p == W8A8 else 2.0 for g in ids for p in (W8A8, FP16)},
-                                   list(zip(ids, ids[1:])), transition(1.2), reference_ms=16.0)
+                                   list(pairwise(ids)), transition(1.2), reference_ms=16.0)
         problem = with_costs(base, {"latency": latency}, "latency")
         single = GreedySolver(GreedyConfig(max_region=1)).curve(problem)
         region = GreedySolver().curve(problem)

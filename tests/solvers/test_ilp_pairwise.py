@@ -75,7 +75,6 @@ def test_the_curve_sweep_gives_exact_optima_along_the_pairwise_cost() -> None:
 def test_max_float_regions_is_exact_on_a_chain(seed: int, bound: int) -> None:
     """On a chain a region's start is its only float group without a float producer: starts = regions."""
     problem = pairwise_problem(7, ("w4a8", "w8a8", "fp16"), seed=seed, skip_rate=0.0)
-    front = ExhaustiveSolver().curve(problem)
     limit = problem.max_cost("latency")  # roomy: the bound, not the budget, is what binds
     solver = IlpSolver(IlpConfig(max_float_regions=bound))
     point = solver.solve(problem, [absolute("latency", limit)])

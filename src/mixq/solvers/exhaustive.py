@@ -71,7 +71,8 @@ def _enumerate(problem: AllocationProblem) -> tuple[np.ndarray, dict[str, np.nda
         strides = np.concatenate((np.cumprod(shape[::-1])[::-1][1:], [1])).astype(np.int64)
 
         def candidate(position: int) -> np.ndarray:
-            return (flat // strides[position]) % shape[position]
+            index: np.ndarray = (flat // strides[position]) % shape[position]
+            return index
 
         for edge in problem.edges:
             a, b = candidate(edge.producer), candidate(edge.consumer)

@@ -257,7 +257,7 @@ class _Walk:
         for candidate, target in enumerate(option.precisions):
             if candidate == current:
                 continue
-            moves = [(seed,)]
+            moves: list[tuple[int, ...]] = [(seed,)]
             if self.max_region > 1 and self.neighbours[seed]:
                 region = self._region(seed, target)
                 if len(region) > 1:
