@@ -162,3 +162,12 @@ def test_pairwise_totals_and_max_float_regions_hold_for_every_measured_configura
         assert within(problem.cost_of("latency", assignment), problem.limit(limit))
     assert result.point.costs["latency"] == pytest.approx(problem.cost_of("latency", result.point.assignment))
     assert free.point.costs["latency"] == pytest.approx(problem.cost_of("latency", free.point.assignment))
+
+
+def test_the_float_region_bound_may_come_from_either_setting_but_not_two_values() -> None:
+    from mixq.solvers import IlpConfig
+
+    assert EvolutionConfig(ilp=IlpConfig(max_float_regions=2)).float_region_bound == 2
+    assert EvolutionConfig(max_float_regions=1).float_region_bound == 1
+    with pytest.raises(ConfigError, match="disagree"):
+        EvolutionConfig(max_float_regions=1, ilp=IlpConfig(max_float_regions=2))

@@ -54,7 +54,8 @@ class EvolutionConfig:
         explore_rate: probability of one extra uniformly random move.
         max_tries: attempts at a new, feasible child before the search stops early.
         max_float_regions: children with more float (fp16/fp32) regions than this, connected through the
-            problem's edges, are rejected (and the greedy and ILP seeds honour it); None: no bound.
+            problem's edges, are rejected (and the greedy and ILP seeds honour it); None: no bound. Setting
+            ``ilp.max_float_regions`` instead means the same; two different values are refused.
         ilp: settings of the ILP used for seeding.
     """
 
@@ -69,6 +70,15 @@ class EvolutionConfig:
 
     def __post_init__(self) -> None:
         check_max_float_regions(self.max_float_regions)
+        inner = self.ilp.max_float_regions
+        if inner is not None and self.max_float_regions is not None and inner != self.max_float_regions:
+            raise ConfigError(f"max_float_regions={self.max_float_regions} and ilp.max_float_regions={inner} "
+                              "disagree; set one of them")
+
+    @property
+    def float_region_bound(self) -> int | None:
+        """The bound on float regions, whichever of the two settings gave it."""
+        return self.max_float_regions if self.max_float_regions is not None else self.ilp.max_float_regions
         if self.max_evaluations < 1:
             raise ConfigError(f"max_evaluations must be at least 1, got {self.max_evaluations}")
         if self.population < 1:
@@ -167,7 +177,7 @@ class EvolutionSolver:
         self, problem: AllocationProblem, budgets: Sequence[CostBudget], target: QualityTarget | None,
         evaluations: Evaluations, loop: Loop,
     ) -> list[tuple[str, CurvePoint]]:
-        bound = self.config.max_float_regions
+        bound = self.config.float_region_bound
         ilp = IlpSolver(replace(self.config.ilp, max_float_regions=bound))
         greedy = GreedySolver(GreedyConfig(max_float_regions=bound))
         if target is None:
@@ -222,7 +232,7 @@ class EvolutionSolver:
                     moved = position
             if not self._repair(problem, choice, limits, frozen=moved):
                 continue
-            bound = cfg.max_float_regions
+            bound = cfg.float_region_bound
             if bound is not None and problem.float_regions(choice) > bound:
                 continue  # rejected rather than repaired: lowering float groups could break the budgets' repair
             if problem.point_from_choice(choice).assignment not in evaluations:
