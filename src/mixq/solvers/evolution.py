@@ -74,15 +74,15 @@ class EvolutionConfig:
         if inner is not None and self.max_float_regions is not None and inner != self.max_float_regions:
             raise ConfigError(f"max_float_regions={self.max_float_regions} and ilp.max_float_regions={inner} "
                               "disagree; set one of them")
+        if self.max_evaluations < 1:
+            raise ConfigError(f"max_evaluations must be at least 1, got {self.max_evaluations}")
+        if self.population < 1:
+            raise ConfigError(f"population must be at least 1, got {self.population}")
 
     @property
     def float_region_bound(self) -> int | None:
         """The bound on float regions, whichever of the two settings gave it."""
         return self.max_float_regions if self.max_float_regions is not None else self.ilp.max_float_regions
-        if self.max_evaluations < 1:
-            raise ConfigError(f"max_evaluations must be at least 1, got {self.max_evaluations}")
-        if self.population < 1:
-            raise ConfigError(f"population must be at least 1, got {self.population}")
 
     @classmethod
     def from_search(cls, settings: SearchSettings) -> EvolutionConfig:
