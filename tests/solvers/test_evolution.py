@@ -140,3 +140,34 @@ def test_evolution_evaluates_a_default_subset_unless_told() -> None:
     assert SearchConfig(solver="evolution").evaluation_samples() == DEFAULT_EVAL_SAMPLES
     assert SearchConfig(solver="evolution", eval_samples=1000).evaluation_samples() == 1000
     assert SearchConfig(solver="greedy").evaluation_samples() is None
+
+
+def test_pairwise_totals_and_max_float_regions_hold_for_every_measured_configuration() -> None:
+    from mixq.solvers.base import within
+    from mixq.testing.problems import pairwise_problem
+
+    problem = pairwise_problem(8, ("w4a8", "w8a8", "fp16"), seed=2, skip_rate=0.0)
+    limit = CostBudget("latency", 0.8 * IlpSolver().curve(problem)[0].costs["latency"], CostUnit.ABSOLUTE)
+    evaluate = Measured(problem)
+    free = EvolutionSolver(EvolutionConfig(max_evaluations=12, seed=1)).search(problem, [limit], None, Loop(evaluate))
+    choices = [[o.precisions.index(a[o.group]) for o in problem.options] for a in evaluate.calls]
+    assert max(problem.float_regions(c) for c in choices) > 1, "without the bound some children have two regions"
+    evaluate = Measured(problem)
+    result = EvolutionSolver(EvolutionConfig(max_evaluations=12, seed=1, max_float_regions=1)).search(
+        problem, [limit], None, Loop(evaluate))
+    assert evaluate.calls
+    for assignment in evaluate.calls:
+        choice = [o.precisions.index(assignment[o.group]) for o in problem.options]
+        assert problem.float_regions(choice) <= 1
+        assert within(problem.cost_of("latency", assignment), problem.limit(limit))
+    assert result.point.costs["latency"] == pytest.approx(problem.cost_of("latency", result.point.assignment))
+    assert free.point.costs["latency"] == pytest.approx(problem.cost_of("latency", free.point.assignment))
+
+
+def test_the_float_region_bound_may_come_from_either_setting_but_not_two_values() -> None:
+    from mixq.solvers import IlpConfig
+
+    assert EvolutionConfig(ilp=IlpConfig(max_float_regions=2)).float_region_bound == 2
+    assert EvolutionConfig(max_float_regions=1).float_region_bound == 1
+    with pytest.raises(ConfigError, match="disagree"):
+        EvolutionConfig(max_float_regions=1, ilp=IlpConfig(max_float_regions=2))

@@ -188,3 +188,16 @@ def test_search_without_a_pair_measurer_says_so() -> None:
     problem = random_problem(4, STANDARD, seed=0)
     with pytest.raises(ConfigError, match="pairs"):
         IqpSolver().search(problem, [CostBudget("bops", 0.5, CostUnit.RATIO)], None, Loop(lambda a: Quality(1)))
+
+
+def test_pairwise_costs_are_refused_naming_the_solvers_that_handle_them() -> None:
+    from mixq.solvers import IlpConfig
+    from mixq.testing.problems import pairwise_problem
+
+    problem = pairwise_problem(5, seed=0)
+    with pytest.raises(ConfigError, match="--solver iqp cannot optimise costs charged between groups.*--solver ilp"):
+        IqpSolver().solve_quadratic(problem, {}, [])
+    with pytest.raises(ConfigError, match="use --solver ilp"):
+        IqpSolver().search(problem, [], None, Loop(lambda a: Quality(1, sqnr_db=30.0)))
+    with pytest.raises(ConfigError, match="does not bound float regions"):
+        IqpConfig(ilp=IlpConfig(max_float_regions=1))

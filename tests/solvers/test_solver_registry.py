@@ -10,7 +10,17 @@ import pytest
 from mixq.config import SearchConfig
 from mixq.core.budget import CostBudget, CostUnit
 from mixq.errors import ConfigError
-from mixq.solvers import COMPARED, SOLVERS, EvolutionConfig, IlpConfig, IqpConfig, Loop, get_solver, solver_config
+from mixq.solvers import (
+    COMPARED,
+    SOLVERS,
+    EvolutionConfig,
+    GreedyConfig,
+    IlpConfig,
+    IqpConfig,
+    Loop,
+    get_solver,
+    solver_config,
+)
 from mixq.solvers.base import AllocationProblem, CurvePoint, ParetoCurve
 from mixq.solvers.loop import ClosedLoopSolver
 from mixq.solvers.run import allocate
@@ -30,7 +40,7 @@ def test_the_registry_lists_every_solver_once_in_help_order() -> None:
 
 def test_each_solver_config_is_built_from_the_search_settings() -> None:
     search = SearchConfig(seed=5, pair_groups=4, time_limit_s=7.0, max_evaluations=11)
-    assert search.solver_config("greedy") is None and search.solver_config("exhaustive") is None
+    assert search.solver_config("greedy") == GreedyConfig() and search.solver_config("exhaustive") is None
     assert search.solver_config("ilp") == IlpConfig(time_limit_s=7.0)
     assert search.solver_config("iqp") == IqpConfig(top_k=4, ilp=IlpConfig(time_limit_s=7.0))
     assert search.solver_config("evolution") == EvolutionConfig(max_evaluations=11, seed=5,
@@ -60,8 +70,9 @@ def test_solver_options_override_and_survive_the_config_json_round_trip() -> Non
     ({"solver": "gredy"}, "unknown solver 'gredy'; did you mean 'greedy'\\?"),
     ({"solver": "ilp", "solver_options": {"curve_point": 3}},
      ("solver ilp has no setting 'curve_point'; did you mean 'curve_points'\\? known: time_limit_s, curve_points, "
-      "mip_rel_gap")),
-    ({"solver_options": {"steps": 3}}, "solver greedy takes no settings; drop steps"),
+      "mip_rel_gap, max_float_regions")),
+    ({"solver_options": {"steps": 3}}, "solver greedy has no setting 'steps'; known: max_region, max_float_regions"),
+    ({"solver": "exhaustive", "solver_options": {"steps": 3}}, "solver exhaustive takes no settings; drop steps"),
     ({"solver": "ilp", "solver_options": {"curve_points": "many"}}, "must be an integer, got 'many'"),
     ({"solver": "ilp", "solver_options": {"curve_points": 1}}, "curve_points must be at least 2"),
     ({"solver_options": {"anneal": {"steps": 3}}}, "unknown solver 'anneal'"),

@@ -11,7 +11,7 @@ from mixq.solvers.base import AllocationProblem, CurvePoint, ParetoCurve, Solver
 from mixq.solvers.evolution import EvolutionConfig, EvolutionSolver
 from mixq.solvers.exhaustive import ExhaustiveSolver
 from mixq.solvers.fallback import FallbackSolver
-from mixq.solvers.greedy import GreedySolver
+from mixq.solvers.greedy import GreedyConfig, GreedySolver
 from mixq.solvers.ilp import IlpConfig, IlpSolver
 from mixq.solvers.iqp import IqpConfig, IqpSolver
 from mixq.solvers.loop import ClosedLoopSolver, Loop, LoopResult
@@ -29,6 +29,7 @@ __all__ = [
     "EvolutionSolver",
     "ExhaustiveSolver",
     "FallbackSolver",
+    "GreedyConfig",
     "GreedySolver",
     "IlpConfig",
     "IlpSolver",

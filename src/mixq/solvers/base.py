@@ -2,7 +2,9 @@
 
 Phase 2 (Pandey et al., section 3.3) trades predicted output noise against a cost. The
 prediction is the sum of the per-group noise of phase 1's table (groups are measured in
-isolation, so their noise powers add to first order); costs are additive per group as well.
+isolation, so their noise powers add to first order); costs are additive per group, plus, for a
+:class:`~mixq.cost.pairwise.PairwiseCost` (latency measured in a runtime), a cost on each edge
+between two groups that depends on both ends' precisions (:attr:`AllocationProblem.edges`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,21 @@ from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
 from mixq.core.tables import SensitivityTable, db_to_nsr, nsr_to_db
 from mixq.cost.base import CostModel, total_cost
+from mixq.cost.pairwise import is_pairwise
 from mixq.errors import ConfigError
 
 #: Costs are sums of floats: a budget written as exactly the cost of a configuration must admit it.
 COST_RTOL = 1e-9
 
+#: ``(group, from, to)``; a region move (several groups at once) names its first group here and lists
+#: them all in :attr:`CurvePoint.region`.
 Step = tuple[GroupId, str, str]
+
+
+def check_max_float_regions(value: int | None) -> None:
+    """``max_float_regions`` (a setting of ilp, greedy and evolution) is None or a count (0: no float group)."""
+    if value is not None and value < 0:
+        raise ConfigError(f"max_float_regions must be at least 0 (or none for no bound), got {value}")
 
 
 def within(value: float, limit: float) -> bool:
@@ -47,6 +58,22 @@ class GroupOptions:
     precisions: tuple[Precision, ...]
     noise: tuple[float, ...]
     costs: Mapping[str, tuple[float, ...]]
+
+
+@dataclass(frozen=True)
+class EdgeOptions:
+    """One edge between two groups with what it costs for each pair of the two groups' candidates.
+
+    Attributes:
+        producer, consumer: positions (in graph order, as :attr:`AllocationProblem.options`) of the ends.
+        costs: cost model name -> ``costs[name][p][q]``, the edge's cost when the producer takes its
+            candidate ``p`` and the consumer its candidate ``q`` (all zero for a model that does not charge
+            the edge, e.g. BOPs).
+    """
+
+    producer: int
+    consumer: int
+    costs: Mapping[str, tuple[tuple[float, ...], ...]]
 
 
 @dataclass(frozen=True)
@@ -98,6 +125,92 @@ class AllocationProblem:
             )
         return tuple(out)
 
+    @cached_property
+    def edges(self) -> tuple[EdgeOptions, ...]:
+        """Every edge some pairwise cost model charges, once per (producer, consumer), with each cost
+        model's matrix over the two groups' candidates; empty when no model is pairwise (computed once).
+
+        Edges of all pairwise models are merged so that solvers need one set of edge variables, and a
+        model listing an edge twice is charged twice, as :func:`~mixq.cost.base.total_cost` does.
+        """
+        positions = {option.group: i for i, option in enumerate(self.options)}
+        found: dict[tuple[int, int], dict[str, list[list[float]]]] = {}
+        for name, model in self.costs.items():
+            if not is_pairwise(model):
+                continue
+            for edge in model.edges(self.graph):  # type: ignore[attr-defined]
+                a, b = (positions.get(end) for end in edge)
+                if a is None or b is None:
+                    raise ConfigError(f"cost model {name!r} charges edge {edge} between groups this search does not "
+                                      "have; re-measure it for this model")
+                if a == b:
+                    raise ConfigError(f"cost model {name!r} charges an edge from group {edge[0]!r} to itself")
+                pa, pb = self.options[a].precisions, self.options[b].precisions
+                matrices = found.setdefault((a, b), {})
+                matrix = matrices.setdefault(name, [[0.0] * len(pb) for _ in pa])
+                for i, p in enumerate(pa):
+                    for j, q in enumerate(pb):
+                        matrix[i][j] += float(model.edge_cost(edge, p, q))  # type: ignore[attr-defined]
+        out = []
+        for (a, b), matrices in found.items():
+            zero = tuple((0.0,) * len(self.options[b].precisions) for _ in self.options[a].precisions)
+            costs = {name: tuple(map(tuple, matrices[name])) if name in matrices else zero for name in self.costs}
+            out.append(EdgeOptions(a, b, costs))
+        return tuple(out)
+
+    @cached_property
+    def incident(self) -> tuple[tuple[int, ...], ...]:
+        """Per group position, the indices into :attr:`edges` of the edges touching it."""
+        touching: list[list[int]] = [[] for _ in self.options]
+        for index, edge in enumerate(self.edges):
+            touching[edge.producer].append(index)
+            touching[edge.consumer].append(index)
+        return tuple(tuple(t) for t in touching)
+
+    def float_regions(self, choice: Sequence[int]) -> int:
+        """How many float regions ``choice`` has: connected components, through :attr:`edges`, of the
+        groups whose candidate is float (fp16/fp32). Without edges every float group is its own region.
+
+        Each region costs a runtime a float island in an integer graph (a dequantize in, a quantize out,
+        layout changes), which is what ``max_float_regions`` bounds.
+        """
+        floating = [opt.precisions[c].is_float for opt, c in zip(self.options, choice)]
+        seen = [False] * len(floating)
+        regions = 0
+        for start, is_float in enumerate(floating):
+            if not is_float or seen[start]:
+                continue
+            regions += 1
+            seen[start] = True
+            stack = [start]
+            while stack:
+                position = stack.pop()
+                for index in self.incident[position]:
+                    edge = self.edges[index]
+                    other = edge.consumer if edge.producer == position else edge.producer
+                    if floating[other] and not seen[other]:
+                        seen[other] = True
+                        stack.append(other)
+        return regions
+
+    def move_delta(self, name: str, choice: Sequence[int], moves: Mapping[int, int]) -> float:
+        """How much cost ``name`` changes when the groups at the positions of ``moves`` take the candidates
+        it maps them to (the others keep ``choice``): their own costs plus every edge touching them."""
+        option_costs = [self.options[i].costs[name] for i in moves]
+        delta = math.fsum(costs[c] - costs[choice[i]] for costs, (i, c) in zip(option_costs, moves.items()))
+        seen: set[int] = set()
+        terms = []
+        for position in moves:
+            for index in self.incident[position]:
+                if index in seen:
+                    continue
+                seen.add(index)
+                edge = self.edges[index]
+                matrix = edge.costs[name]
+                a, b = edge.producer, edge.consumer
+                terms.append(matrix[moves.get(a, choice[a])][moves.get(b, choice[b])] - matrix[choice[a]][choice[b]])
+        return delta + math.fsum(terms)
+
     def model(self, name: str) -> CostModel:
         try:
             return self.costs[name]
@@ -138,11 +251,23 @@ class AllocationProblem:
         return nsr_to_db(self.predicted_noise(assignment))
 
     def min_cost(self, name: str) -> float:
-        """The lowest total any assignment reaches: every group at its cheapest candidate."""
-        return self.fixed(name) + math.fsum(min(opt.costs[name]) for opt in self.options)
+        """The lowest total any assignment reaches: every group at its cheapest candidate.
+
+        With edge costs it is a lower bound (every group and every edge at its own cheapest, which one
+        assignment may not reach at once): a budget below it is surely unreachable, so reachability
+        checks stay sound, but a budget above it may still be (the ILP then says so).
+        """
+        total = self.fixed(name) + math.fsum(min(opt.costs[name]) for opt in self.options)
+        if self.edges:
+            total += math.fsum(min(min(row) for row in edge.costs[name]) for edge in self.edges)
+        return total
 
     def max_cost(self, name: str) -> float:
-        return self.fixed(name) + math.fsum(max(opt.costs[name]) for opt in self.options)
+        """The highest total: exact without edge costs, an upper bound with them (see :meth:`min_cost`)."""
+        total = self.fixed(name) + math.fsum(max(opt.costs[name]) for opt in self.options)
+        if self.edges:
+            total += math.fsum(max(max(row) for row in edge.costs[name]) for edge in self.edges)
+        return total
 
     def limit(self, budget: CostBudget) -> float:
         """A budget as an absolute amount of its cost model's unit."""
@@ -164,20 +289,36 @@ class AllocationProblem:
         costs = {name: self.cost_of(name, assignment) for name in self.costs}
         return self._point(assignment, costs, self.predicted_noise(assignment), step)
 
-    def point_from_choice(self, choice: Sequence[int], step: Step | None = None) -> CurvePoint:
-        """The curve point where group ``i`` takes candidate ``choice[i]`` (fast path for solvers)."""
+    def point_from_choice(
+        self, choice: Sequence[int], step: Step | None = None, region: tuple[GroupId, ...] = ()
+    ) -> CurvePoint:
+        """The curve point where group ``i`` takes candidate ``choice[i]`` (fast path for solvers; the
+        same totals as :meth:`cost_of`, edge costs included)."""
         options = self.options
         assignment = Assignment({opt.group: opt.precisions[c] for opt, c in zip(options, choice)})
-        costs = {
-            name: self.fixed(name) + math.fsum(opt.costs[name][c] for opt, c in zip(options, choice))
-            for name in self.costs
-        }
+        edges = self.edges
+        if edges:
+            costs = {
+                name: self.fixed(name) + math.fsum([
+                    *(opt.costs[name][c] for opt, c in zip(options, choice)),
+                    *(e.costs[name][choice[e.producer]][choice[e.consumer]] for e in edges),
+                ])
+                for name in self.costs
+            }
+        else:
+            costs = {
+                name: self.fixed(name) + math.fsum(opt.costs[name][c] for opt, c in zip(options, choice))
+                for name in self.costs
+            }
         noise = math.fsum(opt.noise[c] for opt, c in zip(options, choice))
-        return self._point(assignment, costs, noise, step)
+        return self._point(assignment, costs, noise, step, region)
 
-    def _point(self, assignment: Assignment, costs: dict[str, float], noise: float, step: Step | None) -> CurvePoint:
+    def _point(
+        self, assignment: Assignment, costs: dict[str, float], noise: float, step: Step | None,
+        region: tuple[GroupId, ...] = (),
+    ) -> CurvePoint:
         ratios = {name: _ratio(value, self.reference(name)) for name, value in costs.items()}
-        return CurvePoint(assignment, costs, ratios, nsr_to_db(noise), step)
+        return CurvePoint(assignment, costs, ratios, nsr_to_db(noise), step, region)
 
 
 def _ratio(total: float, reference: float) -> float:
@@ -195,6 +336,8 @@ class CurvePoint:
         predicted_sqnr_db: SQNR predicted from the summed table noise (not measured).
         step: ``(group, from, to)``: the move that led here from the previous point; None at the
             start and for curves that are not walks (ILP, exhaustive).
+        region: for a region move (several connected groups moved from one precision to another in one
+            step), every group that moved, ``step``'s group first; empty for a single-group move.
     """
 
     assignment: Assignment
@@ -202,6 +345,7 @@ class CurvePoint:
     ratios: Mapping[str, float]
     predicted_sqnr_db: float
     step: Step | None = None
+    region: tuple[GroupId, ...] = ()
 
     @property
     def predicted_noise(self) -> float:
@@ -235,7 +379,10 @@ class ParetoCurve:
 
     def to_records(self) -> list[dict[str, Any]]:
         """JSON-ready rows. A point's assignment is written only when the previous point plus its
-        step does not give it (always for the first point), so a greedy walk stays compact."""
+        step does not give it (always for the first point), so a greedy walk stays compact.
+
+        A region step is written as its ``step`` plus ``"region"`` (every group that moved), and its
+        assignment is always written too, so a reader that does not know regions still rebuilds it."""
         records: list[dict[str, Any]] = []
         previous: Assignment | None = None
         for index, point in enumerate(self.points):
@@ -249,7 +396,10 @@ class ParetoCurve:
             }
             if index == 0:
                 record["primary"] = self.primary
-            if previous is None or point.step is None or _follow(previous, point.step) != point.assignment:
+            if point.region:
+                record["region"] = list(point.region)
+            if (previous is None or point.step is None or point.region
+                    or _follow(previous, point.step) != point.assignment):
                 record["assignment"] = point.assignment.to_dict()
             records.append(record)
             previous = point.assignment
@@ -275,10 +425,11 @@ class ParetoCurve:
             if step_data is not None:
                 group, before, after = step_data
                 step = (str(group), str(before), str(after))
+            region = tuple(str(g) for g in record.get("region") or ())
             if "assignment" in record:
                 assignment = Assignment.from_dict(record["assignment"], graph)
             elif previous is not None and step is not None:
-                assignment = _follow(previous, step)
+                assignment = _follow(previous, step, region)
             else:
                 raise ConfigError(f"curve record {record.get('index')} has neither an assignment nor a step")
             sqnr = record.get("predicted_sqnr_db")
@@ -289,18 +440,22 @@ class ParetoCurve:
                     ratios={k: math.nan if v is None else float(v) for k, v in record["ratios"].items()},
                     predicted_sqnr_db=math.inf if sqnr is None else float(sqnr),
                     step=step,
+                    region=region,
                 )
             )
             previous = assignment
         return cls(tuple(points), primary)
 
 
-def _follow(previous: Assignment, step: Step) -> Assignment:
-    """The assignment a recorded step leads to."""
+def _follow(previous: Assignment, step: Step, region: Sequence[GroupId] = ()) -> Assignment:
+    """The assignment a recorded step (of one group, or of every group of ``region``) leads to."""
     group, _, after = step
-    if group not in previous.precisions:
-        raise ConfigError(f"curve step names unknown group {group!r}")
-    return previous.with_(group, Precision.parse(after))
+    precision = Precision.parse(after)
+    for moved in region or (group,):
+        if moved not in previous.precisions:
+            raise ConfigError(f"curve step names unknown group {moved!r}")
+        previous = previous.with_(moved, precision)
+    return previous
 
 
 def _finite(value: float) -> float | None:

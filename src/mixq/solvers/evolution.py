@@ -24,8 +24,8 @@ import numpy as np
 from mixq.core.budget import CostBudget, CostUnit, QualityTarget
 from mixq.core.quality import Quality
 from mixq.errors import ConfigError, InfeasibleBudgetError
-from mixq.solvers.base import AllocationProblem, CurvePoint, within
-from mixq.solvers.greedy import GreedySolver
+from mixq.solvers.base import AllocationProblem, CurvePoint, check_max_float_regions, within
+from mixq.solvers.greedy import GreedyConfig, GreedySolver
 from mixq.solvers.ilp import IlpConfig, IlpSolver
 from mixq.core.assignment import Assignment
 from mixq.solvers.loop import EvaluateFn, Evaluations, Loop, LoopResult, ProgressFn, curve_of, key_of
@@ -53,6 +53,9 @@ class EvolutionConfig:
         crossover_rate: probability that a child mixes two parents.
         explore_rate: probability of one extra uniformly random move.
         max_tries: attempts at a new, feasible child before the search stops early.
+        max_float_regions: children with more float (fp16/fp32) regions than this, connected through the
+            problem's edges, are rejected (and the greedy and ILP seeds honour it); None: no bound. Setting
+            ``ilp.max_float_regions`` instead means the same; two different values are refused.
         ilp: settings of the ILP used for seeding.
     """
 
@@ -62,13 +65,24 @@ class EvolutionConfig:
     crossover_rate: float = 0.5
     explore_rate: float = 0.3
     max_tries: int = 64
+    max_float_regions: int | None = None
     ilp: IlpConfig = field(default_factory=IlpConfig)
 
     def __post_init__(self) -> None:
+        check_max_float_regions(self.max_float_regions)
+        inner = self.ilp.max_float_regions
+        if inner is not None and self.max_float_regions is not None and inner != self.max_float_regions:
+            raise ConfigError(f"max_float_regions={self.max_float_regions} and ilp.max_float_regions={inner} "
+                              "disagree; set one of them")
         if self.max_evaluations < 1:
             raise ConfigError(f"max_evaluations must be at least 1, got {self.max_evaluations}")
         if self.population < 1:
             raise ConfigError(f"population must be at least 1, got {self.population}")
+
+    @property
+    def float_region_bound(self) -> int | None:
+        """The bound on float regions, whichever of the two settings gave it."""
+        return self.max_float_regions if self.max_float_regions is not None else self.ilp.max_float_regions
 
     @classmethod
     def from_search(cls, settings: SearchSettings) -> EvolutionConfig:
@@ -163,13 +177,23 @@ class EvolutionSolver:
         self, problem: AllocationProblem, budgets: Sequence[CostBudget], target: QualityTarget | None,
         evaluations: Evaluations, loop: Loop,
     ) -> list[tuple[str, CurvePoint]]:
-        ilp = IlpSolver(self.config.ilp)
+        bound = self.config.float_region_bound
+        ilp = IlpSolver(replace(self.config.ilp, max_float_regions=bound))
+        greedy = GreedySolver(GreedyConfig(max_float_regions=bound))
         if target is None:
-            return [("ilp", ilp.solve(problem, budgets)), ("greedy", GreedySolver().solve(problem, budgets))]
-        selection = select_by_quality(ilp.curve(problem, budgets), target, evaluations, loop.float_quality)
-        primary = problem.primary
-        same_cost = [*budgets, CostBudget(primary, selection.point.costs[primary], CostUnit.ABSOLUTE)]
-        return [("ilp", selection.point), ("greedy", GreedySolver().solve(problem, same_cost))]
+            seeds = [("ilp", ilp.solve(problem, budgets))]
+            same_cost = list(budgets)
+        else:
+            selection = select_by_quality(ilp.curve(problem, budgets), target, evaluations, loop.float_quality)
+            primary = problem.primary
+            same_cost = [*budgets, CostBudget(primary, selection.point.costs[primary], CostUnit.ABSOLUTE)]
+            seeds = [("ilp", selection.point)]
+        try:
+            seeds.append(("greedy", greedy.solve(problem, same_cost)))
+        except InfeasibleBudgetError:
+            # with edge costs (or several budgets) the greedy walk need not pass where the ILP reaches
+            logger.info("evolution: the greedy walk meets no point of those budgets; seeding with the ILP alone")
+        return seeds
 
     @staticmethod
     def _choice(problem: AllocationProblem, point: CurvePoint) -> list[int]:
@@ -208,6 +232,9 @@ class EvolutionSolver:
                     moved = position
             if not self._repair(problem, choice, limits, frozen=moved):
                 continue
+            bound = cfg.float_region_bound
+            if bound is not None and problem.float_regions(choice) > bound:
+                continue  # rejected rather than repaired: lowering float groups could break the budgets' repair
             if problem.point_from_choice(choice).assignment not in evaluations:
                 return choice
         return None
@@ -228,7 +255,7 @@ class EvolutionSolver:
         for position, option in enumerate(problem.options):
             current = choice[position]
             for candidate in range(len(option.precisions)):
-                delta_cost = option.costs[primary][candidate] - option.costs[primary][current]
+                delta_cost = _delta(problem, primary, choice, position, candidate)
                 delta_noise = option.noise[candidate] - option.noise[current]
                 if cheaper and delta_cost < 0:
                     moves.append((delta_noise / -delta_cost, position, candidate))
@@ -258,7 +285,7 @@ class EvolutionSolver:
                         continue
                     current = choice[position]
                     for candidate in range(len(option.precisions)):
-                        saving = sum((option.costs[n][current] - option.costs[n][candidate]) / max(limits[n], 1e-30)
+                        saving = sum(-_delta(problem, n, choice, position, candidate) / max(limits[n], 1e-30)
                                      for n in violated)
                         if saving <= 0:
                             continue
@@ -271,6 +298,14 @@ class EvolutionSolver:
                 return False
             choice[best[1]] = best[2]
         return False
+
+
+def _delta(problem: AllocationProblem, name: str, choice: Sequence[int], position: int, candidate: int) -> float:
+    """How cost ``name`` changes when one group moves: its own cost, plus its edges' when costs are pairwise."""
+    if problem.edges:
+        return problem.move_delta(name, choice, {position: candidate})
+    costs = problem.options[position].costs[name]
+    return costs[candidate] - costs[choice[position]]
 
 
 def reporting(evaluate: EvaluateFn, planned: int, progress: ProgressFn | None) -> EvaluateFn:

@@ -18,7 +18,7 @@ MAX_COMBINATIONS = 2**20
 
 
 class ExhaustiveSolver:
-    """Every assignment of a small problem, scored with the same additive model as the others."""
+    """Every assignment of a small problem, scored with the same model as the others (edge costs included)."""
 
     name = "exhaustive"
 
@@ -57,14 +57,27 @@ def _shape(problem: AllocationProblem) -> tuple[int, ...]:
 
 
 def _enumerate(problem: AllocationProblem) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Total noise and costs of every assignment, in C order of the per-group candidate indices."""
-    _shape(problem)
+    """Total noise and costs of every assignment, in C order of the per-group candidate indices (edge costs
+    included: each edge's matrix indexed by its two ends' candidate of every assignment)."""
+    shape = _shape(problem)
     noise = np.zeros(1)
     costs = {name: np.full(1, problem.fixed(name)) for name in problem.costs}
     for option in problem.options:
         noise = np.add.outer(noise, np.asarray(option.noise)).ravel()
         for name in costs:
             costs[name] = np.add.outer(costs[name], np.asarray(option.costs[name])).ravel()
+    if problem.edges:
+        flat = np.arange(noise.size)
+        strides = np.concatenate((np.cumprod(shape[::-1])[::-1][1:], [1])).astype(np.int64)
+
+        def candidate(position: int) -> np.ndarray:
+            index: np.ndarray = (flat // strides[position]) % shape[position]
+            return index
+
+        for edge in problem.edges:
+            a, b = candidate(edge.producer), candidate(edge.consumer)
+            for name in costs:
+                costs[name] = costs[name] + np.asarray(edge.costs[name])[a, b]
     return noise, costs
 
 

@@ -4,6 +4,19 @@ One binary per (group, candidate) and one "exactly one candidate" row per group;
 summed table noise subject to every budget. Unlike the greedy walk it meets several budgets at
 once (BOPs and size) and cannot be trapped by a locally good move; it is the same additive model,
 so it is exact only with respect to the prediction.
+
+Edge costs (a :class:`~mixq.cost.pairwise.PairwiseCost`, e.g. latency measured in a runtime) are
+linearised without big-M: for each edge ``e = (a, b)`` and candidate pair ``(p, q)`` a continuous
+``y[e,p,q]`` in [0, 1] with the marginal rows ``sum_q y[e,p,q] = x[a,p]`` and ``sum_p y[e,p,q] = x[b,q]``.
+With binary ``x`` the only non-negative ``y`` meeting them is ``x[a,p] x[b,q]``, so every budget row
+that includes ``cost[e,p,q] y[e,p,q]`` is exact for edge costs of any sign.
+
+``max_float_regions`` bounds how many float islands the plan has: ``f_g`` (the sum of ``g``'s float
+candidates' binaries) is 1 when ``g`` runs in float; a start indicator ``s_g >= f_g - sum_p z[p,g]`` with
+``z[p,g] <= f_p`` and ``z[p,g] <= f_g`` over ``g``'s producers (``p`` with an edge ``p -> g``) is forced
+to 1 exactly when ``g`` is float and no producer is, and ``sum_g s_g <= R``. On a DAG with joins this
+counts region *starts*, which can exceed the connected regions (two float branches that merge are one
+region with two starts), so the bound is then conservative: it never admits more regions than ``R``.
 """
 
 from __future__ import annotations
@@ -22,7 +35,14 @@ import numpy as np
 
 from mixq.core.budget import CostBudget
 from mixq.errors import ConfigError, InfeasibleBudgetError, MixqError
-from mixq.solvers.base import COST_RTOL, AllocationProblem, CurvePoint, ParetoCurve, within
+from mixq.solvers.base import (
+    COST_RTOL,
+    AllocationProblem,
+    CurvePoint,
+    ParetoCurve,
+    check_max_float_regions,
+    within,
+)
 from mixq.solvers.pareto import front_indices
 from mixq.solvers.select import format_cost, in_budget_unit, infeasible_cost_error
 from mixq.solvers.settings import SearchSettings
@@ -45,11 +65,14 @@ class IlpConfig:
             best solution found by then is used.
         curve_points: primary-cost limits swept, evenly spaced from cheapest to most expensive.
         mip_rel_gap: relative optimality gap at which HiGHS may stop.
+        max_float_regions: at most this many float (fp16/fp32) regions, counted as region starts along
+            the problem's edges (see the module docstring); None: no bound.
     """
 
     time_limit_s: float = 60.0
     curve_points: int = 30
     mip_rel_gap: float = 1e-9
+    max_float_regions: int | None = None
 
     def __post_init__(self) -> None:
         if not self.time_limit_s > 0:
@@ -58,6 +81,7 @@ class IlpConfig:
             raise ConfigError(f"curve_points must be at least 2, got {self.curve_points}")
         if not 0 <= self.mip_rel_gap < 1:
             raise ConfigError(f"mip_rel_gap must be in [0, 1), got {self.mip_rel_gap}")
+        check_max_float_regions(self.max_float_regions)
 
     @classmethod
     def from_search(cls, settings: SearchSettings) -> IlpConfig:
@@ -69,17 +93,22 @@ class IlpConfig:
 class _Program:
     """The matrices of one problem; budgets change only right-hand sides.
 
-    Every row and the objective are shifted by each group's minimum (a constant, since exactly one
-    candidate is taken) and divided by their largest entry, so values from 1e-8 to 1 keep their
-    differences within HiGHS's tolerances.
+    Columns are the binaries (one per group and candidate), then ``continuous`` variables in [0, 1]
+    (edge products, float-region indicators). Every row and the objective are shifted by each group's
+    (and edge's) minimum (a constant, since exactly one candidate is taken) and divided by their largest
+    entry, so values from 1e-8 to 1 keep their differences within HiGHS's tolerances.
     """
 
     sizes: tuple[int, ...]
-    objective: np.ndarray
+    objective: np.ndarray  # over every column (zero on the continuous ones)
     rows: Mapping[str, np.ndarray]  # per cost: excess over the group minimum, scaled to max 1
     offsets: Mapping[str, float]  # per cost: fixed part + sum of group minima
     scales: Mapping[str, float]  # per cost: what the row was divided by
     objective_scale: float = 1.0  # what noise was multiplied by (extra objective terms must be too)
+    continuous: int = 0  # columns after the binaries
+    links: Any = None  # rows over every column tying the continuous ones to the binaries
+    link_lower: np.ndarray | None = None
+    link_upper: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -99,19 +128,107 @@ class ExtraColumns:
     upper: np.ndarray
 
 
-def _program(problem: AllocationProblem) -> _Program:
+def _program(problem: AllocationProblem, max_float_regions: int | None = None) -> _Program:
     options = problem.options
+    sizes = tuple(len(o.precisions) for o in options)
+    n = sum(sizes)
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
     noise = np.concatenate([np.asarray(o.noise) - min(o.noise) for o in options])
     objective_scale = OBJECTIVE_SCALE / noise.max() if noise.max() > 0 else 1.0
-    objective = noise * objective_scale
+    edge_blocks = [len(options[e.producer].precisions) * len(options[e.consumer].precisions) for e in problem.edges]
+    links = _Links(n + sum(edge_blocks))
+    _edge_links(problem, starts, links)
+    if max_float_regions is not None:
+        _region_links(problem, starts, links, max_float_regions)
+    total = links.columns
+    objective = np.zeros(total)
+    objective[:n] = noise * objective_scale
     rows: dict[str, np.ndarray] = {}
     scales: dict[str, float] = {}
     for name in problem.costs:
-        excess = np.concatenate([np.asarray(o.costs[name]) - min(o.costs[name]) for o in options])
+        excess = np.zeros(total)
+        excess[:n] = np.concatenate([np.asarray(o.costs[name]) - min(o.costs[name]) for o in options])
+        column = n
+        for edge, block in zip(problem.edges, edge_blocks):
+            matrix = np.asarray(edge.costs[name], dtype=np.float64)
+            excess[column : column + block] = (matrix - matrix.min()).ravel()
+            column += block
         scales[name] = float(excess.max()) if excess.max() > 0 else 1.0
         rows[name] = excess / scales[name]
-    offsets = {name: problem.min_cost(name) for name in problem.costs}
-    return _Program(tuple(len(o.precisions) for o in options), objective, rows, offsets, scales, objective_scale)
+    offsets = {name: problem.min_cost(name) for name in problem.costs}  # the same minima, as a bound
+    matrix, lower, upper = links.build()
+    return _Program(sizes, objective, rows, offsets, scales, objective_scale, total - n, matrix, lower, upper)
+
+
+class _Links:
+    """Sparse rows (``lower <= row . columns <= upper``) and the continuous columns they add."""
+
+    def __init__(self, columns: int) -> None:
+        self.columns = columns
+        self.entries: list[tuple[int, int, float]] = []
+        self.lower: list[float] = []
+        self.upper: list[float] = []
+
+    def column(self) -> int:
+        self.columns += 1
+        return self.columns - 1
+
+    def row(self, terms: Sequence[tuple[int, float]], lower: float, upper: float) -> None:
+        index = len(self.lower)
+        self.entries += [(index, column, value) for column, value in terms]
+        self.lower.append(lower)
+        self.upper.append(upper)
+
+    def build(self) -> tuple[Any, np.ndarray, np.ndarray]:
+        from scipy.sparse import csr_matrix
+
+        rows, cols, vals = (list(x) for x in zip(*self.entries)) if self.entries else ([], [], [])
+        matrix = csr_matrix((vals, (rows, cols)), shape=(len(self.lower), self.columns))
+        return matrix, np.array(self.lower), np.array(self.upper)
+
+
+def _edge_links(problem: AllocationProblem, starts: np.ndarray, links: Any) -> None:
+    """The marginal rows of every edge's product variables (columns right after the binaries)."""
+    options = problem.options
+    column = int(starts[-1]) + len(options[-1].precisions)
+    for edge in problem.edges:
+        a, b = edge.producer, edge.consumer
+        ka, kb = len(options[a].precisions), len(options[b].precisions)
+        for p in range(ka):  # sum_q y[p, q] = x[a, p]
+            links.row([*((column + p * kb + q, 1.0) for q in range(kb)), (int(starts[a]) + p, -1.0)], 0.0, 0.0)
+        for q in range(kb):  # sum_p y[p, q] = x[b, q]
+            links.row([*((column + p * kb + q, 1.0) for p in range(ka)), (int(starts[b]) + q, -1.0)], 0.0, 0.0)
+        column += ka * kb
+
+
+def _region_links(problem: AllocationProblem, starts: np.ndarray, links: Any, bound: int) -> None:
+    """Start indicators of float regions and their sum's bound (see the module docstring)."""
+    options = problem.options
+
+    def floating(position: int) -> list[tuple[int, float]]:
+        return [(int(starts[position]) + c, 1.0) for c, p in enumerate(options[position].precisions) if p.is_float]
+
+    producers: dict[int, set[int]] = {}
+    for edge in problem.edges:
+        producers.setdefault(edge.consumer, set()).add(edge.producer)
+    indicators = []
+    for position in range(len(options)):
+        f_g = floating(position)
+        if not f_g:
+            continue
+        zs = []
+        for producer in sorted(producers.get(position, ())):
+            f_p = floating(producer)
+            if not f_p:
+                continue
+            z = links.column()
+            links.row([(z, 1.0), *((c, -v) for c, v in f_p)], -np.inf, 0.0)  # z <= f_p
+            links.row([(z, 1.0), *((c, -v) for c, v in f_g)], -np.inf, 0.0)  # z <= f_g
+            zs.append(z)
+        s = links.column()
+        links.row([*f_g, *((z, -1.0) for z in zs), (s, -1.0)], -np.inf, 0.0)  # f_g - sum z - s <= 0
+        indicators.append(s)
+    links.row([(s, 1.0) for s in indicators], -np.inf, float(bound))
 
 
 class IlpSolver:
@@ -132,7 +249,8 @@ class IlpSolver:
         for budget in budgets:
             if not within(problem.min_cost(budget.cost), problem.limit(budget)):
                 raise infeasible_cost_error(problem, [budget])
-        program = _program(problem)
+        program = self._program(problem)
+        self._check_regions(problem, program)
         limits = [(b.cost, problem.limit(b)) for b in budgets]
         choice = self._minimize(problem, program, program.objective, limits)
         if choice is None:
@@ -145,10 +263,11 @@ class IlpSolver:
         With ``budgets``, every point meets them (the sweep stops at a primary budget), so a quality
         target can be searched along a curve that honours several budgets at once.
         """
-        program = _program(problem)
+        program = self._program(problem)
+        self._check_regions(problem, program)
         limits = self._limits(problem, budgets)
         found: dict[tuple[int, ...], CurvePoint] = {}
-        for limit in self._sweep(problem, budgets):
+        for limit in self._sweep(problem, budgets, program, limits):
             choice = self._minimize(problem, program, program.objective, [*limits, (problem.primary, float(limit))])
             if choice is not None and tuple(choice) not in found:
                 found[tuple(choice)] = problem.point_from_choice(choice)
@@ -166,10 +285,11 @@ class IlpSolver:
         """
         if not 0 < resolution < 1:
             raise ConfigError(f"resolution must be in (0, 1), got {resolution}")
-        program = _program(problem)
+        program = self._program(problem)
+        self._check_regions(problem, program)
         primary = problem.primary
         limits = self._limits(problem, budgets)
-        low, high = problem.min_cost(primary), problem.max_cost(primary)
+        low, high = self._range(problem, program, limits)
         gap = max((high - low) * resolution, COST_RTOL * max(abs(high), 1.0) * 4)
         limit = min([high, *(lim for name, lim in limits if name == primary)])
         points: list[CurvePoint] = []
@@ -184,16 +304,52 @@ class IlpSolver:
             limit = max(point.costs[primary] - gap, low)  # the cheapest configuration always ends the front
         return self._front(problem, points, budgets)
 
+    def _program(self, problem: AllocationProblem) -> _Program:
+        return _program(problem, self.config.max_float_regions)
+
+    def _check_regions(self, problem: AllocationProblem, program: _Program) -> None:
+        """With ``max_float_regions``, refuse a bound no assignment meets (groups that only run in float)."""
+        bound = self.config.max_float_regions
+        if bound is not None and self._minimize(problem, program, program.objective, []) is None:
+            raise ConfigError(
+                f"max_float_regions={bound} cannot be met: some groups have only float candidates and form more "
+                "region starts than that; raise the bound or give those groups an integer candidate"
+            )
+
     def _limits(self, problem: AllocationProblem, budgets: Sequence[CostBudget]) -> list[tuple[str, float]]:
         """Absolute limits of ``budgets``; raises with the minimum reachable when none can be met."""
         if budgets:
             self.solve(problem, budgets)  # raises a clear InfeasibleBudgetError if nothing meets them
         return [(b.cost, problem.limit(b)) for b in budgets]
 
-    def _sweep(self, problem: AllocationProblem, budgets: Sequence[CostBudget]) -> np.ndarray:
+    def _sweep(
+        self, problem: AllocationProblem, budgets: Sequence[CostBudget], program: _Program | None = None,
+        limits: Sequence[tuple[str, float]] = (),
+    ) -> np.ndarray:
         primary = problem.primary
-        high = min([problem.max_cost(primary), *(problem.limit(b) for b in budgets if b.cost == primary)])
-        return np.linspace(problem.min_cost(primary), high, self.config.curve_points)
+        low, high = self._range(problem, program, limits)
+        high = min([high, *(problem.limit(b) for b in budgets if b.cost == primary)])
+        return np.linspace(low, high, self.config.curve_points)
+
+    def _range(
+        self, problem: AllocationProblem, program: _Program | None, limits: Sequence[tuple[str, float]]
+    ) -> tuple[float, float]:
+        """The primary cost of the cheapest configuration and of the least noisy one.
+
+        :meth:`AllocationProblem.min_cost` and ``max_cost`` are exact for plain problems (no solve needed);
+        with edge costs or a float-region bound they are only bounds, so two solves find the true ends
+        (else a sweep would waste limits below the cheapest and could miss it).
+        """
+        primary = problem.primary
+        if program is None or not (problem.edges or self.config.max_float_regions is not None):
+            return problem.min_cost(primary), problem.max_cost(primary)
+        cheapest = self._minimize(problem, program, program.rows[primary], limits)
+        quietest = self._minimize(problem, program, program.objective, limits)
+        if cheapest is None or quietest is None:
+            return problem.min_cost(primary), problem.max_cost(primary)
+        low = problem.point_from_choice(cheapest).costs[primary]
+        high = problem.point_from_choice(quietest).costs[primary]
+        return low, max(low, high)
 
     def _front(
         self, problem: AllocationProblem, points: list[CurvePoint], budgets: Sequence[CostBudget]
@@ -220,14 +376,18 @@ class IlpSolver:
         from scipy.sparse import csr_matrix, hstack, vstack
 
         sizes, n = program.sizes, sum(program.sizes)
+        columns = n + program.continuous  # the program's own; ``extra`` follows
         m = 0 if extra is None else len(extra.objective)
         starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
         group_of = np.repeat(np.arange(len(sizes)), sizes)
-        one_each = csr_matrix((np.ones(n), (group_of, np.arange(n))), shape=(len(sizes), n + m))
+        one_each = csr_matrix((np.ones(n), (group_of, np.arange(n))), shape=(len(sizes), columns + m))
         slack = dict.fromkeys((name for name, _ in limits), 0.0)
         cost = objective if extra is None else np.concatenate((objective, extra.objective))
         for _ in range(MAX_RETRIES + 1):
             constraints = [LinearConstraint(one_each, 1.0, 1.0)]
+            if program.links is not None and program.links.shape[0]:
+                links = program.links if not m else hstack([program.links, csr_matrix((program.links.shape[0], m))])
+                constraints.append(LinearConstraint(links, program.link_lower, program.link_upper))
             if limits:
                 upper = np.array([
                     (lim + COST_RTOL * max(abs(lim), 1.0) - slack[name] - program.offsets[name]) / program.scales[name]
@@ -240,11 +400,15 @@ class IlpSolver:
                     rows = hstack([rows, csr_matrix((len(limits), m))])
                 constraints.append(LinearConstraint(rows, -np.inf, upper))
             if extra is not None and extra.matrix.shape[0]:
-                constraints.append(LinearConstraint(extra.matrix, extra.lower, extra.upper))
+                matrix = extra.matrix
+                if program.continuous:  # extra's rows are over [binaries, extras]: skip the program's columns
+                    matrix = csr_matrix(matrix)
+                    matrix = hstack([matrix[:, :n], csr_matrix((matrix.shape[0], program.continuous)), matrix[:, n:]])
+                constraints.append(LinearConstraint(matrix, extra.lower, extra.upper))
             with _quiet_c_stdout():
                 result = milp(
                     cost,
-                    integrality=np.concatenate((np.ones(n), np.zeros(m))),
+                    integrality=np.concatenate((np.ones(n), np.zeros(columns - n + m))),
                     bounds=Bounds(0.0, 1.0),
                     constraints=constraints,
                     options={"time_limit": self.config.time_limit_s, "mip_rel_gap": self.config.mip_rel_gap},
@@ -279,14 +443,24 @@ class IlpSolver:
         limits = [(b.cost, problem.limit(b)) for b in others]
         choice = self._minimize(problem, program, program.rows[first.cost], limits)
         names = " and ".join(str(b) for b in budgets)
+        bound = self.config.max_float_regions
         if choice is None:
-            return InfeasibleBudgetError(f"{names} cannot be met together; relax one of them")
+            extra = f" and max_float_regions={bound}" if bound is not None else ""
+            return InfeasibleBudgetError(f"{names}{extra} cannot be met together; relax one of them")
         lowest = problem.point_from_choice(choice).costs[first.cost]
-        reachable = in_budget_unit(problem, first, lowest)
+        reachable = None if math.isnan(in_budget_unit(problem, first, lowest)) else in_budget_unit(problem, first, lowest)
+        cheapest = format_cost(problem, first, lowest)
+        if not others:  # one budget: the region bound or the edge costs (min_cost was a bound) rule it out
+            why = f"with max_float_regions={bound}" if bound is not None else "with the costs between groups"
+            return InfeasibleBudgetError(
+                f"{first} cannot be met: {why} the cheapest configuration reaches {cheapest}; raise the budget",
+                reachable=reachable,
+            )
+        extra = f" (and max_float_regions={bound})" if bound is not None else ""
         return InfeasibleBudgetError(
-            f"{names} cannot be met together although each can be met alone: under the other budgets the "
-            f"cheapest configuration reaches {format_cost(problem, first, lowest)}; relax one of them",
-            reachable=None if math.isnan(reachable) else reachable,
+            f"{names} cannot be met together although each can be met alone: under the other budgets{extra} the "
+            f"cheapest configuration reaches {cheapest}; relax one of them",
+            reachable=reachable,
         )
 
 

@@ -46,6 +46,9 @@ class IqpConfig:
     def __post_init__(self) -> None:
         if self.top_k < 2:
             raise ConfigError(f"the IQP pairs at least 2 groups, got top_k={self.top_k}")
+        if self.ilp.max_float_regions is not None:
+            raise ConfigError("--solver iqp does not bound float regions; drop ilp.max_float_regions or use "
+                              "--solver ilp (which does)")
 
     @classmethod
     def from_search(cls, settings: SearchSettings) -> IqpConfig:
@@ -101,6 +104,16 @@ def _columns(problem: AllocationProblem, terms: Mapping[Pair, float], scale: flo
     return ExtraColumns(np.array(objective), matrix, np.full(len(upper), -np.inf), np.array(upper))
 
 
+def refuse_pairwise(problem: AllocationProblem) -> None:
+    """The IQP's product variables are for noise interactions; it does not also linearise edge costs."""
+    if problem.edges:
+        names = sorted({name for edge in problem.edges for name, m in edge.costs.items() if any(map(any, m))})
+        raise ConfigError(
+            f"--solver iqp cannot optimise costs charged between groups ({', '.join(names) or 'pairwise costs'}, "
+            "e.g. latency measured in a runtime); use --solver ilp, which models them exactly, or greedy"
+        )
+
+
 def _db(value: float) -> float | None:
     return round(value, 4) if math.isfinite(value) else None
 
@@ -145,6 +158,7 @@ class IqpSolver:
     def _minimize(
         self, problem: AllocationProblem, terms: Mapping[Pair, float], limits: Sequence[tuple[str, float]]
     ) -> CurvePoint | None:
+        refuse_pairwise(problem)
         program = _program(problem)
         extra = _columns(problem, terms, program.objective_scale)
         choice = self.ilp._minimize(problem, program, program.objective, limits, extra)
@@ -163,6 +177,7 @@ class IqpSolver:
         Without a quality target the budgets decide; with one, the IQP's curve (under the budgets)
         is binary-searched with real evaluations, as for the other curve solvers.
         """
+        refuse_pairwise(problem)
         if loop.measure_pairs is None:
             raise ConfigError("--solver iqp measures pairs of groups on the model; it needs a simulation to run")
         groups = select_groups(problem.graph, problem.sensitivity, self.config.top_k)

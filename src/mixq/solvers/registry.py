@@ -15,7 +15,7 @@ from mixq.solvers.base import Solver
 from mixq.solvers.evolution import EvolutionConfig, EvolutionSolver
 from mixq.solvers.exhaustive import ExhaustiveSolver
 from mixq.solvers.fallback import FallbackSolver
-from mixq.solvers.greedy import GreedySolver
+from mixq.solvers.greedy import GreedyConfig, GreedySolver
 from mixq.solvers.ilp import IlpConfig, IlpSolver
 from mixq.solvers.iqp import IqpConfig, IqpSolver
 from mixq.solvers.loop import ClosedLoopSolver
@@ -27,7 +27,7 @@ COMPARED = "compared"
 #: Solvers by name: a curve solver (:class:`~mixq.solvers.base.Solver`) or a closed-loop one
 #: (:class:`~mixq.solvers.loop.ClosedLoopSolver`).
 SOLVERS: Registry[Solver | ClosedLoopSolver] = Registry("solver", "mixq.solvers")
-SOLVERS.add("greedy", GreedySolver, tags={COMPARED},
+SOLVERS.add("greedy", GreedySolver, config=GreedyConfig, tags={COMPARED},
             help="Pandey et al.'s greedy walk down the Pareto curve, default")
 SOLVERS.add("ilp", IlpSolver, config=IlpConfig, tags={COMPARED},
             help="exact 0/1 program under every budget at once, HiGHS")

@@ -65,7 +65,7 @@ def infeasible_cost_error(
         if not within(lowest, problem.limit(budget)):
             return InfeasibleBudgetError(
                 f"{budget} cannot be met: the cheapest configuration reaches {format_cost(problem, budget, lowest)} "
-                f"(every group at its cheapest candidate); raise the budget or {_cheaper_hint(problem)}",
+                f"({_cheapest_how(problem)}); raise the budget or {_cheaper_hint(problem)}",
                 reachable=in_budget_unit(problem, budget, lowest),
             )
     if curve is not None:
@@ -97,6 +97,12 @@ def infeasible_cost_error(
         + (" or use --solver ilp, which meets several budgets at once" if curve is not None else ""),
         reachable=reachable,
     )
+
+
+def _cheapest_how(problem: AllocationProblem) -> str:
+    if problem.edges:  # min_cost is then a lower bound no assignment may reach
+        return "at best: every group and every edge between groups at its cheapest"
+    return "every group at its cheapest candidate"
 
 
 def _cheaper_hint(problem: AllocationProblem) -> str:

@@ -7,14 +7,18 @@ a log-normal jitter keeps the table from being perfectly structured (which would
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
 import numpy as np
 
-from mixq.core.graph import OpKind, QuantGraph, QuantizerGroup, QuantOp
+from mixq.core.graph import GroupId, OpKind, QuantGraph, QuantizerGroup, QuantOp
 from mixq.core.precision import Precision, parse_candidates
 from mixq.core.tables import SensitivityTable, nsr_to_db
 from mixq.cost import Bops, WeightSize
+from mixq.cost.base import CostModel
+from mixq.cost.deployed import DeployedLatency
+from mixq.cost.pairwise import Edge
 from mixq.solvers.base import AllocationProblem
 
 DEFAULT_CANDIDATES = ("w4a8", "w8a8", "w8a16")
@@ -106,3 +110,62 @@ def _noise(precision: Precision, weight_sens: float, act_sens: float, rng: np.ra
         weight_bits = act_bits = 24
     jitter = float(np.exp(rng.normal(0.0, 0.5)))
     return jitter * (weight_sens * 4.0**-weight_bits + act_sens * 4.0**-act_bits)
+
+
+def pairwise_latency(
+    graph: QuantGraph,
+    unary: Mapping[tuple[GroupId, Precision], float],
+    edges: Sequence[Edge],
+    edge_cost: Callable[[Edge, Precision, Precision], float],
+    reference_ms: float = 1.0,
+    fixed_ms: float = 0.0,
+) -> DeployedLatency:
+    """A synthetic measured latency (a :class:`~mixq.cost.deployed.DeployedLatency`, so per-group and
+    pairwise at once) with ``edge_cost(edge, producer, consumer)`` on every edge for every pair of the
+    two groups' candidates."""
+    pairs = {
+        edge: {(p, q): float(edge_cost(edge, p, q)) for p in graph[edge[0]].candidates for q in graph[edge[1]].candidates}
+        for edge in edges
+    }
+    return DeployedLatency(dict(unary), pairs, fixed_ms, reference_ms, runtime="synthetic")
+
+
+def transition(ms: float) -> Callable[[Edge, Precision, Precision], float]:
+    """An edge cost of ``ms`` where an integer group meets a float one (a dequantize or quantize and a
+    layout change), 0 where both ends are integer or both float."""
+    return lambda edge, p, q: ms if p.is_float != q.is_float else 0.0
+
+
+def with_costs(problem: AllocationProblem, costs: Mapping[str, CostModel], primary: str) -> AllocationProblem:
+    """``problem`` (its graph and table) with other cost models."""
+    return AllocationProblem(problem.graph, problem.sensitivity, costs, primary=primary)
+
+
+def pairwise_problem(
+    n_groups: int,
+    candidates: Sequence[str] = ("w4a8", "w8a8", "fp16"),
+    seed: int = 0,
+    *,
+    skip_rate: float = 0.3,
+    negative: bool = True,
+) -> AllocationProblem:
+    """A random problem whose primary cost is a pairwise latency: a chain of groups plus random short skips,
+    every edge charged a random amount per pair of candidates (some negative when ``negative``: a fused
+    pair can be cheaper than its two kernels alone), unary times random too. Costs are
+    ``latency`` (primary), ``bops`` and ``size``.
+    """
+    base = random_problem(n_groups, candidates, seed)
+    rng = np.random.default_rng(seed + 1_000_003)
+    ids = base.graph.ids
+    unary = {(g, p): float(rng.uniform(0.5, 2.0)) for g in ids for p in base.graph[g].candidates}
+    edges: list[Edge] = [(ids[i], ids[i + 1]) for i in range(len(ids) - 1)]
+    edges += [(ids[i], ids[j]) for i in range(len(ids)) for j in range(i + 2, min(i + 4, len(ids)))
+              if rng.random() < skip_rate]  # residual-style: a skip spans two or three groups
+    low = -0.6 if negative else 0.0
+    table = {(edge, p, q): float(rng.uniform(low, 1.0)) for edge in edges
+             for p in base.graph[edge[0]].candidates for q in base.graph[edge[1]].candidates}
+    latency = pairwise_latency(base.graph, unary, edges, lambda e, p, q: table[(e, p, q)],
+                               reference_ms=float(sum(max(unary[(g, p)] for p in base.graph[g].candidates)
+                                                      for g in ids)))
+    # a frozen dataclass's read-only ``name`` is what the CostModel protocol reads: cast, not copy
+    return with_costs(base, {"latency": cast(CostModel, latency), "bops": Bops(), "size": WeightSize()}, "latency")
