@@ -14,9 +14,10 @@ Timing notes (OpenVINO 2026.4, CPU plugin):
   per-run medians cannot be recovered. The time of a node is therefore the mean over the ``runs`` timed
   calls: the warm-up calls are subtracted out of the cumulative mean (error under (warmup + runs) / runs
   microseconds from the truncation).
-- PERF_COUNT does not change wall time measurably (EfficientNet-Lite0, 2 threads: int8 3.10 vs 3.13 ms,
-  mixed int8/fp32 4.04 vs 4.05 ms, float 3.96 vs 3.99 ms with and without it, interleaved rounds), so
-  ``wall_ms`` is the median of the same profiled calls.
+- PERF_COUNT costs a little wall time: about 1-2 % on EfficientNet-Lite0 (2 threads, best of 7 interleaved
+  rounds: int8 2.18 vs 2.14 ms, mixed int8/fp32 2.42 vs 2.36 ms, float 2.81 vs 2.76 ms with and without it),
+  a timer around each of ~150 nodes. So ``wall_ms`` is timed separately, on the same file compiled without
+  PERF_COUNT (same threads, hint and precision), as the median of ``runs`` calls after ``warmup``.
 - Without an ``inference_precision``, float layers run in the plugin's default precision, which is bf16 on
   CPUs with AVX512-BF16/AMX (a float plan's layers then run as ``Convolution[bf16]``); pass ``"f32"`` to
   profile them in f32.
@@ -108,27 +109,27 @@ class OpenVinoProfiler:
     def profile(self, proto: onnx.ModelProto, feeds: Mapping[str, np.ndarray], threads: int | None = None,
                 runs: int = 30, warmup: int = 5) -> DeployedGraph:
         """The runtime model's executed nodes in execution order, each with its mean time over ``runs`` calls
-        (see the module notes on why a mean) and the median wall time of those calls."""
-        extra: dict[str, Any] = {"PERF_COUNT": True, "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
+        (see the module notes on why a mean), and the median wall time of ``runs`` calls without profiling."""
+        extra: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
         if self.inference_precision:
             extra["INFERENCE_PRECISION_HINT"] = self.inference_precision
-        compiled = compile_model(_bound(proto, feeds), "the profiled file", threads, extra)
-        request = compiled.create_infer_request()
+        bound = _bound(proto, feeds)
         inputs = {name: np.ascontiguousarray(value) for name, value in feeds.items()}
+        runs = max(1, runs)
+        compiled = compile_model(bound, "the profiled file", threads, extra | {"PERF_COUNT": True})
+        request = compiled.create_infer_request()
         for _ in range(warmup):
             request.infer(inputs)
         before = _counters(request) if warmup else {}
-        walls = []
-        runs = max(1, runs)
         for _ in range(runs):
-            started = time.perf_counter()
             request.infer(inputs)
-            walls.append((time.perf_counter() - started) * 1e3)
         after = _counters(request)
         mean_us = {name: max(0.0, (total * (warmup + runs) - before.get(name, 0.0) * warmup) / runs)
                    for name, total in after.items()}
-        return DeployedGraph(nodes=_nodes(compiled.get_runtime_model(), mean_us, _file_names(proto)),
-                             wall_ms=float(statistics.median(walls)))
+        nodes = _nodes(compiled.get_runtime_model(), mean_us, _file_names(proto))
+        del request, compiled
+        return DeployedGraph(nodes=nodes, wall_ms=_wall_ms(compile_model(bound, "the profiled file", threads, extra),
+                                                           inputs, runs, warmup))
 
 
 def _file_names(proto: onnx.ModelProto) -> dict[str, str]:
@@ -153,6 +154,19 @@ def _originals(raw: str, file_names: Mapping[str, str]) -> tuple[str, ...]:
         if file_names.get(name):
             found[file_names[name]] = None
     return tuple(found)
+
+
+def _wall_ms(compiled: Any, inputs: Mapping[str, np.ndarray], runs: int, warmup: int) -> float:
+    """Median milliseconds of one call, without the performance counters' timers."""
+    request = compiled.create_infer_request()
+    for _ in range(warmup):
+        request.infer(inputs)
+    walls = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        request.infer(inputs)
+        walls.append((time.perf_counter() - started) * 1e3)
+    return float(statistics.median(walls))
 
 
 def _nodes(runtime_model: Any, mean_us: Mapping[str, float],
