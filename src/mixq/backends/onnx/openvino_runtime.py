@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,13 @@ def _openvino() -> Any:
     return openvino
 
 
-def compile_model(proto: onnx.ModelProto, what: str, threads: int | None = None) -> Any:
-    """OpenVINO's compiled model of ``proto`` on the CPU plugin (``threads``: INFERENCE_NUM_THREADS)."""
+def compile_model(proto: onnx.ModelProto, what: str, threads: int | None = None,
+                  extra: Mapping[str, Any] | None = None) -> Any:
+    """OpenVINO's compiled model of ``proto`` on the CPU plugin (``threads``: INFERENCE_NUM_THREADS; ``extra``:
+    more CPU plugin properties, e.g. the profiler's PERF_COUNT)."""
     ov = _openvino()
     config: dict[str, Any] = {} if threads is None else {"INFERENCE_NUM_THREADS": int(threads)}
+    config.update(extra or {})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         onnx.save(proto, str(path))  # OpenVINO's ONNX frontend reads files; the compiled model outlives it
