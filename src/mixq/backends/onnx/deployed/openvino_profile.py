@@ -18,9 +18,9 @@ Timing notes (OpenVINO 2026.4, CPU plugin):
   rounds: int8 2.18 vs 2.14 ms, mixed int8/fp32 2.42 vs 2.36 ms, float 2.81 vs 2.76 ms with and without it),
   a timer around each of ~150 nodes. So ``wall_ms`` is timed separately, on the same file compiled without
   PERF_COUNT (same threads, hint and precision), as the median of ``runs`` calls after ``warmup``.
-- Without an ``inference_precision``, float layers run in the plugin's default precision, which is bf16 on
-  CPUs with AVX512-BF16/AMX (a float plan's layers then run as ``Convolution[bf16]``); pass ``"f32"`` to
-  profile them in f32.
+- Float layers run in f32 as the openvino runtime runs files (``openvino_runtime.INFERENCE_PRECISION``); the
+  plugin's own default would be bf16 on CPUs with AVX512-BF16/AMX (``Convolution[bf16]``): pass
+  ``inference_precision=None`` to profile that default.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 
 from mixq.backends.onnx.deployed.profile import DeployedGraph, DeployedNode
-from mixq.backends.onnx.openvino_runtime import _openvino, compile_model
+from mixq.backends.onnx.openvino_runtime import INFERENCE_PRECISION, _openvino, compile_model
 
 #: Runtime-model layer types that are not executed nodes of the data path.
 _NOT_NODES = {"Const", "Input", "Output"}
@@ -97,9 +97,9 @@ class OpenVinoProfiler:
 
     runtime = "openvino"
 
-    def __init__(self, inference_precision: str | None = None) -> None:
-        #: ``INFERENCE_PRECISION_HINT`` (e.g. ``"f32"``); None keeps the plugin's default, as the openvino
-        #: runtime runs files (bf16 for float layers on CPUs that have it).
+    def __init__(self, inference_precision: str | None = INFERENCE_PRECISION) -> None:
+        #: ``INFERENCE_PRECISION_HINT``: f32 as the openvino runtime runs files; None keeps the plugin's
+        #: default (bf16 for float layers on CPUs that have it).
         self.inference_precision = inference_precision
 
     def version(self) -> str:
@@ -111,8 +111,7 @@ class OpenVinoProfiler:
         """The runtime model's executed nodes in execution order, each with its mean time over ``runs`` calls
         (see the module notes on why a mean), and the median wall time of ``runs`` calls without profiling."""
         extra: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1}
-        if self.inference_precision:
-            extra["INFERENCE_PRECISION_HINT"] = self.inference_precision
+        extra["INFERENCE_PRECISION_HINT"] = self.inference_precision or None  # None: the plugin's default
         bound = _bound(proto, feeds)
         inputs = {name: np.ascontiguousarray(value) for name, value in feeds.items()}
         runs = max(1, runs)
