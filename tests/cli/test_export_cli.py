@@ -97,3 +97,17 @@ def test_export_uniform_writes_the_baseline_without_a_search(tmp_path: Path,
     assert out.read_bytes() == (tmp_path / "from-plan.onnx").read_bytes()  # the same file as a uniform plan's
     with pytest.raises(SystemExit):  # --plan and --uniform are exclusive, and one of them is required
         main(["export", str(model_path), "--data", str(data), "-o", str(tmp_path / "x.onnx")])
+
+
+def test_export_checks_the_file_in_a_second_runtime(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--runtime openvino``: the same file run in OpenVINO is compared with ONNX Runtime's run of it."""
+    pytest.importorskip("openvino")
+    from mixq.backends.torch.testing import random_images
+
+    model_path, data = residual_onnx(tmp_path, random_images(16, seed=3))
+    out = tmp_path / "w8.onnx"
+    assert main(["export", str(model_path), "--uniform", "w8a8", "--data", str(data), "-o", str(out), "--runtime",
+                 "openvino", "--check-samples", "8", "--json", "-q"]) == 0
+    check = json.loads(capsys.readouterr().out)["runtime_check"]
+    assert check["runtime"] == "openvino" and check["n_samples"] == 8
+    assert check["sqnr_vs_onnxruntime_db"] > 20 and check["top1_agreement_vs_onnxruntime"] >= 0.75

@@ -11,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from mixq.backends.base import UNFUSED_WEIGHTS as UNFUSED_CHOICES
+from mixq.cli.choices import name_in
+from mixq.runtimes import RUNTIMES
 
 EXPORT_EPILOG = """\
 examples:
@@ -64,6 +66,10 @@ def add_export_parser(sub: Any, add_output_flags: Any) -> None:
                              "feeds a quantizer): auto (default) times the file both ways and keeps the faster; "
                              "int8 keeps int8 weights dequantized on every run; float stores the dequantized "
                              "values (bit-identical, 4x those weights' bytes). The export's notes say which.")
+    export.add_argument("--runtime", choices=RUNTIMES.names(), type=name_in(RUNTIMES),
+                        help="also run the file in this runtime on the check samples and compare it with ONNX "
+                             "Runtime's outputs of the same file (with --benchmark, its latency too): "
+                             + ", ".join(RUNTIMES.names()))
     export.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     add_output_flags(export)
 
@@ -81,6 +87,7 @@ def cmd_export(args: argparse.Namespace, console: Console, load: Any, progress: 
         report = export(loaded.model, plan, data, args.output, num_samples=None, check_samples=args.check_samples,
                         benchmark=args.benchmark, int4=not args.no_int4, int32_bias=not args.float_bias,
                         output_quantizers=not args.no_output_quantizers, unfused_weights=args.unfused_weights,
+                        runtime=args.runtime,
                         threads=args.threads, progress=progress)
     if args.json:
         print(json.dumps(report.to_dict()))
@@ -92,6 +99,9 @@ def cmd_export(args: argparse.Namespace, console: Console, load: Any, progress: 
         table.add_row(f"check: {key}", f"{value:.4g}")
     for key, value in report.latency.items():
         table.add_row(f"latency: {key}", f"{value:.3g}")
+    for key, value in report.runtime_check.items():
+        if key != "runtime":
+            table.add_row(f"{report.runtime_check['runtime']}: {key}", f"{value:.4g}")
     if report.fused:
         table.add_row("integer kernels fused by ONNX Runtime", ", ".join(f"{k}: {v}" for k, v in report.fused.items()))
     Console().print(table)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mixq.errors import DataError, ExportError
+from mixq.runtimes.base import DEFAULT_RUNTIME
 from mixq.backends.export_report import ExportReport
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 def export(model: object, plan: Plan | Assignment | Precision | str | Path, calibration: Dataset | np.ndarray,
            path: str | Path, *, num_samples: int | None = None, scheme: QuantScheme | None = None, check_samples: int = 64,
            benchmark: bool = False, int4: bool = True, int32_bias: bool = True, output_quantizers: bool = True,
-           unfused_weights: str = "auto",
+           unfused_weights: str = "auto", runtime: str | None = None,
            threads: int | None = None, progress: Progress | None = None) -> ExportReport:
     """Write ``plan`` applied to ``model`` as a QDQ ONNX file at ``path``.
 
@@ -59,6 +60,10 @@ def export(model: object, plan: Plan | Assignment | Precision | str | Path, cali
             group as an integer kernel. The ONNX backend's simulation (the search, ``mixq eval --plan``) has
             them too, so ``report.check`` verifies the file agrees with it; a torch search's simulation does
             not have them. ``False`` writes the model without them (checked against the simulation without).
+
+    ``runtime``: a ``mixq.runtimes.RUNTIMES`` entry other than ONNX Runtime (``openvino``) the file is also
+    run in on the check samples: ``report.runtime_check`` has its SQNR and top-1 agreement against ONNX
+    Runtime's outputs of the same file (and, with ``benchmark``, its latency).
 
     Returns an ``ExportReport``: file size next to the float model's, the check against the simulation,
     latencies (with ``benchmark``), the integer kernels ONNX Runtime fused, and notes.
@@ -94,7 +99,26 @@ def export(model: object, plan: Plan | Assignment | Precision | str | Path, cali
     settings = ExportSettings(scheme=scheme or _default_scheme(), check_samples=check_samples, benchmark=benchmark,
                               int4=int4, int32_bias=int32_bias, output_quantizers=output_quantizers, threads=threads,
                               unfused_weights=unfused_weights)
-    return backend.export(model, assignment, samples, path, settings, progress)
+    report = backend.export(model, assignment, samples, path, settings, progress)
+    if runtime is not None and runtime != DEFAULT_RUNTIME and check_samples:
+        report.runtime_check = runtime_check(report.path, samples[:check_samples], runtime, threads, benchmark)
+    return report
+
+
+def runtime_check(path: Path, samples: np.ndarray, runtime: str, threads: int | None,
+                  benchmark: bool) -> dict[str, Any]:
+    """The written file run in ``runtime`` against the same file in ONNX Runtime: do both compute the same?"""
+    from mixq.core.quality import measure_quality
+    from mixq.runtimes import get_runtime
+
+    other = get_runtime(runtime).run_as_given(str(path), samples[:1], threads)
+    reference = get_runtime(DEFAULT_RUNTIME).run_as_given(str(path), samples[:1], threads)
+    quality = measure_quality(other(samples), reference(samples), None)
+    check: dict[str, Any] = {"runtime": runtime, "n_samples": len(samples), "sqnr_vs_onnxruntime_db": quality.sqnr_db,
+                             "top1_agreement_vs_onnxruntime": quality.agreement}
+    if benchmark:
+        check["latency_ms"] = get_runtime(runtime).latency_ms(str(path), samples[:1], threads=threads)
+    return check
 
 
 def writable_output(path: Path, inputs: Iterable[str | Path] = ()) -> Path:
