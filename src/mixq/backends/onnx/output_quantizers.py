@@ -122,11 +122,7 @@ def output_tensors(index: GraphIndex, sites: Sequence[OnnxSite], precision_of: M
         position = index.position.get(name)
         if position is None or not integer_kernel(precision, int4):
             continue
-        end = index.nodes[position].output[0]
-        users = readers(end)
-        while len(users) == 1 and _absorbed(users[0]) and end not in outputs:
-            end = users[0].node.output[0]  # type: ignore[union-attr]
-            users = readers(end)
+        end, users = _chain_end(index.nodes[position].output[0], readers, outputs)
         if end in outputs or not users or any(user.node is not None and user.node.name in float_nodes
                                               and _feeds_quantizer(user.node, readers) for user in users):
             continue
@@ -139,6 +135,16 @@ def output_tensors(index: GraphIndex, sites: Sequence[OnnxSite], precision_of: M
             bits = max(precision.act_bits, needed[end].bits if end in needed else 0)
             needed[end] = OutputQuantizer(end, bits, end, shared=False)
     return needed
+
+
+def _chain_end(tensor: str, readers: _Readers, outputs: Collection[str]) -> tuple[str, list[_Reader]]:
+    """The tensor after the ReLU/Clip chain ``tensor`` is the only reader of (where ORT's fused kernel ends),
+    and its readers."""
+    users = readers(tensor)
+    while len(users) == 1 and _absorbed(users[0]) and tensor not in outputs:
+        tensor = users[0].node.output[0]  # type: ignore[union-attr]
+        users = readers(tensor)
+    return tensor, users
 
 
 def _feeds_quantizer(node: onnx.NodeProto, readers: _Readers) -> bool:
@@ -162,10 +168,5 @@ def candidate_tensors(index: GraphIndex, sites: Sequence[OnnxSite], folded: Coll
         position = index.position.get(site.node)
         if position is None:
             continue
-        end = index.nodes[position].output[0]
-        users = readers(end)
-        while len(users) == 1 and _absorbed(users[0]) and end not in outputs:
-            end = users[0].node.output[0]  # type: ignore[union-attr]
-            users = readers(end)
-        found.add(end)
+        found.add(_chain_end(index.nodes[position].output[0], readers, outputs)[0])
     return found - outputs

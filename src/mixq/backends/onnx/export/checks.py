@@ -122,8 +122,8 @@ def kernel_notes(fused: Mapping[str, int], planned: int) -> list[str]:
     return notes
 
 
-def fused_ops(proto: onnx.ModelProto) -> dict[str, int]:
-    """Integer kernels in the graph ONNX Runtime actually runs (after its QDQ fusions)."""
+def optimized_graph(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph ONNX Runtime runs for ``proto`` after its QDQ fusions (extended level: no layout changes)."""
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -133,7 +133,12 @@ def fused_ops(proto: onnx.ModelProto) -> dict[str, int]:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         options.optimized_model_filepath = target
         ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        optimized = onnx.load(target)
+        return onnx.load(target)
+
+
+def fused_ops(proto: onnx.ModelProto) -> dict[str, int]:
+    """Integer kernels in the graph ONNX Runtime actually runs (after its QDQ fusions)."""
+    optimized = optimized_graph(proto)
     counts: dict[str, int] = {}
     for node in optimized.graph.node:
         if node.op_type in INTEGER_OPS or node.op_type in ("QuantizeLinear", "DequantizeLinear"):

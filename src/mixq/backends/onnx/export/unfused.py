@@ -12,16 +12,15 @@ faster depends on the runtime and the weight's size, so both files are timed and
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
 from mixq.backends.base import UNFUSED_WEIGHTS
+from mixq.backends.onnx.export.checks import optimized_graph
 
 #: Kernels ORT runs a conv / gemm / matmul as when it did not fuse it into an integer one.
 _FLOAT_KERNELS = {"Conv", "FusedConv", "Gemm", "FusedGemm", "MatMul", "FusedMatMul", "ConvTranspose"}
@@ -59,16 +58,7 @@ class UnfusedChoice:
 
 def unfused_nodes(proto: onnx.ModelProto, integer_nodes: Collection[str]) -> tuple[str, ...]:
     """The nodes of ``integer_nodes`` that ONNX Runtime's optimized graph still runs as float kernels."""
-    import onnxruntime as ort
-
-    with tempfile.TemporaryDirectory() as tmp:
-        target = str(Path(tmp) / "optimized.onnx")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        options.optimized_model_filepath = target
-        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        optimized = onnx.load(target, load_external_data=False)
+    optimized = optimized_graph(proto)
     wanted = set(integer_nodes)
     return tuple(sorted(node.name for node in optimized.graph.node
                         if node.op_type in _FLOAT_KERNELS and node.name in wanted))
