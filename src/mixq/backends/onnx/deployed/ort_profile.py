@@ -1,8 +1,9 @@
 """ONNX Runtime's :class:`~mixq.backends.onnx.deployed.profile.Profiler`: the optimized graph it ran and each
 node's kernel time in a typical run from its profiler.
 
-Two sessions per file: one with profiling on (per-node times and the optimized graph's wiring), one without
-(the wall time of a run: ORT's profiler records an event per node, which would inflate it). Both run as
+Two sessions per file, run in turn: one with profiling on (per-node times and the optimized graph's wiring),
+one without (the wall time of a run: ORT's profiler records an event per node, which would inflate it).
+Both keep the fast half of their runs: other processes on the machine only add time (see :func:`nodes_of`). Both run as
 ``mixq export --benchmark`` does: CPU EP, sequential, one inter-op thread, ``threads`` intra-op threads.
 """
 
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import bisect
 import json
-import statistics
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,34 +48,34 @@ class OrtProfiler:
             except Exception as exc:
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
                 raise UnsupportedModelError(f"ONNX Runtime cannot run the file to profile it: {first}") from None
-            for _ in range(warmup + runs):
+            plain = timer.session(proto)
+            times = []
+            for i in range(warmup + runs):  # interleaved: both sessions meet the same load on the machine
                 session.run(None, feeds)
+                started = time.perf_counter()
+                plain.run(None, feeds)
+                if i >= warmup:
+                    times.append((time.perf_counter() - started) * 1e3)
             events = json.loads(Path(session.end_profiling()).read_text())
             graph = onnx.load(optimized, load_external_data=False).graph
-        wall = wall_ms(timer.session(proto), feeds, runs, warmup)
-        return DeployedGraph(nodes_of(graph, events, runs), wall)
+        return DeployedGraph(nodes_of(graph, events, runs), fast_half(times))
 
 
-def wall_ms(session: Any, feeds: Mapping[str, np.ndarray], runs: int, warmup: int) -> float:
-    """Median milliseconds of one run of ``session`` after ``warmup`` untimed runs."""
-    for _ in range(warmup):
-        session.run(None, dict(feeds))
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        session.run(None, dict(feeds))
-        times.append((time.perf_counter() - started) * 1e3)
-    return float(statistics.median(times))
+def fast_half(times: Sequence[float]) -> float:
+    """The median of the fast half of ``times`` (their lower quartile): the runs ``nodes_of`` keeps, robust
+    to other processes, which only ever add time."""
+    return float(np.percentile(times, 25))
 
 
 def nodes_of(graph: onnx.GraphProto, events: list[dict[str, Any]], runs: int) -> tuple[DeployedNode, ...]:
     """The optimized graph's nodes with their time per run over the last ``runs`` runs of the profile.
 
-    A node's time is its mean over the *typical* runs: those whose summed node time lies between the
-    quartiles. On a busy machine each node's own median misses the bursts that most runs meet somewhere,
-    so medians per node sum well below a run's median; means over typical runs sum to a typical run.
-    Events are matched by node name; nodes sharing a name take their events in turn (the sequential
-    executor runs them in graph order). A node without events (ORT ran nothing for it) takes 0 ms.
+    A node's time is its mean over the *fast half* of the runs (those whose summed node time is at most
+    the median). Other processes only ever add time, and on a busy machine each node's own median misses
+    the bursts most runs meet somewhere (medians per node sum well below a run's median), while a mean
+    over whole runs keeps the nodes' times consistent with a run's total. Events are matched by node name;
+    nodes sharing a name take their events in turn (the sequential executor runs them in graph order).
+    A node without events (ORT ran nothing for it) takes 0 ms.
     """
     starts = sorted(float(e["ts"]) for e in events if e.get("name") == "model_run")
     per_run: dict[str, list[list[float]]] = {}
@@ -100,11 +100,8 @@ def nodes_of(graph: onnx.GraphProto, events: list[dict[str, Any]], runs: int) ->
         return sum(mine[i::counts[name]])
 
     totals = {run: sum(sum(slots[run]) for slots in per_run.values() if run < len(slots)) for run in kept}
-    if len(kept) >= 4:
-        low, high = np.percentile(list(totals.values()), [25, 75])
-        typical = [run for run in kept if low <= totals[run] <= high] or kept
-    else:
-        typical = kept
+    middle = float(np.median(list(totals.values()))) if totals else 0.0
+    typical = [run for run in kept if totals[run] <= middle] or kept
     seen: dict[str, int] = {}
     nodes = []
     for node in graph.node:
@@ -122,4 +119,4 @@ def _kind(node: onnx.NodeProto) -> str:
     return f"{node.op_type}[{domain}]" if domain else node.op_type
 
 
-__all__ = ["OrtProfiler", "nodes_of", "wall_ms"]
+__all__ = ["OrtProfiler", "fast_half", "nodes_of"]
