@@ -224,3 +224,25 @@ def test_the_backend_measures_through_its_runtime_profiler(residual_net: Prepare
     assert {g for g, _ in model.unary} == set(residual_net.graph.ids)
     with pytest.raises(CapabilityError, match="no deployed-latency profiler for runtime 'nope'"):
         profiler_for("nope")
+
+
+def test_the_fit_moves_a_kernel_that_depends_on_its_consumer_into_the_edge() -> None:
+    """An int8 producer runs unfused (slower) when its consumer is float: unary holds its mean, the edge the
+    difference, so every probe's total is reproduced exactly."""
+    from mixq.backends.onnx.deployed.attribute import Attribution
+    from mixq.backends.onnx.deployed.model import fit
+
+    own_a = {(W8, W8): 10.0, (W8, FP): 16.0, (FP, W8): 20.0, (FP, FP): 20.0}
+    own_b = {W8: 5.0, FP: 9.0}
+    between = {(W8, W8): 0.0, (W8, FP): 2.0, (FP, W8): 3.0, (FP, FP): 0.0}
+    plans, graphs, parts = [], [], []
+    for p, q in own_a:
+        found = Attribution(own={"a": own_a[(p, q)], "b": own_b[q]}, edges={("a", "b"): between[(p, q)]})
+        plans.append({"a": p, "b": q})
+        parts.append(found)
+        graphs.append(DeployedGraph((DeployedNode("all", "X", found.total),), found.total + 1.0))
+    model = fit(plans, graphs, parts, [("a", "b")], {"a": (W8, FP), "b": (W8, FP)}, 30.0, "onnxruntime")
+    assert model.unary[("a", W8)] == 13.0 and model.fixed_ms == 1.0
+    assert model.pairs[("a", "b")][(W8, W8)] == -3.0 and model.pairs[("a", "b")][(W8, FP)] == 5.0
+    for chosen, graph in zip(plans, graphs):
+        assert predict(model, chosen) == pytest.approx(graph.wall_ms)

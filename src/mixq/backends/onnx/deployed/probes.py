@@ -25,14 +25,16 @@ Combo = tuple[Edge, Precision, Precision]
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """How many probes: at most ``cap`` in all, ``random`` extra random plans after covering (cache key)."""
+    """How many probes: at most ``cap`` in all, ``random`` extra random plans after covering; each profiled
+    ``rounds`` times in turn, keeping its fastest profile (other work on the machine only adds time)."""
 
     cap: int = 24
     random: int = 6
     seed: int = 0
+    rounds: int = 1
 
     def key(self) -> dict[str, int]:
-        return {"cap": self.cap, "random": self.random, "seed": self.seed}
+        return {"cap": self.cap, "random": self.random, "seed": self.seed, "rounds": self.rounds}
 
 
 @dataclass(frozen=True)
