@@ -115,6 +115,7 @@ class DeployedFit:
         profiled: files profiled by this call (0: loaded from the cache).
         probes: the probe plans.
         attributions: per probe, where each node's time went (empty when loaded from the cache).
+        walls: per probe, its measured wall ms (in-sample residuals; empty when loaded from the cache).
     """
 
     model: DeployedLatency
@@ -123,6 +124,7 @@ class DeployedFit:
     profiled: int = 0
     probes: tuple[dict[GroupId, Precision], ...] = ()
     attributions: tuple[Attribution, ...] = field(default=(), repr=False)
+    walls: tuple[float, ...] = ()
 
 
 def fit(plans: Sequence[Mapping[GroupId, Precision]], graphs: Sequence[DeployedGraph],
@@ -311,7 +313,7 @@ def fit_deployed(sim: Any, calibration: np.ndarray, runtime: str = "onnxruntime"
             kernels.append(KernelSeen(group, str(plan[group]), near, far, kind))
     model = fit(probes.plans, graphs, parts, structure.edges, candidates, reference, profiler.runtime, key)
     result = DeployedFit(model, tuple(kernels), probes.coverage, len(files) * settings.rounds, probes.plans,
-                         tuple(parts))
+                         tuple(parts), tuple(graph.wall_ms for graph in graphs))
     if use_cache:
         _save(key, result)
     return result
