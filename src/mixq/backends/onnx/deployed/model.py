@@ -4,14 +4,15 @@ writes them, profiled in a runtime, each node attributed (``attribute``), averag
 For a group ``g`` and an edge ``e = (a, b)``, over the probes:
 
     unary[g, p]        = mean over probes with g at p of own(g)
-    pairs[e][p, q]     = mean over probes with (a, b) at (p, q) of edge(e) + share of dev(a)
+    pairs[e][p, q]     = mean over probes with (a, b) at (p, q) of edge(e) + effect of b at q on dev(a)
     fixed              = mean over probes of (wall - profiled node time) + nodes no group explains
 
 ``own(g)`` is the group's compute node(s) and what only it pays. A group's kernel depends on its consumers
 (an int8 conv whose output a float group reads is left unfused by ORT: a float ``FusedConv`` plus a
 ``DequantizeLinear`` of its weights every run), so its deviation from its unary mean in a probe,
-``dev(a) = own(a) - unary[a, p]``, is split equally over its outgoing edges: the pairwise table then carries
-the effect of the consumer's precision, and the totals stay exact in expectation over the probes.
+``dev(a) = own(a) - unary[a, p]``, is fitted on its consumers' precisions (``_consumer_effects``) and added
+to its outgoing edges: the pairwise table then carries the effect of the consumers' precisions, and the
+totals stay exact in expectation over the probes.
 """
 
 from __future__ import annotations
@@ -139,19 +140,40 @@ def fit(plans: Sequence[Mapping[GroupId, Precision]], graphs: Sequence[DeployedG
     outgoing = _consumers(edges)
     pair_samples: dict[Edge, dict[tuple[Precision, Precision], list[float]]] = {e: {} for e in edges}
     for plan, parts in zip(plans, attributions):
-        shares: dict[Edge, float] = {}
-        for group in candidates:
-            out = outgoing.get(group, [])
-            if out:
-                deviation = parts.own.get(group, 0.0) - unary[(group, plan[group])]
-                for b in out:
-                    shares[(group, b)] = deviation / len(out)
         for a, b in edges:
-            value = parts.edges.get((a, b), 0.0) + shares.get((a, b), 0.0)
-            pair_samples[(a, b)].setdefault((plan[a], plan[b]), []).append(value)
-    pairs = {e: {pq: float(np.mean(v)) for pq, v in table.items()} for e, table in pair_samples.items()}
+            pair_samples[(a, b)].setdefault((plan[a], plan[b]), []).append(parts.edges.get((a, b), 0.0))
+    shift = _consumer_effects(plans, attributions, unary, outgoing, candidates)
+    pairs = {e: {pq: float(np.mean(v)) + shift.get((e, *pq), 0.0) for pq, v in table.items()}
+             for e, table in pair_samples.items()}
     fixed = float(np.mean([g.wall_ms - g.node_ms + parts.fixed for g, parts in zip(graphs, attributions)]))
     return DeployedLatency(unary, pairs, fixed, reference_ms, runtime, dict(key or {}), len(plans))
+
+
+def _consumer_effects(plans: Sequence[Mapping[GroupId, Precision]], attributions: Sequence[Attribution],
+                      unary: Mapping[tuple[GroupId, Precision], float], outgoing: Mapping[GroupId, Sequence[GroupId]],
+                      candidates: Mapping[GroupId, Sequence[Precision]]) -> dict[tuple[Edge, Precision, Precision],
+                                                                                 float]:
+    """How each consumer's precision shifts a producer's own time: (edge, p, q) -> ms added to ``pairs``.
+
+    Per producer ``a`` and precision ``p``, the probes' deviations ``own(a) - unary[a, p]`` are fitted by
+    least squares (minimum norm) on one-hot consumer precisions, one block per outgoing edge. Each block
+    sums to one, so the residuals sum to zero: totals stay exact in expectation over the probes. With one
+    consumer this is the mean deviation per consumer precision; with several, a kernel left unfused when
+    *any* consumer is float is charged mostly to the float consumers' edges, not equally to all.
+    """
+    out: dict[tuple[Edge, Precision, Precision], float] = {}
+    for a, consumers in outgoing.items():
+        columns = [(b, q) for b in consumers for q in candidates[b]]
+        for p in candidates[a]:
+            rows = [(plan, parts) for plan, parts in zip(plans, attributions) if plan[a] == p]
+            if not rows:
+                continue
+            x = np.array([[float(plan[b] == q) for b, q in columns] for plan, _ in rows])
+            y = np.array([parts.own.get(a, 0.0) - unary[(a, p)] for _, parts in rows])
+            coef = np.linalg.lstsq(x, y, rcond=None)[0]
+            for (b, q), value in zip(columns, coef):
+                out[((a, b), p, q)] = float(value)
+    return out
 
 
 def predict(model: DeployedLatency, plan: Mapping[GroupId, Precision]) -> float:
