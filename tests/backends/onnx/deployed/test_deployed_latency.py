@@ -246,3 +246,28 @@ def test_the_fit_moves_a_kernel_that_depends_on_its_consumer_into_the_edge() -> 
     assert model.pairs[("a", "b")][(W8, W8)] == -3.0 and model.pairs[("a", "b")][(W8, FP)] == 5.0
     for chosen, graph in zip(plans, graphs):
         assert predict(model, chosen) == pytest.approx(graph.wall_ms)
+
+
+def test_files_are_profiled_in_rounds_and_the_fastest_profile_is_kept() -> None:
+    from mixq.backends.onnx.deployed.model import fastest_profiles
+
+    walls = iter([5.0, 9.0, 3.0, 12.0])  # round 1: files 0, 1; round 2: files 0, 1
+    made: list[int] = []
+
+    class Fake:
+        runtime = "fake"
+
+        def version(self) -> str:
+            return "0"
+
+        def profile(self, proto: Any, feeds: Mapping[str, np.ndarray], threads: int | None = None, runs: int = 30,
+                    warmup: int = 5) -> DeployedGraph:
+            return DeployedGraph((), next(walls))
+
+    def make(i: int) -> Any:
+        made.append(i)
+        return onnx.ModelProto()
+
+    graphs = fastest_profiles(Fake(), [lambda: make(0), lambda: make(1)], {}, None, rounds=2)
+    assert [g.wall_ms for g in graphs] == [3.0, 9.0]
+    assert made == [0, 1]  # each file made once
