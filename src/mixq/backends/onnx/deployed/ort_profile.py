@@ -25,8 +25,8 @@ from mixq.backends.onnx.timing import Timer
 from mixq.errors import UnsupportedModelError
 
 _SUFFIX = "_kernel_time"
-#: Fraction of the runs kept (the fastest): on a machine shared with other work, consecutive profiles of one
-#: file differed by 25 % (median) with the median run and about half as much with the fastest fifth.
+#: Fraction of the runs kept (the fastest). On a machine shared with other work, the median run of one file
+#: varied up to 3x between consecutive profiles; the fastest runs are the file's own speed.
 FAST = 0.2
 
 
