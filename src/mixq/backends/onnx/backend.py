@@ -35,6 +35,7 @@ from mixq.core.precision import Precision, QuantScheme, parse_candidates
 from mixq.errors import UnsupportedModelError, internal
 
 if TYPE_CHECKING:
+    from mixq.cost.deployed import DeployedLatency
     from mixq.cost.measured_latency import LatencyTable
     from mixq.backends.export_report import ExportReport
 
@@ -90,6 +91,18 @@ class OnnxBackend:
         if not isinstance(sim, OnnxSimulation):
             raise internal(f"the ONNX backend was given a {type(sim).__name__} to deploy")
         return deployed_costs(sim, calibration, threads)
+
+    def measure_deployed_latency(self, sim: Simulation, calibration: np.ndarray, *, runtime: str = "onnxruntime",
+                                 threads: int | None = None, progress: Progress | None = None,
+                                 seed: int = 0) -> DeployedLatency:
+        """Probe plans exported as ``export`` writes them, profiled in ``runtime`` and attributed to groups and
+        edges (``mixq.backends.onnx.deployed.model``); cached per model, machine, runtime version and threads."""
+        from mixq.backends.onnx.deployed.model import measure_deployed_latency
+
+        if not isinstance(sim, OnnxSimulation):
+            raise internal(f"the ONNX backend was given a {type(sim).__name__} to profile")
+        return measure_deployed_latency(sim, calibration, runtime=runtime, threads=threads, progress=progress,
+                                        seed=seed)
 
     def trace(self, model: object, sample: np.ndarray, candidates: Sequence[Precision]) -> OnnxTraced:
         if not is_onnx_model(model):
