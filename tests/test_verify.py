@@ -147,3 +147,20 @@ def test_search_catches_a_file_that_misses_the_target(residual_onnx: tuple[Path,
     assert all(f["meets_target"] is False for f in quantized)
     assert verified["chosen"] == "float"
     assert all(p.keeps_float32 for _, p in result.plan.assignment.items())
+
+
+def test_the_one_command_job_with_the_deployed_latency_model(residual_onnx: tuple[Path, np.ndarray],
+                                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--cost latency`` on an ONNX model: the deployed-graph model is measured (probes profiled in ORT), the
+    solver sees its edges, the judge exports and times the files; the run directory has all of it."""
+    monkeypatch.setenv("MIXQ_CACHE_DIR", str(tmp_path / "cache"))
+    path, data = residual_onnx
+    config = SearchConfig(candidates=parse_candidates("w8a8,fp32"), budgets=("agreement>=0.9",), num_samples=8,
+                          cost="latency", threads=1, solver="ilp")
+    result = search(str(path), data, config, out=tmp_path / "run")
+    model = json.loads((tmp_path / "run" / "latency_model.json").read_text())
+    assert model["runtime"] == "onnxruntime" and model["probes"] >= 2 and model["pairs"]
+    verified = json.loads((tmp_path / "run" / "verified.json").read_text())
+    assert verified["chosen"] is not None and len(verified["files"]) >= 2
+    assert result.plan.costs["latency"].unit == "ms" and "file" in result.plan.quality
+    assert "latency_model_s" in result.timings and "verify_s" in result.timings

@@ -149,6 +149,7 @@ def _search_in(job: _Job) -> SearchResult:
     measured_file: dict[str, Any] = {}
     if judged_plans:
         outcome, measured_file = _judged(job, outcome, judged_plans)
+        timings.update(outcome.timings)
     if run is not None:
         run.write_json("sensitivity.json", outcome.sensitivity.to_records())
         run.write_json("curve.json", outcome.result.curve.to_records())
