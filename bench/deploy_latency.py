@@ -161,7 +161,7 @@ def run_files(files: dict[str, dict], test: Path, runtime: str, threads: int, ro
     for label, row in files.items():
         quality = measure_quality(outputs[label], reference, y)
         row.update(top1=quality.top1, agreement=quality.agreement, sqnr_db=quality.sqnr_db, test_images=len(x))
-    measured = time_interleaved(list(runners.values()), x[:1], rounds=rounds, runs=50, warmup=10)
+    measured = time_interleaved(list(runners.values()), x[:8], rounds=rounds, runs=48, warmup=8)
     for (label, row), samples in zip(files.items(), measured):
         row.update(latency_ms=float(statistics.median(samples)), latency_rounds_ms=samples)
     float_ms = files["float"]["latency_ms"]

@@ -41,6 +41,8 @@ FILE = "verified.json"
 #: The precision of the uniform integer file every judge times (the baseline a user compares with).
 UNIFORM = Precision.parse("w8a8")
 FP32 = Precision.parse("fp32")
+#: Real samples the files are timed on in turn (latency depends on the values a little).
+TIMING_SAMPLES = 4
 
 
 @dataclass(frozen=True)
@@ -181,9 +183,9 @@ def judge(prepared: Prepared, problem: AllocationProblem, picked: Sequence[Curve
     if progress:
         progress("exporting the best plans", total, total)
     runtime = get_runtime(settings.runtime)
-    sample = np.ascontiguousarray(evaluator.data.load(0, 1), dtype=np.float32)
-    runners = [runtime.run_as_given(str(f.path), sample, settings.threads) for f in files]
-    for judged, measured in zip(files, time_interleaved(runners, sample, settings.rounds, settings.runs,
+    inputs = np.ascontiguousarray(evaluator.data.load(0, min(TIMING_SAMPLES, len(evaluator.data))), dtype=np.float32)
+    runners = [runtime.run_as_given(str(f.path), inputs[:1], settings.threads) for f in files]
+    for judged, measured in zip(files, time_interleaved(runners, inputs, settings.rounds, settings.runs,
                                                          settings.warmup, progress)):
         judged.samples_ms = measured
     reference = evaluator.reference
@@ -206,17 +208,20 @@ def _predicted_latency(problem: AllocationProblem, assignment: Assignment) -> fl
     return problem.cost_of("latency", assignment) if "latency" in problem.costs else None
 
 
-def time_interleaved(runners: Sequence[Callable[[np.ndarray], np.ndarray]], sample: np.ndarray, rounds: int = 5,
+def time_interleaved(runners: Sequence[Callable[[np.ndarray], np.ndarray]], inputs: np.ndarray, rounds: int = 5,
                      runs: int = 20, warmup: int = 5, progress: Progress | None = None) -> list[list[float]]:
-    """Per runner, the median milliseconds of ``runs`` timed calls in each of ``rounds`` rounds.
+    """Per runner, the median milliseconds of ``runs`` timed batch-1 calls in each of ``rounds`` rounds.
 
-    Every round times every runner in turn, and the order rotates from round to round, so a machine that
-    slows down (another process, thermal limits) slows every file alike and no file always runs first.
+    Calls cycle through the samples of ``inputs``: a float kernel's speed depends on the values (denormal
+    activations slow it down; one ImageNet image ran EfficientNet-Lite0's float file 50 % slower than another),
+    so every file is timed on the same few real samples. Every round times every runner in turn and the order
+    rotates from round to round, so a machine that slows down slows every file alike and none always runs first.
     """
+    samples = [np.ascontiguousarray(inputs[i:i + 1], dtype=np.float32) for i in range(len(inputs))]
     for run in runners:
-        for _ in range(warmup):
-            run(sample)
-    samples: list[list[float]] = [[] for _ in runners]
+        for call in range(warmup):
+            run(samples[call % len(samples)])
+    measured: list[list[float]] = [[] for _ in runners]
     order = list(range(len(runners)))
     for round_ in range(rounds):
         if progress:
@@ -224,14 +229,15 @@ def time_interleaved(runners: Sequence[Callable[[np.ndarray], np.ndarray]], samp
         shift = round_ % max(len(order), 1)
         for index in order[shift:] + order[:shift]:
             times = []
-            for _ in range(runs):
+            for call in range(runs):
+                sample = samples[call % len(samples)]
                 started = time.perf_counter()
                 runners[index](sample)
                 times.append((time.perf_counter() - started) * 1e3)
-            samples[index].append(float(statistics.median(times)))
+            measured[index].append(float(statistics.median(times)))
     if progress:
         progress("timing the files (interleaved)", rounds, rounds)
-    return samples
+    return measured
 
 
 def _latency_ok(judged: Judged, float_ms: float, budgets: Sequence[CostBudget]) -> bool:

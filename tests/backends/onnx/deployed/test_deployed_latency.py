@@ -109,7 +109,7 @@ def test_edges_of_a_residual_graph(residual_net: Prepared) -> None:
 def test_attribution_sums_to_the_profiled_nodes(residual_net: Prepared, data: np.ndarray, text: str) -> None:
     sim = residual_net.sim
     chosen = plan(residual_net, text)
-    graph = OrtProfiler().profile(plan_proto(sim, chosen, data), feeds_of(sim), threads=1, runs=5, warmup=1)
+    graph = OrtProfiler().profile(plan_proto(sim, chosen, data), feeds_of(sim, data), threads=1, runs=5, warmup=1)
     parts = attribute(graph, matcher(sim), group_edges(sim).edges)
     assert parts.total == pytest.approx(graph.node_ms, abs=1e-9)
     assert set(parts.kernels) == set(sim.graph.ids)  # every group's kernel was found
@@ -159,7 +159,7 @@ def test_predicted_kernels_match_what_ort_runs_for_a_new_plan(chain_net: Prepare
     # conv0 int8 -> conv1 int8: QLinearConv; conv1 int8 whose float consumer (conv2) feeds int8 conv3: unfused
     fresh = plan(chain_net, "w8a8,w8a8,fp32,w8a8,w8a8,fp32")
     assert fresh not in chain_fit.probes
-    graph = OrtProfiler().profile(plan_proto(sim, fresh, data), feeds_of(sim), threads=1, runs=3, warmup=1)
+    graph = OrtProfiler().profile(plan_proto(sim, fresh, data), feeds_of(sim, data), threads=1, runs=3, warmup=1)
     ran = attribute(graph, matcher(sim), group_edges(sim).edges).kernels
     assert ran["conv0"] == "QLinearConv"
     assert ran["conv1"] in ("FusedConv", "Conv")
@@ -174,7 +174,7 @@ def test_the_model_predicts_the_measured_total_loosely(chain_net: Prepared, chai
     assert model.reference_ms > 0 and model.runtime == "onnxruntime"
     for text in ("w8a8,fp32,w8a8,fp32,w8a8,w8a8", "fp32,w8a8,w8a8,fp32,fp32,w8a8"):
         chosen = plan(chain_net, text)
-        measured = OrtProfiler().profile(plan_proto(sim, chosen, data), feeds_of(sim), threads=1).wall_ms
+        measured = OrtProfiler().profile(plan_proto(sim, chosen, data), feeds_of(sim, data), threads=1).wall_ms
         predicted = predict(model, chosen)
         assert measured / 2 <= predicted <= measured * 2
         # the model is a pairwise CostModel: the generic total agrees with its own prediction
