@@ -31,7 +31,7 @@ class ProbeSettings:
     cap: int = 24
     random: int = 6
     seed: int = 0
-    rounds: int = 1
+    rounds: int = 3
 
     def key(self) -> dict[str, int]:
         return {"cap": self.cap, "random": self.random, "seed": self.seed, "rounds": self.rounds}
