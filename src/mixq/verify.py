@@ -212,9 +212,8 @@ def time_interleaved(runners: Sequence[Callable[[np.ndarray], np.ndarray]], inpu
                      runs: int = 20, warmup: int = 5, progress: Progress | None = None) -> list[list[float]]:
     """Per runner, the median milliseconds of ``runs`` timed batch-1 calls in each of ``rounds`` rounds.
 
-    Calls cycle through the samples of ``inputs``: a float kernel's speed depends on the values (denormal
-    activations slow it down; one ImageNet image ran EfficientNet-Lite0's float file 50 % slower than another),
-    so every file is timed on the same few real samples. Every round times every runner in turn and the order
+    Calls cycle through the samples of ``inputs``: a float kernel's speed can depend on the values (denormal
+    activations), so every file is timed on the same few real samples rather than on noise. Every round times every runner in turn and the order
     rotates from round to round, so a machine that slows down slows every file alike and none always runs first.
     """
     samples = [np.ascontiguousarray(inputs[i:i + 1], dtype=np.float32) for i in range(len(inputs))]

@@ -23,7 +23,7 @@ import json
 import logging
 import statistics
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ PROFILERS: Mapping[str, str] = {
 #: Calibration samples the probes' output quantizers are calibrated on (values do not change the time).
 PROBE_SAMPLES = 4
 #: Bumped when the cached file's layout or the fitting changes.
-FORMAT = 1
+FORMAT = 2
 
 
 def profiler_for(runtime: str) -> Profiler:
@@ -210,9 +210,8 @@ def predicted_kernels(fit_or_kernels: DeployedFit | Sequence[KernelSeen], plan: 
 # -- measuring ---------------------------------------------------------------------------------------
 
 def feeds_of(sim: Any, calibration: np.ndarray) -> dict[str, np.ndarray]:
-    """The first calibration sample, batch 1. Values do change the time: float kernels slow down on
-    denormal activations (on EfficientNet-Lite0 one real image ran the float file 50 % slower than random
-    noise does), so the model is timed on the user's data, as the judge times the files."""
+    """The first calibration sample, batch 1: a float kernel's speed can depend on the values (denormal
+    activations), so the model is timed on the user's data, as the judge times the files."""
     model = sim.model
     return {model.input_name: np.ascontiguousarray(calibration[:1], dtype=np.float32)}
 
@@ -282,26 +281,55 @@ def _save(key: Mapping[str, Any], result: DeployedFit) -> None:
 
 def fastest_profiles(profiler: Profiler, files: Sequence[Callable[[], onnx.ModelProto]],
                      feeds: Mapping[str, np.ndarray], threads: int | None, rounds: int = 1,
-                     progress: Progress | None = None, stage: str = "latency model") -> list[DeployedGraph]:
+                     progress: Progress | None = None, stage: str = "latency model",
+                     anchor: int | None = None) -> list[DeployedGraph]:
     """Each file (made when first needed) profiled ``rounds`` times, in turn (so a burst of other work hits
-    one round, not one file), keeping its fastest profile. With one round no file is kept in memory."""
+    one round, not one file), keeping its fastest profile. With one round no file is kept in memory.
+
+    ``anchor``: the index of a reference file (the float model) timed right before every other file. This
+    machine's speed drifts by up to 2x over minutes; each profile is scaled by (the anchor's median wall over
+    the whole campaign) / (its wall just before that profile), so every file is expressed at one machine speed
+    and the anchor's entry is that median."""
     best: list[DeployedGraph | None] = [None] * len(files)
     kept: dict[int, onnx.ModelProto] = {}
-    total = len(files) * rounds
+    anchor_proto = files[anchor]() if anchor is not None else None
+    anchor_walls: list[float] = []
+    raw: list[tuple[int, DeployedGraph, float]] = []
+    total = (len(files) - (anchor is not None)) * rounds
+    done = 0
     if progress:
         progress(stage, 0, total)
-    for r in range(rounds):
+    for _ in range(rounds):
         for i, make in enumerate(files):
+            if i == anchor:
+                continue
             proto = kept.get(i) or make()
             if rounds > 1:
                 kept[i] = proto
-            graph = profiler.profile(proto, feeds, threads)
-            current = best[i]
-            if current is None or graph.wall_ms < current.wall_ms:
-                best[i] = graph
+            speed = 1.0
+            if anchor_proto is not None:
+                speed = profiler.profile(anchor_proto, feeds, threads, runs=10, warmup=2).wall_ms
+                anchor_walls.append(speed)
+            raw.append((i, profiler.profile(proto, feeds, threads), speed))
+            done += 1
             if progress:
-                progress(stage, r * len(files) + i + 1, total)
+                progress(stage, done, total)
+    typical = float(statistics.median(anchor_walls)) if anchor_walls else 1.0
+    for i, graph, speed in raw:
+        scaled = _scaled(graph, typical / speed) if anchor_walls else graph
+        current = best[i]
+        if current is None or scaled.wall_ms < current.wall_ms:
+            best[i] = scaled
+    if anchor is not None:
+        best[anchor] = DeployedGraph((), typical)
+    if progress:
+        progress(stage, total, total)
     return [graph for graph in best if graph is not None]
+
+
+def _scaled(graph: DeployedGraph, factor: float) -> DeployedGraph:
+    """``graph`` at another machine speed: every node's time and the wall multiplied by ``factor``."""
+    return DeployedGraph(tuple(replace(node, ms=node.ms * factor) for node in graph.nodes), graph.wall_ms * factor)
 
 
 def fit_deployed(sim: Any, calibration: np.ndarray, runtime: str = "onnxruntime", threads: int | None = None,
@@ -324,7 +352,8 @@ def fit_deployed(sim: Any, calibration: np.ndarray, runtime: str = "onnxruntime"
     match = matcher(sim)
     feeds = feeds_of(sim, calibration)
     files = [partial(float_proto, sim)] + [partial(plan_proto, sim, plan, calibration) for plan in probes.plans]
-    profiled = fastest_profiles(profiler, files, feeds, threads, settings.rounds, progress, "latency model")
+    profiled = fastest_profiles(profiler, files, feeds, threads, settings.rounds, progress, "latency model",
+                                anchor=0)
     reference = profiled[0].wall_ms
     graphs = profiled[1:]
     parts: list[Attribution] = []
@@ -337,7 +366,7 @@ def fit_deployed(sim: Any, calibration: np.ndarray, runtime: str = "onnxruntime"
             near, far = _context(group, plan, consumers)
             kernels.append(KernelSeen(group, str(plan[group]), near, far, kind))
     model = fit(probes.plans, graphs, parts, structure.edges, candidates, reference, profiler.runtime, key)
-    result = DeployedFit(model, tuple(kernels), probes.coverage, len(files) * settings.rounds, probes.plans,
+    result = DeployedFit(model, tuple(kernels), probes.coverage, 2 * len(probes.plans) * settings.rounds, probes.plans,
                          tuple(parts), tuple(graph.wall_ms for graph in graphs))
     if use_cache:
         _save(key, result)
