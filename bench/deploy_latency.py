@@ -204,8 +204,13 @@ def step_accuracy(key: str, runtime: str, out: Path, threads: int, plans: int) -
     x, _ = _npz(dev)
     prepared = prepare(str(onnx_path), x[:CALIBRATION], ["w8a8", "fp32"], QuantScheme(), CALIBRATION, threads, None)
     started = time.perf_counter()
-    model = prepared.backend.measure_deployed_latency(prepared.sim, prepared.calibration, runtime=runtime,
-                                                      threads=threads)
+    if REFIT:  # fitted now, not loaded from the searches' cache: the model judged in the machine state it was made in
+        from mixq.backends.onnx.deployed.model import fit_deployed
+
+        model = fit_deployed(prepared.sim, prepared.calibration, runtime, threads, use_cache=False).model
+    else:
+        model = prepared.backend.measure_deployed_latency(prepared.sim, prepared.calibration, runtime=runtime,
+                                                          threads=threads)
     model_s = time.perf_counter() - started
     rng = np.random.default_rng(1234)
     w8, fp = Precision.parse("w8a8"), Precision.parse("fp32")
@@ -241,12 +246,16 @@ def _spearman(a: list[float], b: list[float]) -> float:
 
 
 STEPS = {"files": step_files, "accuracy": step_accuracy}
+#: ``--refit``: the accuracy step fits its model anew instead of loading the one the searches cached.
+REFIT = False
 
 
 def markdown(results: dict) -> str:
     lines = []
     for name, by_runtime in results.items():
         key, step = name.rsplit(":", 1)
+        if step == "accuracy-refit":
+            key += " (model fitted right before)"
         for runtime, rows in by_runtime.items():
             if step == "files":
                 lines += [f"\n### {key}, {runtime}\n", "| file | latency (ms) | x float | top-1 | agreement | "
@@ -279,7 +288,12 @@ def main() -> int:
     parser.add_argument("--steps", default="files,accuracy")
     parser.add_argument("--plans", type=int, default=20)
     parser.add_argument("--out", default=str(table1.ROOT / "bench" / "out"))
+    parser.add_argument("--refit", action="store_true",
+                        help="accuracy: fit the latency model anew right before timing the random plans "
+                             "(results under STEP 'accuracy-refit')")
     args = parser.parse_args()
+    global REFIT
+    REFIT = args.refit
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not SHARED.exists():
@@ -292,7 +306,8 @@ def main() -> int:
             for runtime in args.runtimes.split(","):
                 started = time.perf_counter()
                 rows = STEPS[step](key, runtime, out, args.threads, args.plans)
-                results.setdefault(f"{key}:{step}", {})[runtime] = rows
+                name = f"{key}:{step}-refit" if step == "accuracy" and REFIT else f"{key}:{step}"
+                results.setdefault(name, {})[runtime] = rows
                 result_path.write_text(json.dumps(results, indent=2, default=float) + "\n")
                 print(f"{step} {key} {runtime}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     (out / "deploy_latency.md").write_text(markdown(results))
