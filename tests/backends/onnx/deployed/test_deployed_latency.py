@@ -199,6 +199,34 @@ class CountingProfiler:
         return self.inner.profile(proto, feeds, threads, runs=3, warmup=1)
 
 
+class KilledAfter(CountingProfiler):
+    """Dies (as a killed process would stop) after ``limit`` profiles."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def profile(self, proto: Any, feeds: Mapping[str, np.ndarray], threads: int | None = None, runs: int = 30,
+                warmup: int = 5) -> DeployedGraph:
+        if self.calls >= self.limit:
+            raise KeyboardInterrupt
+        return super().profile(proto, feeds, threads, runs, warmup)
+
+
+def test_a_killed_fit_resumes_without_profiling_again(residual_net: Prepared, data: np.ndarray,
+                                                      cache_root: Path) -> None:
+    """The probes are measurements: a fit killed part-way keeps what it finished and profiles only the rest."""
+    with pytest.raises(KeyboardInterrupt):
+        fit_deployed(residual_net.sim, data, threads=1, profiler=KilledAfter(7))  # 3 probes (anchor + probe each)
+    assert list(cache_root.glob("latency/deployed/*.probes.jsonl"))
+    again = CountingProfiler()
+    resumed = fit_deployed(residual_net.sim, data, threads=1, profiler=again)
+    total = 2 * len(resumed.probes) * ProbeSettings().rounds
+    assert again.calls == total - 6  # the 3 finished probe profiles (and their anchor runs) are not redone
+    assert not list(cache_root.glob("latency/deployed/*.probes.jsonl"))  # folded into the saved model
+    assert resumed.model.probes == len(resumed.probes)
+
+
 def test_the_model_is_cached_and_reused_without_profiling(residual_net: Prepared, data: np.ndarray,
                                                           cache_root: Path) -> None:
     counting = CountingProfiler()

@@ -31,12 +31,12 @@ from typing import Any
 import numpy as np
 import onnx
 
-from mixq.atomic import write_json
+from mixq.atomic import append_line, write_json
 from mixq.backends.base import Progress
 from mixq.backends.onnx.deployed.attribute import Attribution, attribute, matcher
 from mixq.backends.onnx.deployed.edges import group_edges
 from mixq.backends.onnx.deployed.probes import ProbeSettings, probe_plans
-from mixq.backends.onnx.deployed.profile import DeployedGraph, Profiler
+from mixq.backends.onnx.deployed.profile import DeployedGraph, DeployedNode, Profiler
 from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId
 from mixq.core.precision import Precision
@@ -282,38 +282,50 @@ def _save(key: Mapping[str, Any], result: DeployedFit) -> None:
 def fastest_profiles(profiler: Profiler, files: Sequence[Callable[[], onnx.ModelProto]],
                      feeds: Mapping[str, np.ndarray], threads: int | None, rounds: int = 1,
                      progress: Progress | None = None, stage: str = "latency model",
-                     anchor: int | None = None) -> list[DeployedGraph]:
+                     anchor: int | None = None, log: Path | None = None) -> list[DeployedGraph]:
     """Each file (made when first needed) profiled ``rounds`` times, in turn (so a burst of other work hits
     one round, not one file), keeping its fastest profile. With one round no file is kept in memory.
 
     ``anchor``: the index of a reference file (the float model) timed right before every other file. This
     machine's speed drifts by up to 2x over minutes; each profile is scaled by (the anchor's median wall over
     the whole campaign) / (its wall just before that profile), so every file is expressed at one machine speed
-    and the anchor's entry is that median."""
+    and the anchor's entry is that median.
+
+    ``log``: a JSON-lines file every finished profile is appended to; a run killed part-way and started again
+    reads it and profiles only what is missing (the probes are measurements: none is lost or redone)."""
+    done = _read_log(log) if log is not None else {}
     best: list[DeployedGraph | None] = [None] * len(files)
     kept: dict[int, onnx.ModelProto] = {}
     anchor_proto = files[anchor]() if anchor is not None else None
     anchor_walls: list[float] = []
     raw: list[tuple[int, DeployedGraph, float]] = []
     total = (len(files) - (anchor is not None)) * rounds
-    done = 0
+    finished = 0
     if progress:
         progress(stage, 0, total)
-    for _ in range(rounds):
+    for r in range(rounds):
         for i, make in enumerate(files):
             if i == anchor:
                 continue
-            proto = kept.get(i) or make()
-            if rounds > 1:
-                kept[i] = proto
-            speed = 1.0
+            if (r, i) in done:
+                graph, speed = done[(r, i)]
+            else:
+                proto = kept.get(i) or make()
+                if rounds > 1:
+                    kept[i] = proto
+                speed = 1.0
+                if anchor_proto is not None:
+                    speed = profiler.profile(anchor_proto, feeds, threads, runs=10, warmup=2).wall_ms
+                graph = profiler.profile(proto, feeds, threads)
+                if log is not None:
+                    append_line(log, json.dumps({"round": r, "file": i, "speed": speed, "graph": _graph_record(graph)})
+                                + "\n")
             if anchor_proto is not None:
-                speed = profiler.profile(anchor_proto, feeds, threads, runs=10, warmup=2).wall_ms
                 anchor_walls.append(speed)
-            raw.append((i, profiler.profile(proto, feeds, threads), speed))
-            done += 1
+            raw.append((i, graph, speed))
+            finished += 1
             if progress:
-                progress(stage, done, total)
+                progress(stage, finished, total)
     typical = float(statistics.median(anchor_walls)) if anchor_walls else 1.0
     for i, graph, speed in raw:
         scaled = _scaled(graph, typical / speed) if anchor_walls else graph
@@ -325,6 +337,28 @@ def fastest_profiles(profiler: Profiler, files: Sequence[Callable[[], onnx.Model
     if progress:
         progress(stage, total, total)
     return [graph for graph in best if graph is not None]
+
+
+def _graph_record(graph: DeployedGraph) -> dict[str, Any]:
+    return {"wall_ms": graph.wall_ms, "nodes": [[n.name, n.kind, n.ms, list(n.inputs), list(n.outputs),
+                                                 list(n.originals)] for n in graph.nodes]}
+
+
+def _read_log(log: Path) -> dict[tuple[int, int], tuple[DeployedGraph, float]]:
+    """The profiles a killed fit finished: (round, file) -> (graph, anchor wall); a torn last line is skipped."""
+    out: dict[tuple[int, int], tuple[DeployedGraph, float]] = {}
+    if not log.is_file():
+        return out
+    for line in log.read_text().splitlines():
+        try:
+            entry = json.loads(line)
+            nodes = tuple(DeployedNode(str(n[0]), str(n[1]), float(n[2]), tuple(n[3]), tuple(n[4]), tuple(n[5]))
+                          for n in entry["graph"]["nodes"])
+            out[(int(entry["round"]), int(entry["file"]))] = (DeployedGraph(nodes, float(entry["graph"]["wall_ms"])),
+                                                              float(entry["speed"]))
+        except (ValueError, KeyError, TypeError, IndexError):
+            continue
+    return out
 
 
 def _scaled(graph: DeployedGraph, factor: float) -> DeployedGraph:
@@ -352,8 +386,11 @@ def fit_deployed(sim: Any, calibration: np.ndarray, runtime: str = "onnxruntime"
     match = matcher(sim)
     feeds = feeds_of(sim, calibration)
     files = [partial(float_proto, sim)] + [partial(plan_proto, sim, plan, calibration) for plan in probes.plans]
+    log = cache_file(key).with_suffix(".probes.jsonl") if use_cache else None
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
     profiled = fastest_profiles(profiler, files, feeds, threads, settings.rounds, progress, "latency model",
-                                anchor=0)
+                                anchor=0, log=log)
     reference = profiled[0].wall_ms
     graphs = profiled[1:]
     parts: list[Attribution] = []
@@ -370,6 +407,8 @@ def fit_deployed(sim: Any, calibration: np.ndarray, runtime: str = "onnxruntime"
                          tuple(parts), tuple(graph.wall_ms for graph in graphs))
     if use_cache:
         _save(key, result)
+        if log is not None:
+            log.unlink(missing_ok=True)  # everything it held is in the saved model now
     return result
 
 
