@@ -391,3 +391,14 @@ CASES += (
              lambda t: _npz_with(t, x=np.zeros((4, 16, 16, 3), np.uint8), y=np.array([0.5, 1, 2, 3])),
              "y must hold integer class indices"),
 )
+
+
+# part S3: the deployed-file workflow (issue #12). (A misspelt --runtime is refused by argparse with the
+# registry's did-you-mean, like every registry-backed flag.)
+CASES += (
+    BadInput("--verify -1", lambda t: _search(_model(t), _npz(t), t, "--verify", "-1"),
+             "--verify must be 0 (off) or a number of plans"),
+    BadInput("--cost latency on a torch model", lambda t: _search(_model(t), _npz(t), t, "--cost", "latency",
+                                                                  budget="latency<=0.5"),
+             "export it to ONNX first"),
+)
