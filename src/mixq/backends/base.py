@@ -216,8 +216,9 @@ class Backend(Protocol):
         """Milliseconds per (group, candidate) of ``traced``, timed on this machine."""
         ...
 
-    def deployed_costs(self, sim: Simulation, calibration: np.ndarray, threads: int | None = None) -> DeployedCosts:
-        """What a configuration costs once deployed (file size, latency), for TuneQn's objectives."""
+    def deployed_costs(self, sim: Simulation, calibration: np.ndarray, threads: int | None = None,
+                       runtime: str = "onnxruntime") -> DeployedCosts:
+        """What a configuration costs once deployed (file size, latency in ``runtime``), for TuneQn's objectives."""
         ...
 
     def measure_deployed_latency(self, sim: Simulation, calibration: np.ndarray, *, runtime: str = "onnxruntime",

@@ -358,7 +358,7 @@ class TuneQn:
         float_quality = evaluator.float_quality() if target is not None and target.needs_labels else None
         try:  # the paper's runtime objectives, where the backend can write and time the file: size, latency
             measure: MeasureFn | None = prepared.backend.deployed_costs(prepared.sim, prepared.calibration,
-                                                                         config.threads)
+                                                                         config.threads, runtime=config.runtime)
         except CapabilityError:
             measure = None
         run = context.run

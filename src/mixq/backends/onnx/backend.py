@@ -84,13 +84,14 @@ class OnnxBackend:
 
         return measure_latency(traced, threads=threads, progress=progress, scheme=scheme)
 
-    def deployed_costs(self, sim: Simulation, calibration: np.ndarray, threads: int | None = None) -> DeployedCosts:
-        """The paper's runtime objectives: the exported file's size and its ONNX Runtime latency."""
+    def deployed_costs(self, sim: Simulation, calibration: np.ndarray, threads: int | None = None,
+                       runtime: str = "onnxruntime") -> DeployedCosts:
+        """The paper's runtime objectives: the exported file's size and its latency in ``runtime``."""
         from mixq.backends.onnx.export.measure import deployed_costs
 
         if not isinstance(sim, OnnxSimulation):
             raise internal(f"the ONNX backend was given a {type(sim).__name__} to deploy")
-        return deployed_costs(sim, calibration, threads)
+        return deployed_costs(sim, calibration, threads, runtime=runtime)
 
     def measure_deployed_latency(self, sim: Simulation, calibration: np.ndarray, *, runtime: str = "onnxruntime",
                                  threads: int | None = None, progress: Progress | None = None,

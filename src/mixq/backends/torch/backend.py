@@ -69,7 +69,8 @@ class TorchBackend:
                         scheme: QuantScheme | None = None) -> LatencyTable:
         raise CapabilityError(LATENCY_FIX)
 
-    def deployed_costs(self, sim: Simulation, calibration: np.ndarray, threads: int | None = None) -> DeployedCosts:
+    def deployed_costs(self, sim: Simulation, calibration: np.ndarray, threads: int | None = None,
+                       runtime: str = "onnxruntime") -> DeployedCosts:
         raise CapabilityError("deployed costs (exported file size and ONNX Runtime latency) need an ONNX model: "
                               "export it to ONNX (torch.onnx.export) and search the .onnx file")
 
