@@ -164,3 +164,17 @@ def test_the_one_command_job_with_the_deployed_latency_model(residual_onnx: tupl
     assert verified["chosen"] is not None and len(verified["files"]) >= 2
     assert result.plan.costs["latency"].unit == "ms" and "file" in result.plan.quality
     assert "latency_model_s" in result.timings and "verify_s" in result.timings
+
+
+def test_without_a_run_directory_the_judged_files_are_temporary(residual_onnx: tuple[Path, np.ndarray],
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                tmp_path: Path) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where TemporaryDirectory puts the judge's files
+    path, data = residual_onnx
+    config = SearchConfig(candidates=parse_candidates("w8a8,fp32"), budgets=("agreement>=0.9",), num_samples=8,
+                          cost="latency", latency_model="kernels", threads=1, verify=1)
+    result = search(str(path), data, config)
+    assert result.run_dir is None and result.plan.quality["file"]["latency_ms"] > 0
+    assert not list(tmp_path.glob("mixq-verified-*"))

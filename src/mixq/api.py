@@ -3,7 +3,9 @@ strategies, cost totals, checks and the prepared model live in the modules that 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -197,15 +199,12 @@ def _judged(job: _Job, outcome: StrategyOutcome, plans: int) -> tuple[StrategyOu
     def export(assignment: Assignment, path: Path) -> None:
         prepared.backend.export(job.model, assignment, prepared.calibration, path, export_settings)
 
-    if run is not None:
-        folder = run.path / FOLDER
-    else:
-        import tempfile
-
-        folder = Path(tempfile.mkdtemp(prefix="mixq-verified-"))
     started = time.perf_counter()
-    verdict = judge(prepared, problem, picked, evaluator, target, config.cost_budgets, folder, settings, export,
-                    predicted, context.progress)
+    with contextlib.ExitStack() as stack:  # without a run directory the files live only as long as the judge
+        folder = (run.path / FOLDER if run is not None
+                  else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mixq-verified-"))))
+        verdict = judge(prepared, problem, picked, evaluator, target, config.cost_budgets, folder, settings, export,
+                        predicted, context.progress)
     logger.info("%s", verdict.note)
     if run is not None:
         run.write_json(FILE, verdict.to_dict(run.path))
