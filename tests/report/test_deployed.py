@@ -191,3 +191,26 @@ def test_latency_model_round_trips_through_the_schema(deployed_run: Path) -> Non
     records = json.loads((deployed_run / "latency_model.json").read_text())
     loaded = load_run(deployed_run).latency_model
     assert loaded is not None and loaded.to_records() == DeployedLatency.from_records(records).to_records()
+
+
+def test_negative_edge_terms_and_fixed_part_load(deployed_run: Path) -> None:
+    """A fitted model's edges carry how a consumer shifts its producer's kernel from the mean, so they (and the
+    fixed part, wall minus profiled node time) can be negative: the report reads them."""
+    records = latency_records(["conv1"])
+    records["fixed_ms"] = -0.4
+    records["pairs"][0]["ms"] = -0.05
+    (deployed_run / "latency_model.json").write_text(json.dumps(records))
+    run = load_run(deployed_run)
+    assert run.latency_model is not None and run.latency_model.fixed_ms == -0.4
+
+
+def test_the_timeline_total_is_the_plans_predicted_latency(deployed_run: Path) -> None:
+    """fixed + groups + transitions + edges inside regions = the model's total for the plan (total_cost)."""
+    from mixq.cost.base import total_cost
+    from mixq.report.timeline import timeline
+
+    run = load_run(deployed_run)
+    line = timeline(run)
+    assert run.latency_model is not None and line.predicted_ms is not None
+    assert line.predicted_ms == pytest.approx(total_cost(run.latency_model, run.graph, run.plan.assignment))
+    assert all(t.precisions[0].is_float != t.precisions[1].is_float for t in line.transitions)

@@ -51,7 +51,8 @@ class Timeline:
         float_regions: indices of the groups of each float region. With the latency model's edges a region
             is a connected set of float groups (a residual branch joins its trunk); without them it is a
             maximal run of consecutive float groups in graph order.
-        transitions: with the model, the edges whose cost under the plan is above 0; without it, the places
+        transitions: with the model, its edges between an integer and a float group (and what it charges
+            them); without it, the places
             in graph order where an integer group and a float group meet.
         from_edges: whether the counts come from the model's edges (True) or from graph order.
         fixed_ms: the model's per-run time no plan changes (None without the model).
@@ -62,6 +63,8 @@ class Timeline:
     transitions: tuple[Transition, ...]
     from_edges: bool
     fixed_ms: float | None
+    #: with the model: what its edges inside regions charge (the ops between two kernels of one kind)
+    within_ms: float | None = None
 
     @property
     def summary(self) -> str:
@@ -85,9 +88,11 @@ class Timeline:
 
     @property
     def predicted_ms(self) -> float | None:
-        """The model's latency of the plan: fixed + every group's kernel + every paid edge."""
+        """The model's latency of the plan: fixed + every group's kernel + every edge (transitions and within)."""
         groups, edges = self.groups_ms, self.transitions_ms
-        return None if self.fixed_ms is None or groups is None or edges is None else self.fixed_ms + groups + edges
+        if self.fixed_ms is None or groups is None or edges is None:
+            return None
+        return self.fixed_ms + groups + edges + (self.within_ms or 0.0)
 
 
 def precision_order(line: Timeline, candidates: Sequence[str]) -> list[str]:
@@ -106,7 +111,10 @@ def timeline(run: RunData) -> Timeline:
         regions = tuple(tuple(run) for run in _runs([g.index for g in groups if g.precision.is_float]))
         return Timeline(groups, regions, _boundaries(groups), False, None)
     edges = tuple(model.edges(run.graph))
-    return Timeline(groups, _components(groups, edges), _paid(groups, edges, model), True, model.fixed_ms)
+    at = {g.id: g.precision for g in groups}
+    within = sum(model.edge_cost((a, b), at[a], at[b]) for a, b in edges if at[a].is_float == at[b].is_float)
+    return Timeline(groups, _components(groups, edges), _paid(groups, edges, model), True, model.fixed_ms,
+                    float(within))
 
 
 def _runs(indices: Sequence[int]) -> list[list[int]]:
@@ -147,11 +155,14 @@ def _components(groups: Sequence[TimelineGroup], edges: Sequence[Edge]) -> tuple
 
 
 def _paid(groups: Sequence[TimelineGroup], edges: Sequence[Edge], model: DeployedLatency) -> tuple[Transition, ...]:
-    """The model's edges that cost more than 0 under the plan, in the consumer's graph order."""
+    """The model's edges between an integer and a float group under the plan, with what the model charges
+    them, in the consumer's graph order. (Edges inside a region also carry time, the ops between two
+    kernels, but are no transition.)"""
     at: Mapping[str, TimelineGroup] = {g.id: g for g in groups}
     paid = []
     for a, b in edges:
+        if at[a].precision.is_float == at[b].precision.is_float:
+            continue
         ms = model.edge_cost((a, b), at[a].precision, at[b].precision)
-        if ms > 0:
-            paid.append(Transition(a, b, at[a].index, at[b].index, (at[a].precision, at[b].precision), ms))
+        paid.append(Transition(a, b, at[a].index, at[b].index, (at[a].precision, at[b].precision), ms))
     return tuple(sorted(paid, key=lambda t: (t.consumer_index, t.producer_index)))

@@ -26,12 +26,14 @@ class UnaryLatency(SchemaModel):
 
 
 class PairLatency(SchemaModel):
-    """What the runtime pays on one edge for one (producer, consumer) pair of precisions."""
+    """What the runtime pays on one edge for one (producer, consumer) pair of precisions. May be negative: the
+    edge also carries how the consumer's precision shifts the producer's kernel from its mean (an int8 conv
+    that fuses when its consumer is int8 is faster than its average over the probes)."""
 
     producer: str
     consumer: str
     precisions: Annotated[list[PrecisionText], Field(min_length=2, max_length=2)]
-    ms: NonNegativeMs
+    ms: FiniteFloat
 
 
 class LatencyModelFile(SchemaModel):
