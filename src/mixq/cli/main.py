@@ -90,7 +90,8 @@ def _progress(args: argparse.Namespace, console: Console) -> Any:
 
 def _scheme(args: argparse.Namespace) -> QuantScheme:
     return QuantScheme(weight_per_channel=not args.per_tensor_weights, weight_range=RangeMethod(args.weight_range),
-                       act_range=RangeMethod(args.act_range), act_dynamic=args.dynamic)
+                       act_range=RangeMethod(args.act_range), act_dynamic=args.dynamic,
+                       weight_rounding=getattr(args, "rounding", "nearest"))
 
 
 def _load(args: argparse.Namespace, data_arg: str | None = None) -> tuple[Any, Any, Any]:
