@@ -131,3 +131,27 @@ def test_the_cli_flag_sets_the_scheme() -> None:
         args = build_parser().parse_args([*verb, "m.onnx", "--data", "d", "--rounding", "adaround"])
         assert _scheme(args) == ADAROUND
         assert _scheme(build_parser().parse_args([*verb, "m.onnx", "--data", "d"])) == QuantScheme()
+
+
+def test_layer_specs_follow_the_nodes_attributes_and_refuse_what_adaround_cannot_mirror() -> None:
+    from onnx import helper
+
+    from mixq.backends.onnx.rounding import layer_spec
+    from mixq.core.graph import OpKind
+
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1], dilations=[1, 1])
+    spec, _ = layer_spec(conv, np.zeros((8, 3, 3, 3), np.float32))
+    assert spec is not None and (spec.kind, spec.stride, spec.padding, spec.groups) == (OpKind.CONV, (2, 2), (1, 1), 1)
+    depthwise = helper.make_node("Conv", ["x", "w"], ["y"], group=8, pads=[1, 1, 1, 1])
+    spec, _ = layer_spec(depthwise, np.zeros((8, 1, 3, 3), np.float32))
+    assert spec is not None and (spec.kind, spec.groups) == (OpKind.DEPTHWISE_CONV, 8)
+    asymmetric = helper.make_node("Conv", ["x", "w"], ["y"], pads=[0, 0, 1, 1])
+    assert layer_spec(asymmetric, np.zeros((8, 3, 3, 3), np.float32)) == (None, "asymmetric pads [0, 0, 1, 1]")
+    same = helper.make_node("Conv", ["x", "w"], ["y"], auto_pad="SAME_UPPER")
+    assert layer_spec(same, np.zeros((8, 3, 3, 3), np.float32))[0] is None
+    weight = np.zeros((4, 6), np.float32)
+    assert layer_spec(helper.make_node("Gemm", ["x", "w"], ["y"], transB=1), weight)[0].kind is OpKind.LINEAR
+    assert layer_spec(helper.make_node("Gemm", ["x", "w"], ["y"]), weight)[0].kind is OpKind.MATMUL  # (in, out)
+    assert layer_spec(helper.make_node("MatMul", ["x", "w"], ["y"]), weight)[0].kind is OpKind.MATMUL
+    assert layer_spec(helper.make_node("Gemm", ["x", "w"], ["y"], alpha=0.5), weight)[0] is None
+    assert layer_spec(helper.make_node("ConvTranspose", ["x", "w"], ["y"]), np.zeros((3, 8, 2, 2), np.float32))[0] is None
