@@ -15,20 +15,20 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-import onnx  # noqa: E402
-from onnx import numpy_helper  # noqa: E402
+import onnx
+from onnx import numpy_helper
 
-from mixq import api  # noqa: E402
-from mixq.backends.onnx import testing  # noqa: E402
-from mixq.config import SearchConfig  # noqa: E402
-from mixq.core.assignment import Assignment  # noqa: E402
-from mixq.core.precision import Precision, QuantScheme  # noqa: E402
-from mixq.cost.totals import CostRecord  # noqa: E402
-from mixq.errors import CapabilityError, ConfigError, RunDirectoryError  # noqa: E402
-from mixq.export import export  # noqa: E402
-from mixq.plan import Plan  # noqa: E402
-from mixq.prepared import prepare  # noqa: E402
-from mixq.rundir import RunDirectory  # noqa: E402
+from mixq import api
+from mixq.backends.onnx import testing
+from mixq.config import SearchConfig
+from mixq.core.assignment import Assignment
+from mixq.core.precision import Precision, QuantScheme
+from mixq.cost.totals import CostRecord
+from mixq.errors import CapabilityError, ConfigError, RunDirectoryError
+from mixq.export import export
+from mixq.plan import Plan
+from mixq.prepared import prepare
+from mixq.rundir import RunDirectory
 
 ADAROUND = QuantScheme(weight_rounding="adaround")
 W4A8 = Precision.parse("w4a8")

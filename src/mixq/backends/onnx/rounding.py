@@ -127,7 +127,8 @@ class AdaRounder:
                                               self.config, self.seed, progress)
         return integers
 
-    def keys(self) -> list[str]:
+    def roundable(self) -> list[str]:
+        """The weights AdaRound rounds (the others keep nearest rounding)."""
         return list(self.specs)
 
 
@@ -191,10 +192,10 @@ def adarounder(model: OnnxModel, sites: Iterable[OnnxSite], weights: dict[str, n
     samples = calibration[:MAX_SAMPLES]
     values = collect_inputs(model, list(dict.fromkeys(tensors.values())), samples)
     inputs = {key: values[name] for key, name in tensors.items()}
-    for key in inputs:
-        if inputs[key].ndim < 2:
+    for key, values_of_key in inputs.items():
+        if values_of_key.ndim < 2:
             raise internal(f"AdaRound: the input of {key} has no sample axis")
     return AdaRounder(specs, inputs, weights, axes, seed=seed)
 
 
-__all__ = ["AdaRounder", "MAX_SAMPLES", "adarounder", "collect_inputs", "layer_spec"]
+__all__ = ["MAX_SAMPLES", "AdaRounder", "adarounder", "collect_inputs", "layer_spec"]
