@@ -107,6 +107,8 @@ def parse_candidates(text: str | Iterable[str | Precision]) -> tuple[Precision, 
 
 #: How weights may round to their integer grid (``QuantScheme.weight_rounding``).
 WEIGHT_ROUNDINGS = ("nearest", "adaround")
+#: AdaRound's default steps per (layer, bits): ``mixq.core.rounding.AdaRoundConfig``'s default.
+ADAROUND_ITERATIONS = 500
 
 
 class RangeMethod(str, Enum):
@@ -135,6 +137,9 @@ class QuantScheme:
             layer's output on the calibration samples; label-free, cached on disk; ONNX models only for now).
             :meth:`to_dict` writes it only when it is not ``nearest``, so plans and run keys written
             before it existed are unchanged.
+        adaround_iterations: AdaRound's optimisation steps per (layer, weight bit-width)
+            (``mixq.core.rounding.AdaRoundConfig.iterations``); written by :meth:`to_dict` only when it is
+            not the default.
     """
 
     weight_per_channel: bool = True
@@ -145,6 +150,7 @@ class QuantScheme:
     percentile: float = 99.99
     act_dynamic: bool = False
     weight_rounding: str = "nearest"
+    adaround_iterations: int = ADAROUND_ITERATIONS
 
     def __post_init__(self) -> None:
         for name in ("weight_per_channel", "weight_symmetric", "act_symmetric", "act_dynamic"):
@@ -158,6 +164,9 @@ class QuantScheme:
         if self.weight_rounding not in WEIGHT_ROUNDINGS:
             raise ConfigError(f"weight_rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}, "
                               f"got {self.weight_rounding!r}")
+        iterations = self.adaround_iterations
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise ConfigError(f"adaround_iterations must be a positive whole number, got {iterations!r}")
         object.__setattr__(self, "weight_range", RangeMethod(self.weight_range))
         object.__setattr__(self, "act_range", RangeMethod(self.act_range))
 
@@ -168,6 +177,8 @@ class QuantScheme:
         out.update(weight_range=self.weight_range.value, act_range=self.act_range.value)
         if self.weight_rounding == "nearest":
             del out["weight_rounding"]
+        if self.adaround_iterations == ADAROUND_ITERATIONS:
+            del out["adaround_iterations"]
         return out
 
     @classmethod

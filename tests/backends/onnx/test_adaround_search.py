@@ -85,8 +85,10 @@ def test_the_exported_file_holds_the_adaround_integers_and_agrees_with_the_simul
 
 def test_the_default_scheme_rounds_to_nearest_and_writes_what_it_wrote_before() -> None:
     assert QuantScheme().weight_rounding == "nearest"
-    assert "weight_rounding" not in QuantScheme().to_dict()  # plans and run keys unchanged
-    assert "weight_rounding" not in json.dumps(SearchConfig().measurement_key())
+    assert QuantScheme().to_dict() == {"weight_per_channel": True, "weight_symmetric": True, "act_symmetric": False,
+                                       "weight_range": "mse", "act_range": "mse", "percentile": 99.99,
+                                       "act_dynamic": False}  # as before: plans and run keys unchanged
+    assert "adaround" not in json.dumps(SearchConfig().measurement_key())
     sim = prepare(testing.residual(), CALIB, ["w4a8"], QuantScheme(), 32).sim
     for key, weight in sim.quantizers.weights.items():
         q, scale, zero = sim.quantizers.weight_integers(key, 4)
@@ -100,6 +102,11 @@ def test_the_rounding_round_trips_through_the_plan(tmp_path: Path) -> None:
     assert QuantScheme.from_dict({"act_range": "minmax"}).weight_rounding == "nearest"  # an older plan
     with pytest.raises(ConfigError, match="weight_rounding must be one of nearest, adaround"):
         QuantScheme(weight_rounding="stochastic")
+    with pytest.raises(ConfigError, match="adaround_iterations must be a positive whole number"):
+        QuantScheme(adaround_iterations=0)
+    short = QuantScheme(weight_rounding="adaround", adaround_iterations=50)
+    assert short.to_dict()["adaround_iterations"] == 50 and "adaround_iterations" not in ADAROUND.to_dict()
+    assert QuantScheme.from_dict(short.to_dict()) == short
     plan = Plan(Assignment({"conv1": W4A8}), {"bops": CostRecord(1.0, "BOPs", 0.25)}, 20.0, scheme=ADAROUND,
                 num_samples=32)
     stored = json.loads(plan.save(tmp_path / "plan.json").read_text())
@@ -131,6 +138,9 @@ def test_the_cli_flag_sets_the_scheme() -> None:
         args = build_parser().parse_args([*verb, "m.onnx", "--data", "d", "--rounding", "adaround"])
         assert _scheme(args) == ADAROUND
         assert _scheme(build_parser().parse_args([*verb, "m.onnx", "--data", "d"])) == QuantScheme()
+        args = build_parser().parse_args([*verb, "m.onnx", "--data", "d", "--rounding", "adaround",
+                                          "--adaround-iterations", "50"])
+        assert _scheme(args) == QuantScheme(weight_rounding="adaround", adaround_iterations=50)
 
 
 def test_layer_specs_follow_the_nodes_attributes_and_refuse_what_adaround_cannot_mirror() -> None:

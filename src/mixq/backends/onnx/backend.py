@@ -171,8 +171,10 @@ class OnnxTraced:
         rounder = None
         if scheme.weight_rounding == "adaround":
             from mixq.backends.onnx.rounding import adarounder
+            from mixq.core.rounding import AdaRoundConfig
 
-            rounder = adarounder(self.model, self.sites, weights, axes, calibration)
+            config = AdaRoundConfig(iterations=scheme.adaround_iterations)
+            rounder = adarounder(self.model, self.sites, weights, axes, calibration, config)
         quantizers = Quantizers(weights, axes, stats, scheme, rounder)
         if rounder is not None:
             wanted = set(weight_bits)  # the export's plan: only its bit-widths (its graph's candidates are stand-ins)

@@ -164,7 +164,7 @@ def collect_inputs(model: OnnxModel, tensors: Sequence[str], calibration: np.nda
 
 
 def adarounder(model: OnnxModel, sites: Iterable[OnnxSite], weights: dict[str, np.ndarray], axes: dict[str, int],
-               calibration: np.ndarray, seed: int = 0) -> AdaRounder:
+               calibration: np.ndarray, config: AdaRoundConfig | None = None, seed: int = 0) -> AdaRounder:
     """The AdaRound rounder of ``sites``' weights, their layer inputs gathered on the first
     :data:`MAX_SAMPLES` calibration samples."""
     nodes = {node.name: node for node in model.index.nodes}
@@ -195,7 +195,7 @@ def adarounder(model: OnnxModel, sites: Iterable[OnnxSite], weights: dict[str, n
     for key, values_of_key in inputs.items():
         if values_of_key.ndim < 2:
             raise internal(f"AdaRound: the input of {key} has no sample axis")
-    return AdaRounder(specs, inputs, weights, axes, seed=seed)
+    return AdaRounder(specs, inputs, weights, axes, config, seed=seed)
 
 
 __all__ = ["MAX_SAMPLES", "AdaRounder", "adarounder", "collect_inputs", "layer_spec"]
