@@ -74,6 +74,7 @@ def prepare(model: object, data: Dataset | np.ndarray, candidates: str | Sequenc
     if len(data) == 0:
         raise DataError("the data set is empty: give at least one sample")
     backend = backends.resolve(model)
+    backends.require_rounding(backend, scheme.weight_rounding)
     if threads is not None:
         backend.set_threads(threads)
     timings: dict[str, float] = {}

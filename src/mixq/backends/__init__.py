@@ -8,9 +8,9 @@ the entry point; everything after talks to the ``Backend`` protocol (``mixq.back
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mixq.errors import BackendUnavailableError, UnsupportedModelError
+from mixq.errors import BackendUnavailableError, CapabilityError, UnsupportedModelError
 from mixq.registry import Registry
 
 if TYPE_CHECKING:
@@ -25,6 +25,38 @@ BACKENDS.add("onnx", "mixq.backends.onnx.backend:OnnxBackend",
 
 #: The extra that installs a built-in backend's framework (for the error when it is missing).
 _EXTRAS = {"torch": "torch", "onnx": "onnx"}
+
+
+#: Weight-rounding optimisers other than nearest, by ``QuantScheme.weight_rounding``: lazy
+#: ``"module:function"`` entries, so a backend reaches an optimiser that another backend's framework runs
+#: (the ONNX backend uses torch's AdaRound) without importing that backend. Each function has the signature
+#: of :func:`mixq.backends.torch.adaround.adaround`.
+ROUNDINGS: Registry[Any] = Registry("weight rounding")
+ROUNDINGS.add("adaround", "mixq.backends.torch.adaround:adaround",
+              help="AdaRound (Nagel et al. 2020), optimised with torch (pip install \"mixq[torch]\")")
+
+
+def weight_rounding(name: str) -> Any:
+    """The optimiser function of weight rounding ``name``; a missing framework is one ``BackendUnavailableError``."""
+    try:
+        return ROUNDINGS.get(name).load()
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"--rounding {name} needs {exc.name or 'a missing package'} to optimise the rounding: "
+            "pip install \"mixq[torch]\"") from None
+
+
+def require_rounding(backend: Backend, rounding: str) -> None:
+    """Refuse, before any work, a weight rounding the backend cannot apply (its ``weight_roundings``
+    attribute; a backend without one rounds to nearest only)."""
+    supported = getattr(backend, "weight_roundings", ("nearest",))
+    if rounding not in supported:
+        hint = (": export the model with torch.onnx.export(model, example, \"model.onnx\") and quantize the "
+                ".onnx file" if backend.name == "torch" and rounding == "adaround" else "")
+        name = "AdaRound" if rounding == "adaround" else f"--rounding {rounding}"
+        raise CapabilityError(f"{name} runs on ONNX models for now, not on {backend.name} models{hint}"
+                              if rounding == "adaround" else
+                              f"the {backend.name} backend cannot round weights with {name}")
 
 
 def get_backend(name: str) -> Backend:

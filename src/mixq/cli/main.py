@@ -21,7 +21,7 @@ from mixq.cli.parser import build_parser
 from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
 from mixq.cli.summary import print_comparison, print_inspect, print_search
 from mixq.config import SearchConfig
-from mixq.core.precision import QuantScheme, RangeMethod
+from mixq.core.precision import ADAROUND_ITERATIONS, QuantScheme, RangeMethod
 from mixq.errors import ConfigError, InternalError, MixqError, internal
 from mixq.options import parse_pairs
 from mixq.solvers import SOLVERS
@@ -90,7 +90,9 @@ def _progress(args: argparse.Namespace, console: Console) -> Any:
 
 def _scheme(args: argparse.Namespace) -> QuantScheme:
     return QuantScheme(weight_per_channel=not args.per_tensor_weights, weight_range=RangeMethod(args.weight_range),
-                       act_range=RangeMethod(args.act_range), act_dynamic=args.dynamic)
+                       act_range=RangeMethod(args.act_range), act_dynamic=args.dynamic,
+                       weight_rounding=getattr(args, "rounding", "nearest"),
+                       adaround_iterations=getattr(args, "adaround_iterations", ADAROUND_ITERATIONS))
 
 
 def _load(args: argparse.Namespace, data_arg: str | None = None) -> tuple[Any, Any, Any]:

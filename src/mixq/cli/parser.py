@@ -9,7 +9,7 @@ from mixq.cli.configfile import add_config_file_flag
 from mixq.cli.export_cmd import add_export_parser
 from mixq.config import DEFAULT_CANDIDATES
 from mixq.core.budget import BUDGET_HELP
-from mixq.core.precision import RangeMethod
+from mixq.core.precision import ADAROUND_ITERATIONS, WEIGHT_ROUNDINGS, RangeMethod
 from mixq.cost import ADDITIVE, COST_MODELS
 from mixq.hardware import HARDWARE
 from mixq.options import known_keys
@@ -64,6 +64,15 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
     parser.add_argument("--dynamic", action="store_true",
                         help="dynamic activation quantization: ranges from each batch at run time, as ONNX Runtime's "
                              "dynamic mode (suits transformers); no calibrated activation ranges")
+    parser.add_argument("--rounding", choices=list(WEIGHT_ROUNDINGS), default="nearest",
+                        help="how weights round to their integer grid (default nearest). adaround: AdaRound "
+                             "learns, per layer and weight bit-width, whether each weight rounds down or up so that "
+                             "the layer's output on the calibration samples (at most 64) is closest to the float "
+                             "layer's; label-free, a few seconds per layer on a CPU, cached on disk "
+                             "($MIXQ_CACHE_DIR/adaround); ONNX models only for now. Export takes it from the plan")
+    parser.add_argument("--adaround-iterations", type=int, default=ADAROUND_ITERATIONS, metavar="N",
+                        help=f"AdaRound's optimisation steps per layer and weight bit-width "
+                             f"(default {ADAROUND_ITERATIONS}; with --rounding adaround)")
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:

@@ -105,6 +105,12 @@ def parse_candidates(text: str | Iterable[str | Precision]) -> tuple[Precision, 
     return tuple(out)
 
 
+#: How weights may round to their integer grid (``QuantScheme.weight_rounding``).
+WEIGHT_ROUNDINGS = ("nearest", "adaround")
+#: AdaRound's default steps per (layer, bits): ``mixq.core.rounding.AdaRoundConfig``'s default.
+ADAROUND_ITERATIONS = 500
+
+
 class RangeMethod(str, Enum):
     """How a quantizer's clipping range is chosen from calibration values."""
 
@@ -126,6 +132,14 @@ class QuantScheme:
         percentile: the percentile used by ``RangeMethod.PERCENTILE``.
         act_dynamic: activation ranges from each batch's own min/max at run time, as ONNX Runtime's
             dynamic quantization does (suits transformer MatMul/Gemm); calibration sets no range.
+        weight_rounding: how weights round to their integer grid: ``nearest`` (default) or ``adaround``
+            (AdaRound: per layer and weight bit-width, the up/down choice that best reconstructs the float
+            layer's output on the calibration samples; label-free, cached on disk; ONNX models only for now).
+            :meth:`to_dict` writes it only when it is not ``nearest``, so plans and run keys written
+            before it existed are unchanged.
+        adaround_iterations: AdaRound's optimisation steps per (layer, weight bit-width)
+            (``mixq.core.rounding.AdaRoundConfig.iterations``); written by :meth:`to_dict` only when it is
+            not the default.
     """
 
     weight_per_channel: bool = True
@@ -135,6 +149,8 @@ class QuantScheme:
     act_range: RangeMethod = RangeMethod.MSE
     percentile: float = 99.99
     act_dynamic: bool = False
+    weight_rounding: str = "nearest"
+    adaround_iterations: int = ADAROUND_ITERATIONS
 
     def __post_init__(self) -> None:
         for name in ("weight_per_channel", "weight_symmetric", "act_symmetric", "act_dynamic"):
@@ -145,13 +161,24 @@ class QuantScheme:
             raise ConfigError(f"percentile must be a number in (50, 100], e.g. 99.99, got {self.percentile!r}")
         if not 50.0 < self.percentile <= 100.0:
             raise ConfigError(f"percentile must be in (50, 100], got {self.percentile}")
+        if self.weight_rounding not in WEIGHT_ROUNDINGS:
+            raise ConfigError(f"weight_rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}, "
+                              f"got {self.weight_rounding!r}")
+        iterations = self.adaround_iterations
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise ConfigError(f"adaround_iterations must be a positive whole number, got {iterations!r}")
         object.__setattr__(self, "weight_range", RangeMethod(self.weight_range))
         object.__setattr__(self, "act_range", RangeMethod(self.act_range))
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain values (range methods as their names), as plans and config files store them."""
+        """Plain values (range methods as their names), as plans and config files store them; the default
+        ``weight_rounding`` is left out (plans and measurement keys of nearest rounding stay as they were)."""
         out = asdict(self)
         out.update(weight_range=self.weight_range.value, act_range=self.act_range.value)
+        if self.weight_rounding == "nearest":
+            del out["weight_rounding"]
+        if self.adaround_iterations == ADAROUND_ITERATIONS:
+            del out["adaround_iterations"]
         return out
 
     @classmethod

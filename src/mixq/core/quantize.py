@@ -10,7 +10,7 @@ backends calibrate on the same sampled values and quantize weights bit for bit a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -55,14 +55,22 @@ class WeightQuantizer:
     ``axes[key]`` is the weight's output-channel axis (per-channel scales run along it). Rounding is
     ``round(w / scale) + zero`` in float64 (half to even), clamped; the dequantized weight is computed in
     float32, as ``DequantizeLinear`` computes it, so an exported integer model reproduces it bit for bit.
+
+    ``rounder`` (the scheme's ``weight_rounding`` other than nearest, set by a backend): called as
+    ``rounder(key, bits, params)`` on a weight's first use at ``bits``, it returns that weight's integers
+    (int32, its layout, on the grid of ``params``) or None for nearest rounding. Its result replaces the
+    nearest-rounded integers everywhere (simulation, sub-models, export), as it comes from this one place.
     """
 
-    def __init__(self, weights: Mapping[str, np.ndarray], axes: Mapping[str, int], scheme: QuantScheme) -> None:
+    def __init__(self, weights: Mapping[str, np.ndarray], axes: Mapping[str, int], scheme: QuantScheme,
+                 rounder: Callable[[str, int, QuantParams], np.ndarray | None] | None = None) -> None:
         self.weights = weights
         self.axes = axes
         self.scheme = scheme
+        self.rounder = rounder
         self._params: dict[tuple[str, int], QuantParams] = {}
         self._weights: dict[tuple[str, Precision], np.ndarray] = {}
+        self._rounded: dict[tuple[str, int], np.ndarray | None] = {}
 
     def params(self, key: str, bits: int) -> QuantParams:
         """Per-channel (along ``axes[key]``) or per-tensor parameters of a weight."""
@@ -85,6 +93,12 @@ class WeightQuantizer:
             shape = [1] * w.ndim
             shape[self.axes[key]] = -1
             scale, zero = scale.reshape(shape), zero.reshape(shape)
+        if self.rounder is not None:
+            if (key, bits) not in self._rounded:
+                self._rounded[(key, bits)] = self.rounder(key, bits, params)
+            rounded = self._rounded[(key, bits)]
+            if rounded is not None:
+                return rounded, scale, zero
         q = np.clip(np.round(w.astype(np.float64) / scale) + zero, params.qmin, params.qmax)
         return q.astype(np.int32), scale, zero
 

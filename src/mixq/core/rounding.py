@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mixq.core.graph import OpKind
+from mixq.core.precision import ADAROUND_ITERATIONS
 from mixq.core.ranges import QuantParams
 
 #: Ops AdaRound can round: each has a weight and is linear in its input.
@@ -78,7 +79,7 @@ class AdaRoundConfig:
         lr: Adam's learning rate on V.
     """
 
-    iterations: int = 500
+    iterations: int = ADAROUND_ITERATIONS
     batch_size: int = 32
     reg_weight: float = 0.01
     beta_start: float = 20.0

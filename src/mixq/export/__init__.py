@@ -82,6 +82,7 @@ def export(model: object, plan: Plan | Assignment | Precision | str | Path, cali
         plan = Plan.load(plan)
     if scheme is None and isinstance(plan, Plan):
         scheme = plan.scheme
+    backends.require_rounding(backend, (scheme or _default_scheme()).weight_rounding)
     if num_samples is None:
         num_samples = plan.num_samples if isinstance(plan, Plan) and plan.num_samples is not None else 64
     data = as_dataset(calibration)

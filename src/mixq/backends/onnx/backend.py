@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 class OnnxBackend:
     name = "onnx"
+    #: ``QuantScheme.weight_rounding`` values this backend applies (``mixq.backends.require_rounding``).
+    weight_roundings = ("nearest", "adaround")
 
     def accepts(self, model: object) -> bool:
         return is_onnx_model(model)
@@ -57,8 +59,9 @@ class OnnxBackend:
         from mixq.backends.onnx.export.onnx_qdq import export_qdq
 
         traced = self.trace(model, calibration[:1], parse_candidates(["w8a8"]))
-        sim = traced.prepare(calibration, settings.scheme, progress)
         resolved = Assignment.from_dict(assignment.to_dict(), traced.graph)
+        sim = traced.prepare(calibration, settings.scheme, progress,
+                             weight_bits=[precision.weight_bits for _, precision in resolved.items()])
         check = calibration[:settings.check_samples] if settings.check_samples else None
         return export_qdq(sim, resolved, path, check_data=check, benchmark=settings.benchmark, int4=settings.int4,
                           int32_bias=settings.int32_bias, threads=settings.threads, progress=progress,
@@ -146,10 +149,15 @@ class OnnxTraced:
         self.model = model
         self.sites = sites
 
-    def prepare(self, calibration: np.ndarray, scheme: QuantScheme, progress: Progress | None = None) -> OnnxSimulation:
+    def prepare(self, calibration: np.ndarray, scheme: QuantScheme, progress: Progress | None = None,
+                weight_bits: Iterable[int] = ()) -> OnnxSimulation:
         """Calibrate in one float pass: the quantized ops' inputs and, unless ranges are dynamic, every tensor
         the export may put an output quantizer on, so the simulation applies those too without another pass
-        (and the export, from this simulation, uses the same ranges)."""
+        (and the export, from this simulation, uses the same ranges).
+
+        With ``scheme.weight_rounding == "adaround"``, AdaRound then runs for every roundable weight at every
+        integer weight bit-width below 16 of ``weight_bits`` (default: of the graph's candidates; progress
+        ``adaround``, one step per (weight, bits)); other bit-widths are AdaRounded on first use."""
         from mixq.backends.onnx.export.output_quantizers import candidate_tensors, folded_pads
 
         require_calibration(calibration)
@@ -160,7 +168,24 @@ class OnnxTraced:
         stats = collect_stats(self.model, tensors, calibration_batches(calibration, progress))
         initializers = self.model.index.initializers
         weights, axes = site_weights(self.sites, lambda key: numpy_helper.to_array(initializers[key]))
-        quantizers = Quantizers(weights, axes, stats, scheme)
+        rounder = None
+        if scheme.weight_rounding == "adaround":
+            from mixq.backends.onnx.rounding import adarounder
+            from mixq.core.rounding import AdaRoundConfig
+
+            config = AdaRoundConfig(iterations=scheme.adaround_iterations)
+            rounder = adarounder(self.model, self.sites, weights, axes, calibration, config)
+        quantizers = Quantizers(weights, axes, stats, scheme, rounder)
+        if rounder is not None:
+            wanted = set(weight_bits)  # the export's plan: only its bit-widths (its graph's candidates are stand-ins)
+            bits = wanted or {p.weight_bits for g in self.graph for p in g.candidates if not p.is_float}
+            jobs = [(key, b) for b in sorted(b for b in bits if b < 16) for key in rounder.roundable()]
+            for done, (key, b) in enumerate(jobs):
+                if progress is not None:
+                    progress("adaround", done, len(jobs))
+                quantizers.weight_integers(key, b)
+            if progress is not None:
+                progress("adaround", len(jobs), len(jobs))
         return OnnxSimulation(self.model, self.graph, self.sites, quantizers, folded=folded)
 
 

@@ -13,7 +13,7 @@ The real integer QDQ model is written by ``mixq.backends.onnx.export.onnx_qdq``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +35,13 @@ class Quantizers:
     the ONNX fake-quant subgraph."""
 
     def __init__(self, weights: Mapping[str, np.ndarray], axes: Mapping[str, int],
-                 stats: Mapping[str, ActivationStats], scheme: QuantScheme) -> None:
+                 stats: Mapping[str, ActivationStats], scheme: QuantScheme,
+                 rounder: Callable[[str, int, QuantParams], np.ndarray | None] | None = None) -> None:
         self.weights = weights
         self.axes = axes
         self.stats = stats
         self.scheme = scheme
-        self._weights = WeightQuantizer(weights, axes, scheme)
+        self._weights = WeightQuantizer(weights, axes, scheme, rounder)
         self._acts = ActivationRanges(stats, scheme)
 
     def weight_params(self, key: str, bits: int) -> QuantParams:
