@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from mixq.backends.base import ExportSettings, Progress
+from mixq.backends.base import Progress
 from mixq.core.assignment import Assignment, uniform
-from mixq.core.budget import CostBudget, CostUnit, QualityTarget
+from mixq.core.budget import CostBudget, QualityTarget
 from mixq.core.precision import Precision
 from mixq.core.quality import Quality, measure_quality
 from mixq.evaluation import EVAL_BATCH, Evaluator
@@ -244,8 +244,7 @@ def _latency_ok(judged: Judged, float_ms: float, budgets: Sequence[CostBudget]) 
     for budget in budgets:
         if budget.cost != "latency":
             continue
-        limit = budget.limit * float_ms if budget.unit is CostUnit.RATIO else budget.limit
-        if judged.latency_ms > limit:
+        if judged.latency_ms > budget.absolute(float_ms):
             return False
     return True
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from mixq.core.budget import CostBudget
 from mixq.errors import ConfigError
-from mixq.solvers.base import COST_RTOL, AllocationProblem, CurvePoint, ParetoCurve
+from mixq.solvers.base import AllocationProblem, CurvePoint, ParetoCurve
+from mixq.solvers.curve import COST_RTOL
 from mixq.solvers.pareto import front_indices
 from mixq.solvers.select import infeasible_cost_error
 

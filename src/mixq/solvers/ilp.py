@@ -35,14 +35,8 @@ import numpy as np
 
 from mixq.core.budget import CostBudget
 from mixq.errors import ConfigError, InfeasibleBudgetError, MixqError
-from mixq.solvers.base import (
-    COST_RTOL,
-    AllocationProblem,
-    CurvePoint,
-    ParetoCurve,
-    check_max_float_regions,
-    within,
-)
+from mixq.solvers.base import AllocationProblem, CurvePoint, ParetoCurve, check_max_float_regions
+from mixq.solvers.curve import COST_RTOL, within
 from mixq.solvers.pareto import front_indices
 from mixq.solvers.select import format_cost, in_budget_unit, infeasible_cost_error
 from mixq.solvers.settings import SearchSettings

@@ -372,7 +372,8 @@ def fit_deployed(sim: Any, calibration: np.ndarray, runtime: str = "onnxruntime"
     """Fit (or load from the cache) the deployed latency model of ``sim`` in ``runtime``."""
     profiler = profiler or profiler_for(runtime)
     settings = settings or ProbeSettings(seed=seed)
-    key = cache_key(sim, profiler.runtime, profiler.version(), threads, settings, feeds_of(sim, calibration))
+    feeds = feeds_of(sim, calibration)
+    key = cache_key(sim, profiler.runtime, profiler.version(), threads, settings, feeds)
     if use_cache:
         cached = _load(key)
         if cached is not None:
@@ -384,7 +385,6 @@ def fit_deployed(sim: Any, calibration: np.ndarray, runtime: str = "onnxruntime"
         logger.warning("the latency model's probes cover %.0f%% of edge precision combinations (%d missing); "
                        "those edges cost 0", 100 * probes.coverage, len(probes.missing))
     match = matcher(sim)
-    feeds = feeds_of(sim, calibration)
     files = [partial(float_proto, sim)] + [partial(plan_proto, sim, plan, calibration) for plan in probes.plans]
     log = cache_file(key).with_suffix(".probes.jsonl") if use_cache else None
     if log is not None:
