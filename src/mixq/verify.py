@@ -134,13 +134,10 @@ def candidates(problem: AllocationProblem, points: Sequence[CurvePoint], evaluat
     always among them."""
     primary = problem.primary
     if target is not None:
-        pool = [p for p in points if key_of(p.assignment) in evaluations
-                and target.met(evaluations[key_of(p.assignment)], float_quality)]
+        pool = sorted((p for p in points if key_of(p.assignment) in evaluations
+                       and target.met(evaluations[key_of(p.assignment)], float_quality)), key=lambda p: p.costs[primary])
     else:
-        pool = [p for p in points if problem.meets(p.costs, budgets)]
-        pool.sort(key=lambda p: -p.predicted_sqnr_db)
-    if target is not None:
-        pool.sort(key=lambda p: p.costs[primary])
+        pool = sorted((p for p in points if problem.meets(p.costs, budgets)), key=lambda p: -p.predicted_sqnr_db)
     picked: list[CurvePoint] = [chosen]
     for point in pool:
         if len(picked) >= count:
