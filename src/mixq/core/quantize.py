@@ -16,7 +16,8 @@ import numpy as np
 
 from mixq.core.precision import Precision, QuantScheme
 from mixq.core.ranges import ActivationStats, QuantParams, activation_params, weight_params
-from mixq.errors import UnsupportedModelError
+from mixq.core.tuned import TunedWeight
+from mixq.errors import ConfigError, UnsupportedModelError
 
 #: Values of one tensor kept for range setting (a strided sample per batch, then a seeded subsample).
 MAX_SAMPLE = 1 << 18
@@ -93,14 +94,29 @@ class WeightQuantizer:
             shape = [1] * w.ndim
             shape[self.axes[key]] = -1
             scale, zero = scale.reshape(shape), zero.reshape(shape)
-        if self.rounder is not None:
-            if (key, bits) not in self._rounded:
+        if (key, bits) in self._rounded or self.rounder is not None:
+            if (key, bits) not in self._rounded and self.rounder is not None:
                 self._rounded[(key, bits)] = self.rounder(key, bits, params)
             rounded = self._rounded[(key, bits)]
             if rounded is not None:
                 return rounded, scale, zero
         q = np.clip(np.round(w.astype(np.float64) / scale) + zero, params.qmin, params.qmax)
         return q.astype(np.int32), scale, zero
+
+    def tune(self, weights: Mapping[tuple[str, int], TunedWeight]) -> None:
+        """Use learned integers and parameters (``mixq.core.tuned``) for these (weight, bits) from now on;
+        the dequantized weights of those bit-widths are recomputed on next use."""
+        for (key, bits), tuned in weights.items():
+            if key not in self.weights:
+                raise ConfigError(f"the tuned quantizers name weight {key!r}, which this model does not have; "
+                                  "were they learned on another model?")
+            if tuned.integers.shape != self.weights[key].shape:
+                raise ConfigError(f"the tuned integers of {key!r} have shape {tuned.integers.shape}, the weight "
+                                  f"{self.weights[key].shape}; were they learned on another model?")
+            self._params[(key, bits)] = tuned.params
+            self._rounded[(key, bits)] = np.asarray(tuned.integers, np.int32)
+            for cached in [k for k in self._weights if k[0] == key and k[1].weight_bits == bits]:
+                del self._weights[cached]
 
     def weight(self, key: str, precision: Precision) -> np.ndarray:
         """The weight as the simulation uses it (same dtype as the original); fp16 is float16-rounded."""
@@ -123,6 +139,10 @@ class ActivationRanges:
         self.stats = stats
         self.scheme = scheme
         self._params: dict[tuple[str, int], QuantParams] = {}
+
+    def tune(self, activations: Mapping[tuple[str, int], QuantParams]) -> None:
+        """Use learned parameters (``mixq.core.tuned``) for these (tensor, bits) from now on."""
+        self._params.update(activations)
 
     def params(self, tensor: str, bits: int) -> QuantParams:
         cached = self._params.get((tensor, bits))
