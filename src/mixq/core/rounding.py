@@ -55,7 +55,7 @@ class LayerSpec:
 
     def key(self) -> dict[str, Any]:
         """Everything that changes the op's output, as JSON-able values (the bias by its bytes' hash)."""
-        bias = None if self.bias is None else _array_digest(self.bias)
+        bias = None if self.bias is None else array_digest(self.bias)
         return {"kind": self.kind.value, "stride": list(self.stride), "padding": list(self.padding),
                 "dilation": list(self.dilation), "groups": self.groups, "bias": bias}
 
@@ -110,10 +110,11 @@ class AdaRoundConfig:
 
 
 #: Part of every key: bump when the algorithm changes what it returns for the same content.
-ALGORITHM_VERSION = 1
+ALGORITHM_VERSION = 2
 
 
-def _array_digest(values: np.ndarray) -> str:
+def array_digest(values: np.ndarray) -> str:
+    """A content hash of an array (dtype, shape and bytes)."""
     array = np.ascontiguousarray(values)
     digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
     digest.update(array.tobytes())
@@ -125,17 +126,17 @@ def adaround_key(weight: np.ndarray, params: QuantParams, axis: int, layer: Laye
     """The content address of one AdaRound result: the same content gives the same integers."""
     content = {
         "version": ALGORITHM_VERSION,
-        "weight": _array_digest(weight),
-        "scale": _array_digest(np.asarray(params.scale, np.float64)),
-        "zero_point": _array_digest(np.asarray(params.zero_point, np.float64)),
+        "weight": array_digest(weight),
+        "scale": array_digest(np.asarray(params.scale, np.float64)),
+        "zero_point": array_digest(np.asarray(params.zero_point, np.float64)),
         "qmin": params.qmin, "qmax": params.qmax, "axis": axis,
         "layer": layer.key(),
-        "inputs": _array_digest(inputs),
-        "targets": None if targets is None else _array_digest(targets),
+        "inputs": array_digest(inputs),
+        "targets": None if targets is None else array_digest(targets),
         "config": config.key(),
         "seed": seed,
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
-__all__ = ["ALGORITHM_VERSION", "AdaRoundConfig", "LayerSpec", "ROUNDABLE", "adaround_key"]
+__all__ = ["ALGORITHM_VERSION", "AdaRoundConfig", "LayerSpec", "ROUNDABLE", "adaround_key", "array_digest"]

@@ -179,7 +179,8 @@ class OnnxTraced:
         if rounder is not None:
             wanted = set(weight_bits)  # the export's plan: only its bit-widths (its graph's candidates are stand-ins)
             bits = wanted or {p.weight_bits for g in self.graph for p in g.candidates if not p.is_float}
-            jobs = [(key, b) for b in sorted(b for b in bits if b < 16) for key in rounder.roundable()]
+            # layer-major: the layer's input moments are computed once for all its bit-widths
+            jobs = [(key, b) for key in rounder.roundable() for b in sorted(b for b in bits if b < 16)]
             for done, (key, b) in enumerate(jobs):
                 if progress is not None:
                     progress("adaround", done, len(jobs))

@@ -15,7 +15,7 @@ regulariser ``lambda * sum(1 - |2 h(V) - 1|^beta)`` (off during the warm-up, ``b
 The scales, zero-points, axis and integer range are the caller's :class:`~mixq.core.ranges.QuantParams`
 (those of :class:`mixq.core.quantize.WeightQuantizer`), so the result drops in where the nearest-rounded
 integers were: int32 in the weight's layout, within ``[qmin, qmax]``, at most 1 away from nearest rounding.
-The run is deterministic given ``seed`` (``torch.manual_seed`` and a seeded batch order, CPU, one thread).
+The run is deterministic given ``seed`` (``torch.manual_seed`` and a seeded batch order, CPU, the same thread count).
 
 Results are cached under ``$MIXQ_CACHE_DIR/adaround`` (``~/.cache/mixq/adaround``), one ``.npy`` per
 content key (:func:`mixq.core.rounding.adaround_key`), written atomically: AdaRound runs once per (layer,
@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from mixq.atomic import write_atomic
 from mixq.backends.base import Progress
+from mixq.backends.torch.reconstruction_loss import objective
 from mixq.core.graph import OpKind
 from mixq.core.ranges import QuantParams
 from mixq.core.rounding import AdaRoundConfig, LayerSpec, adaround_key
@@ -49,13 +50,19 @@ GAMMA = -0.1
 PROGRESS_EVERY = 50
 
 
+#: Multiply-adds per step (weight elements x patch length) above which a layer uses the caller's threads.
+THREADED_WORK = 20_000_000
+
+
 @contextmanager
-def _one_thread() -> Iterator[None]:
-    """torch on one thread for the duration: a layer's steps are far too small to gain from intra-op
-    threads, and on a loaded machine spinning threads made a 0.5 s layer take 10-50 s (measured on 2
-    cores). Callers parallelise over layers instead. The caller's thread count is restored."""
+def _threads_for(weight: np.ndarray) -> Iterator[None]:
+    """torch on one thread for small layers, the caller's threads for large ones; restored afterwards.
+    A small layer's steps are far too short to gain from intra-op threads (on a loaded machine spinning
+    threads made a 0.5 s layer take 10-50 s, measured on 2 cores); a 1152x320 layer's step is a
+    1152x1152 matrix product that two threads nearly halve."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    work = weight.size * int(np.prod(weight.shape[1:]))
+    torch.set_num_threads(previous if work > THREADED_WORK else 1)
     try:
         yield
     finally:
@@ -139,7 +146,7 @@ def adaround(weight: np.ndarray, params: QuantParams, axis: int, layer: LayerSpe
         cached = _load(path, weight.shape)
         if cached is not None:
             return cached
-    with _one_thread():
+    with _threads_for(weight):
         integers = _optimise(weight, params, axis, layer, inputs, targets, config, seed, progress)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -178,13 +185,7 @@ def _optimise(weight: np.ndarray, params: QuantParams, axis: int, layer: LayerSp
     rest = np.clip(scaled - floor64, 0.0, 1.0)
 
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    x_all = torch.as_tensor(np.ascontiguousarray(inputs, np.float32))
-    with torch.no_grad():
-        if targets is None:
-            y_all = layer_forward(layer, x_all, torch.as_tensor(weight.astype(np.float32)))
-        else:
-            y_all = torch.as_tensor(np.ascontiguousarray(targets, np.float32))
+    loss_of = objective(layer, weight, inputs, targets, config.batch_size, np.random.default_rng(seed), layer_forward)
     # The integer grid relative to the zero-point: W~ = s * clip(floor + h, qmin - zero, qmax - zero).
     floor = torch.as_tensor(floor64.astype(np.float32))
     scale = torch.as_tensor(np.broadcast_to(scale64, weight.shape).astype(np.float32))
@@ -198,19 +199,9 @@ def _optimise(weight: np.ndarray, params: QuantParams, axis: int, layer: LayerSp
     def soft() -> torch.Tensor:
         return torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
 
-    total = len(x_all)
-    batch = min(config.batch_size, total)
-    order = rng.permutation(total)
-    position = 0
     for step in range(config.iterations):
-        if position + batch > total:
-            order, position = rng.permutation(total), 0
-        index = torch.as_tensor(order[position:position + batch])
-        position += batch
         h = soft()
-        w_soft = scale * torch.minimum(torch.maximum(floor + h, lo), hi)
-        out = layer_forward(layer, x_all[index], w_soft)
-        loss = F.mse_loss(out, y_all[index])
+        loss = loss_of(scale * torch.minimum(torch.maximum(floor + h, lo), hi))
         beta = config.beta(step)
         if beta is not None and config.reg_weight > 0:
             loss = loss + config.reg_weight * (1.0 - (2.0 * h - 1.0).abs().pow(beta)).sum()
