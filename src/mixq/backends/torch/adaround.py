@@ -15,7 +15,7 @@ regulariser ``lambda * sum(1 - |2 h(V) - 1|^beta)`` (off during the warm-up, ``b
 The scales, zero-points, axis and integer range are the caller's :class:`~mixq.core.ranges.QuantParams`
 (those of :class:`mixq.core.quantize.WeightQuantizer`), so the result drops in where the nearest-rounded
 integers were: int32 in the weight's layout, within ``[qmin, qmax]``, at most 1 away from nearest rounding.
-The run is deterministic given ``seed`` (``torch.manual_seed`` and a seeded batch order, CPU, the same thread count).
+The run is deterministic given ``seed`` (``torch.manual_seed`` and a seeded batch order, CPU, one thread).
 
 Results are cached under ``$MIXQ_CACHE_DIR/adaround`` (``~/.cache/mixq/adaround``), one ``.npy`` per
 content key (:func:`mixq.core.rounding.adaround_key`), written atomically: AdaRound runs once per (layer,
@@ -50,19 +50,14 @@ GAMMA = -0.1
 PROGRESS_EVERY = 50
 
 
-#: Multiply-adds per step (weight elements x patch length) above which a layer uses the caller's threads.
-THREADED_WORK = 20_000_000
-
-
 @contextmanager
-def _threads_for(weight: np.ndarray) -> Iterator[None]:
-    """torch on one thread for small layers, the caller's threads for large ones; restored afterwards.
-    A small layer's steps are far too short to gain from intra-op threads (on a loaded machine spinning
-    threads made a 0.5 s layer take 10-50 s, measured on 2 cores); a 1152x320 layer's step is a
-    1152x1152 matrix product that two threads nearly halve."""
+def _one_thread() -> Iterator[None]:
+    """torch on one thread for the duration: a layer's steps are too small to gain from intra-op threads,
+    and on a loaded machine spinning threads made a 0.5 s layer take 10-50 s (measured on 2 cores; even a
+    1152-wide layer's step slowed down tenfold with two threads on a loaded machine). One thread also
+    keeps the integers independent of the thread count. The caller's thread count is restored."""
     previous = torch.get_num_threads()
-    work = weight.size * int(np.prod(weight.shape[1:]))
-    torch.set_num_threads(previous if work > THREADED_WORK else 1)
+    torch.set_num_threads(1)
     try:
         yield
     finally:
@@ -146,7 +141,7 @@ def adaround(weight: np.ndarray, params: QuantParams, axis: int, layer: LayerSpe
         cached = _load(path, weight.shape)
         if cached is not None:
             return cached
-    with _threads_for(weight):
+    with _one_thread():
         integers = _optimise(weight, params, axis, layer, inputs, targets, config, seed, progress)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,190 @@
+"""Issue #13's figures: Pandey et al.'s Table 4 and Figure 1(d) (AdaRound inside mixed precision), measured here.
+
+Per model (EfficientNet-Lite0 and ResNet20 as ONNX files, see ``deploy_latency.py`` for how they and their
+data are made: calibration = the first 64 dev images, scores on test images no search or calibration saw):
+
+- ``uniform``: float, uniform W8A8/W6A8/W4A8 with nearest rounding and with AdaRound (``mixq eval --uniform P
+  [--rounding adaround]``);
+- ``table4``: candidates W4A8/W6A8/W8A8/W8A16 (the paper's Table 4 search space), mixed precision at BOPs
+  0.375, 0.3 and 0.25, PTQ (nearest) and AdaRound in both phases (``mixq search --rounding adaround``);
+- ``fig1d``: the expanded candidates W4A4, W4A6, W6A4, W6A6, W8A6, W6A8, W8A8, W8A16 (Figure 1(d)) at the
+  same budgets: PTQ MP, AdaRound applied after a PTQ search (``mixq eval --plan P --rounding adaround``)
+  and AdaRound in both phases;
+- ``deploy``: every MP plan exported (``mixq export``) and its file scored in ONNX Runtime
+  (``mixq eval FILE --reference MODEL``) beside the simulation's score;
+- ``cost``: AdaRound for every layer at 4 and 6 bits from a cold cache, then the same again (the cache reused).
+
+Every command goes through the CLI as a user runs it, under ``/usr/bin/time`` (wall seconds, peak resident
+memory). AdaRound results are cached in ``OUT/table4-cache`` (``MIXQ_CACHE_DIR``), emptied at the start
+unless ``--keep-cache``.
+
+Usage: python bench/table4.py [--threads 2] [--models lite0,resnet20] [--steps cost,uniform,table4,fig1d,deploy]
+       [--out bench/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import deploy_latency  # noqa: E402  (the ONNX files and their dev/test splits)
+
+TABLE4 = "w4a8,w6a8,w8a8,w8a16"
+EXPANDED = "w4a4,w4a6,w6a4,w6a6,w8a6,w6a8,w8a8,w8a16"
+BUDGETS = (0.375, 0.3, 0.25)
+UNIFORM = ("w8a8", "w6a8", "w4a8")
+CALIBRATION = 64
+
+
+def run(args: list[str], threads: int, cache: Path) -> tuple[dict, float, float]:
+    """One ``mixq`` command: its JSON output (last line), wall seconds and peak memory (MB)."""
+    with tempfile.NamedTemporaryFile(suffix=".time") as timing:
+        cmd = ["/usr/bin/time", "-f", "%e %M", "-o", timing.name, sys.executable, "-m", "mixq.cli.main", *args,
+               "--threads", str(threads), "--quiet"]
+        env = {**os.environ, "MIXQ_CACHE_DIR": str(cache)}
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr[-3000:]}")
+        seconds, kb = Path(timing.name).read_text().split()[-2:]
+    lines = done.stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        result = {}
+    return result, float(seconds), float(kb) / 1024
+
+
+class Model:
+    """One model's files and the commands run on them."""
+
+    def __init__(self, key: str, out: Path, threads: int, cache: Path) -> None:
+        self.key, self.out, self.threads, self.cache = key, out, threads, cache
+        self.onnx, self.dev, self.test = getattr(deploy_latency, key)(out)
+        self.rows: dict[str, dict] = {}
+
+    def mixq(self, *args: str) -> tuple[dict, float, float]:
+        return run(list(args), self.threads, self.cache)
+
+    def eval(self, *args: str) -> tuple[dict, float, float]:
+        return self.mixq("eval", str(self.onnx), "--data", str(self.test), "--calib-data", str(self.dev),
+                         "--num-samples", str(CALIBRATION), "--json", *args)
+
+    def record(self, name: str, result: dict, seconds: float, peak_mb: float, **extra: object) -> None:
+        self.rows[name] = {**result, "seconds": round(seconds, 1), "peak_mb": round(peak_mb), **extra}
+        print(f"{self.key:9s} {name:42s} top1={result.get('top1', float('nan')):.4f} "
+              f"bops={result.get('bops_ratio', float('nan')):.3f} {seconds:7.1f}s {peak_mb:6.0f}MB", flush=True)
+
+    def search(self, name: str, candidates: str, budget: float, rounding: str) -> Path:
+        """A search into its own run directory (phase 1 is resumed by the next budget of the same space)."""
+        run_dir = self.out / f"table4-{self.key}-{name.split('@')[0]}-run"
+        plan = self.out / f"table4-{self.key}-{name}.json"
+        result, seconds, peak = self.mixq("search", str(self.onnx), "--data", str(self.dev), "--num-samples",
+                                          str(CALIBRATION), "--eval-data", str(self.test), "--candidates", candidates,
+                                          "--budget", f"bops<={budget}", "--rounding", rounding, "--out", str(run_dir),
+                                          "--json")
+        shutil.copy(run_dir / "plan.json", plan)
+        stored = json.loads(plan.read_text())
+        quality = stored.get("quality", {})
+        timings = json.loads((run_dir / "timings.json").read_text()) if (run_dir / "timings.json").exists() else {}
+        self.record(name, {"top1": quality.get("top1"), "agreement": quality.get("agreement"),
+                           "bops_ratio": stored["costs"]["bops"]["ratio"]}, seconds, peak,
+                    counts=stored.get("precision_counts"), plan=str(plan), timings=timings)
+        return plan
+
+
+def step_cost(m: Model) -> None:
+    """AdaRound for every layer at 4 and 6 bits, cold then warm (a second run reuses the cache)."""
+    for attempt in ("cold", "warm"):
+        result, seconds, peak = m.eval("--uniform", "w4a8", "--rounding", "adaround")
+        m.record(f"adaround 4-bit, {attempt} cache", result, seconds, peak)
+        result, seconds, peak = m.eval("--uniform", "w6a8", "--rounding", "adaround")
+        m.record(f"adaround 6-bit, {attempt} cache", result, seconds, peak)
+
+
+def step_uniform(m: Model) -> None:
+    result, seconds, peak = m.eval("--float")
+    m.record("FP32", result, seconds, peak)
+    for precision in UNIFORM:
+        for rounding in ("nearest", "adaround"):
+            result, seconds, peak = m.eval("--uniform", precision, "--rounding", rounding)
+            m.record(f"{precision.upper()} {rounding}", result, seconds, peak)
+
+
+def step_table4(m: Model) -> None:
+    for rounding in ("nearest", "adaround"):
+        for budget in BUDGETS:
+            m.search(f"t4-{rounding}@{budget}", TABLE4, budget, rounding)
+
+
+def step_fig1d(m: Model) -> None:
+    for budget in BUDGETS:
+        plan = m.search(f"f1d-nearest@{budget}", EXPANDED, budget, "nearest")
+        result, seconds, peak = m.eval("--plan", str(plan), "--rounding", "adaround")
+        m.record(f"f1d-after@{budget}", result, seconds, peak, plan=str(plan), rounding="adaround")
+        m.search(f"f1d-adaround@{budget}", EXPANDED, budget, "adaround")
+
+
+def step_deploy(m: Model) -> None:
+    """Each MP plan exported and scored as a file in ONNX Runtime, beside its simulated score."""
+    for name, row in list(m.rows.items()):
+        if "plan" not in row or name.startswith("deploy "):
+            continue
+        path = m.out / f"table4-{m.key}-{name}.onnx"
+        extra = ["--rounding", row["rounding"]] if "rounding" in row else []
+        _, seconds, peak = m.mixq("export", row["plan"], "--model", str(m.onnx), "--calib-data", str(m.dev),
+                                  "--out", str(path), *extra)
+        result, _, _ = m.mixq("eval", str(path), "--reference", str(m.onnx), "--data", str(m.test), "--json")
+        m.record(f"deploy {name}", result, seconds, peak, simulated_top1=row.get("top1"))
+
+
+STEPS = {"cost": step_cost, "uniform": step_uniform, "table4": step_table4, "fig1d": step_fig1d,
+         "deploy": step_deploy}
+
+
+def markdown(results: dict[str, dict[str, dict]]) -> str:
+    lines = ["| model | row | BOPs ratio | top-1 (%) | agreement (%) | wall (s) | peak (MB) |", "|---|---|---|---|---|---|---|"]
+    for key, rows in results.items():
+        for name, r in rows.items():
+            top1 = f"{100 * r['top1']:.2f}" if r.get("top1") is not None else "-"
+            agree = f"{100 * r['agreement']:.2f}" if r.get("agreement") is not None else "-"
+            bops = f"{r['bops_ratio']:.3f}" if r.get("bops_ratio") is not None else "-"
+            lines.append(f"| {key} | {name} | {bops} | {top1} | {agree} | {r['seconds']} | {r['peak_mb']} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="lite0,resnet20")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", default="cost,uniform,table4,fig1d,deploy")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out"))
+    parser.add_argument("--keep-cache", action="store_true")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out / "table4-cache"
+    if not args.keep_cache:
+        shutil.rmtree(cache, ignore_errors=True)
+    results_path = out / "table4.json"
+    results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for key in args.models.split(","):
+        m = Model(key, out, args.threads, cache)
+        m.rows = results.get(key, {})
+        for step in args.steps.split(","):
+            STEPS[step](m)
+            results[key] = m.rows
+            results_path.write_text(json.dumps(results, indent=2) + "\n")
+    (out / "table4.md").write_text(markdown(results) + "\n")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
