@@ -29,7 +29,8 @@ _EXTRAS = {"torch": "torch", "onnx": "onnx"}
 
 #: Weight-rounding optimisers other than nearest, by ``QuantScheme.weight_rounding``: lazy
 #: ``"module:function"`` entries, so a backend reaches an optimiser that another backend's framework runs
-#: (the ONNX backend uses torch's AdaRound) without importing that backend. Each function has the signature
+#: (the ONNX backend uses torch's AdaRound) without importing that backend; both built-in backends reach it
+#: through :class:`mixq.backends.rounder.AdaRounder`. Each function has the signature
 #: of :func:`mixq.backends.torch.adaround.adaround`.
 ROUNDINGS: Registry[Any] = Registry("weight rounding")
 ROUNDINGS.add("adaround", "mixq.backends.torch.adaround:adaround",
@@ -51,12 +52,11 @@ def require_rounding(backend: Backend, rounding: str) -> None:
     attribute; a backend without one rounds to nearest only)."""
     supported = getattr(backend, "weight_roundings", ("nearest",))
     if rounding not in supported:
-        hint = (": export the model with torch.onnx.export(model, example, \"model.onnx\") and quantize the "
-                ".onnx file" if backend.name == "torch" and rounding == "adaround" else "")
         name = "AdaRound" if rounding == "adaround" else f"--rounding {rounding}"
-        raise CapabilityError(f"{name} runs on ONNX models for now, not on {backend.name} models{hint}"
-                              if rounding == "adaround" else
-                              f"the {backend.name} backend cannot round weights with {name}")
+        hint = ("; the built-in backends (torch, onnx) can: give the model as a torch nn.Module or an .onnx file"
+                if rounding == "adaround" else "")
+        raise CapabilityError(f"the {backend.name} backend cannot round weights with {name} (it rounds with "
+                              f"{', '.join(supported)}){hint}")
 
 
 def get_backend(name: str) -> Backend:

@@ -69,7 +69,7 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
                              "learns, per layer and weight bit-width, whether each weight rounds down or up so that "
                              "the layer's output on the calibration samples (at most 64) is closest to the float "
                              "layer's; label-free, a few seconds per layer on a CPU, cached on disk "
-                             "($MIXQ_CACHE_DIR/adaround); ONNX models only for now. Export takes it from the plan")
+                             "($MIXQ_CACHE_DIR/adaround); ONNX and torch models. Export takes it from the plan")
     parser.add_argument("--adaround-iterations", type=int, default=ADAROUND_ITERATIONS, metavar="N",
                         help=f"AdaRound's optimisation steps per layer and weight bit-width "
                              f"(default {ADAROUND_ITERATIONS}; with --rounding adaround)")

@@ -134,7 +134,7 @@ class QuantScheme:
             dynamic quantization does (suits transformer MatMul/Gemm); calibration sets no range.
         weight_rounding: how weights round to their integer grid: ``nearest`` (default) or ``adaround``
             (AdaRound: per layer and weight bit-width, the up/down choice that best reconstructs the float
-            layer's output on the calibration samples; label-free, cached on disk; ONNX models only for now).
+            layer's output on the calibration samples; label-free, cached on disk; ONNX and torch models).
             :meth:`to_dict` writes it only when it is not ``nearest``, so plans and run keys written
             before it existed are unchanged.
         adaround_iterations: AdaRound's optimisation steps per (layer, weight bit-width)

@@ -402,9 +402,3 @@ CASES += (
                                                                   budget="latency<=0.5"),
              "export it to ONNX first"),
 )
-
-# issue #13: AdaRound runs on ONNX models only for now.
-CASES += (
-    BadInput("--rounding adaround on a torch model", lambda t: _search(_model(t), _npz(t), t, "--rounding", "adaround"),
-             "AdaRound runs on ONNX models for now"),
-)

@@ -123,11 +123,19 @@ def test_a_resumed_run_with_another_rounding_is_refused(tmp_path: Path) -> None:
         run.check_key(adaround.measurement_key())
 
 
-def test_torch_models_are_refused_before_any_work() -> None:
-    from mixq.backends.torch.testing import TinyConvNet, random_images
+def test_a_backend_without_adaround_is_refused_before_any_work() -> None:
+    from mixq.backends import get_backend, require_rounding
 
-    with pytest.raises(CapabilityError, match="AdaRound runs on ONNX models for now.*torch.onnx.export"):
-        prepare(TinyConvNet().eval(), random_images(4), ["w4a8"], ADAROUND, 4)
+    for name in ("torch", "onnx"):  # the built-in backends both round with AdaRound
+        require_rounding(get_backend(name), "adaround")
+
+    class ThirdParty:
+        name = "tflite"
+
+    with pytest.raises(CapabilityError, match="the tflite backend cannot round weights with AdaRound .it rounds "
+                                              "with nearest.*torch nn.Module or an .onnx file"):
+        require_rounding(ThirdParty(), "adaround")  # type: ignore[arg-type]
+    require_rounding(ThirdParty(), "nearest")  # type: ignore[arg-type]
 
 
 def test_the_cli_flag_sets_the_scheme() -> None:

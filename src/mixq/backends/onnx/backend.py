@@ -29,6 +29,7 @@ from mixq.backends.onnx.trace import (
     relax_batch,
     tensor_infos,
 )
+from mixq.backends.rounder import Rounder, precompute
 from mixq.core.assignment import Assignment
 from mixq.core.graph import QuantGraph, form_groups
 from mixq.core.precision import Precision, QuantScheme, parse_candidates
@@ -150,14 +151,15 @@ class OnnxTraced:
         self.sites = sites
 
     def prepare(self, calibration: np.ndarray, scheme: QuantScheme, progress: Progress | None = None,
-                weight_bits: Iterable[int] = ()) -> OnnxSimulation:
+                weight_bits: Iterable[int] = (), rounder: Rounder | None = None) -> OnnxSimulation:
         """Calibrate in one float pass: the quantized ops' inputs and, unless ranges are dynamic, every tensor
         the export may put an output quantizer on, so the simulation applies those too without another pass
         (and the export, from this simulation, uses the same ranges).
 
         With ``scheme.weight_rounding == "adaround"``, AdaRound then runs for every roundable weight at every
         integer weight bit-width below 16 of ``weight_bits`` (default: of the graph's candidates; progress
-        ``adaround``, one step per (weight, bits)); other bit-widths are AdaRounded on first use."""
+        ``adaround``, one step per (weight, bits)); other bit-widths are AdaRounded on first use. ``rounder``
+        replaces the one built here (the torch export passes the torch search's integers on)."""
         from mixq.backends.onnx.export.output_quantizers import candidate_tensors, folded_pads
 
         require_calibration(calibration)
@@ -168,8 +170,7 @@ class OnnxTraced:
         stats = collect_stats(self.model, tensors, calibration_batches(calibration, progress))
         initializers = self.model.index.initializers
         weights, axes = site_weights(self.sites, lambda key: numpy_helper.to_array(initializers[key]))
-        rounder = None
-        if scheme.weight_rounding == "adaround":
+        if rounder is None and scheme.weight_rounding == "adaround":
             from mixq.backends.onnx.rounding import adarounder
             from mixq.core.rounding import AdaRoundConfig
 
@@ -179,14 +180,7 @@ class OnnxTraced:
         if rounder is not None:
             wanted = set(weight_bits)  # the export's plan: only its bit-widths (its graph's candidates are stand-ins)
             bits = wanted or {p.weight_bits for g in self.graph for p in g.candidates if not p.is_float}
-            # layer-major: the layer's input moments are computed once for all its bit-widths
-            jobs = [(key, b) for key in rounder.roundable() for b in sorted(b for b in bits if b < 16)]
-            for done, (key, b) in enumerate(jobs):
-                if progress is not None:
-                    progress("adaround", done, len(jobs))
-                quantizers.weight_integers(key, b)
-            if progress is not None:
-                progress("adaround", len(jobs), len(jobs))
+            precompute(quantizers.weight_integers, rounder.roundable(), bits, progress)
         return OnnxSimulation(self.model, self.graph, self.sites, quantizers, folded=folded)
 
 

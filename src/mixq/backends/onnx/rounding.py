@@ -4,7 +4,8 @@ At prepare time the float model runs once more on (at most :data:`MAX_SAMPLES`) 
 keeps each roundable site's activation input; then, per (weight, weight bit-width), the optimiser of the
 ``adaround`` entry of :data:`mixq.backends.ROUNDINGS` (torch's, reached through that registry: this
 backend never imports the torch backend) learns the rounding that best reconstructs the float layer's
-own output (label-free). :class:`AdaRounder` is the ``rounder`` of the core's
+own output (label-free). :class:`~mixq.backends.rounder.AdaRounder` (shared with the torch backend) is
+the ``rounder`` of the core's
 :class:`~mixq.core.quantize.WeightQuantizer`, so its integers are what every simulation, sub-model and
 export uses. Results are cached on disk by content, so a second search, eval or export of the same model
 and calibration does not optimise again.
@@ -17,29 +18,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import numpy as np
 import onnx
 
-from mixq.backends import weight_rounding
-from mixq.backends.base import Progress
 from mixq.backends.onnx.runtime import with_outputs
 from mixq.backends.onnx.simulation import OnnxModel
 from mixq.backends.onnx.trace import OnnxSite
+from mixq.backends.rounder import BATCH, MAX_SAMPLES, AdaRounder, gather_passes
 from mixq.core.graph import OpKind
-from mixq.core.ranges import QuantParams
 from mixq.core.rounding import AdaRoundConfig, LayerSpec
 from mixq.errors import internal
 
 logger = logging.getLogger(__name__)
 
-#: Calibration samples whose layer inputs AdaRound reconstructs on (memory: every roundable site's input).
-MAX_SAMPLES = 64
-#: Bytes of layer inputs gathered per float pass (the sites are split over passes beyond this).
-PASS_BYTES = 1 << 29
-#: Samples per float run while gathering.
-BATCH = 16
 
 
 def _ints(node: onnx.NodeProto, name: str) -> list[int] | None:
@@ -96,56 +88,15 @@ def layer_spec(node: onnx.NodeProto, weight: np.ndarray) -> tuple[LayerSpec | No
     return None, f"{node.op_type} is not rounded by AdaRound"
 
 
-class AdaRounder:
-    """The ``rounder`` of the weight quantizer: AdaRound integers per (weight, bits), computed on first use
-    (or all at once by :meth:`precompute`, with progress), None where nearest rounding is kept."""
-
-    def __init__(self, specs: dict[str, LayerSpec], inputs: dict[str, np.ndarray], weights: dict[str, np.ndarray],
-                 axes: dict[str, int], config: AdaRoundConfig | None = None, seed: int = 0) -> None:
-        self.specs = specs
-        self.inputs = inputs  # by weight key
-        self.weights = weights
-        self.axes = axes
-        self.config = config or AdaRoundConfig()
-        self.seed = seed
-        self._optimise: Any = weight_rounding("adaround")
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_optimise"] = None  # a module function: looked up again after unpickling
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._optimise = weight_rounding("adaround")
-
-    def __call__(self, key: str, bits: int, params: QuantParams, progress: Progress | None = None) -> np.ndarray | None:
-        spec = self.specs.get(key)
-        if spec is None or bits >= 16:
-            return None
-        integers: np.ndarray = self._optimise(self.weights[key], params, self.axes[key], spec, self.inputs[key], None,
-                                              self.config, self.seed, progress)
-        return integers
-
-    def roundable(self) -> list[str]:
-        """The weights AdaRound rounds (the others keep nearest rounding)."""
-        return list(self.specs)
-
-
 def collect_inputs(model: OnnxModel, tensors: Sequence[str], calibration: np.ndarray) -> dict[str, np.ndarray]:
     """The float model's values of ``tensors`` on ``calibration`` (samples first), in passes of at most
-    :data:`PASS_BYTES` of gathered values."""
+    :data:`~mixq.backends.rounder.PASS_BYTES` of gathered values."""
     count = len(calibration)
-    passes: list[list[str]] = [[]]
-    size = 0
+    sizes: dict[str, int] = {}
     for name in tensors:
         info = model.infos.get(name)
-        per_sample = int(np.prod(info.shape[1:])) * 4 if info is not None and info.shape else 0
-        if passes[-1] and size + per_sample * count > PASS_BYTES:
-            passes.append([])
-            size = 0
-        passes[-1].append(name)
-        size += per_sample * count
+        sizes[name] = int(np.prod(info.shape[1:])) * 4 if info is not None and info.shape else 0
+    passes = gather_passes(sizes, count)
     out: dict[str, np.ndarray] = {}
     for names in passes:
         computed = [n for n in names if n != model.input_name]
@@ -166,7 +117,7 @@ def collect_inputs(model: OnnxModel, tensors: Sequence[str], calibration: np.nda
 def adarounder(model: OnnxModel, sites: Iterable[OnnxSite], weights: dict[str, np.ndarray], axes: dict[str, int],
                calibration: np.ndarray, config: AdaRoundConfig | None = None, seed: int = 0) -> AdaRounder:
     """The AdaRound rounder of ``sites``' weights, their layer inputs gathered on the first
-    :data:`MAX_SAMPLES` calibration samples."""
+    :data:`~mixq.backends.rounder.MAX_SAMPLES` calibration samples."""
     nodes = {node.name: node for node in model.index.nodes}
     users: dict[str, int] = {}
     for node in model.index.nodes:

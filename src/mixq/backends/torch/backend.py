@@ -32,6 +32,8 @@ LATENCY_FIX = ("measured latency needs an ONNX model and this is a torch model: 
 
 class TorchBackend:
     name = "torch"
+    #: ``QuantScheme.weight_rounding`` values this backend applies (``mixq.backends.require_rounding``).
+    weight_roundings = ("nearest", "adaround")
 
     def accepts(self, model: object) -> bool:
         return isinstance(model, nn.Module)

@@ -22,6 +22,10 @@ export's check compares it with the ONNX simulation that has them too. The torch
 quantizes op inputs only, so a torch plan's file differs from what the torch search measured by exactly
 these quantizers (``--no-output-quantizers`` writes the file without them); ``torch_checks`` measures the
 file against the torch float model.
+
+AdaRound (``--rounding adaround``): the file's weights take the integers the torch simulation rounded (on its
+BN-folded weights), carried to the matched ONNX weights by :mod:`mixq.backends.torch.export_rounding`, not
+the ONNX model's own AdaRound (other inputs by float rounding: possibly other integers).
 """
 
 from __future__ import annotations
@@ -338,7 +342,14 @@ def export_torch(model: Any, assignment: Assignment, calibration: np.ndarray, pa
     mapped = map_model(model, sample, torch_traced)
     onnx_traced, mapping = mapped.onnx_traced, mapped.mapping
     onnx_assignment = mapping.translate(torch_assignment)
-    sim = onnx_traced.prepare(calibration, settings.scheme, progress)
+    weight_bits = [precision.weight_bits for _, precision in torch_assignment.items()]
+    rounder = None
+    if settings.scheme.weight_rounding == "adaround":  # the torch search's integers, not the ONNX model's own
+        from mixq.backends.torch.export_rounding import mapped_rounder
+
+        rounder = mapped_rounder(torch_traced, onnx_traced, [(m.torch_op, m.onnx_op) for m in mapping.ops],
+                                 calibration, settings.scheme, weight_bits)
+    sim = onnx_traced.prepare(calibration, settings.scheme, progress, weight_bits=weight_bits, rounder=rounder)
     check = calibration[:settings.check_samples] if settings.check_samples else None
     report = export_qdq(sim, onnx_assignment, path, check_data=check, benchmark=settings.benchmark,
                         int4=settings.int4, int32_bias=settings.int32_bias, threads=settings.threads,

@@ -24,7 +24,7 @@ from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision, QuantScheme
 from mixq.core.quantize import MAX_SAMPLE, ActivationRanges, CalibrationStats, WeightQuantizer, dynamic_params
-from mixq.core.ranges import ActivationStats
+from mixq.core.ranges import ActivationStats, QuantParams
 
 logger = logging.getLogger(__name__)
 
@@ -32,15 +32,25 @@ logger = logging.getLogger(__name__)
 class Quantizers:
     """The core's weight quantizer and activation ranges (``mixq.core.quantize``) as torch tensors: weights
     are quantized in numpy once per (weight, precision) and cached as tensors; activations are
-    fake-quantized per call on the core's parameters."""
+    fake-quantized per call on the core's parameters. ``rounder`` is the weight quantizer's (AdaRound's
+    integers in place of nearest rounding's, see :mod:`mixq.backends.torch.rounding`)."""
 
     def __init__(self, weights: Mapping[str, np.ndarray], axes: Mapping[str, int],
-                 stats: Mapping[str, ActivationStats], scheme: QuantScheme) -> None:
+                 stats: Mapping[str, ActivationStats], scheme: QuantScheme,
+                 rounder: Callable[[str, int, QuantParams], np.ndarray | None] | None = None) -> None:
         self.scheme = scheme
-        self._core = WeightQuantizer(weights, axes, scheme)
+        self._core = WeightQuantizer(weights, axes, scheme, rounder)
         self._ranges = ActivationRanges(stats, scheme)
         self._weights: dict[tuple[str, Precision], torch.Tensor] = {}
         self._acts: dict[tuple[str, int], tuple[float, int, int, int]] = {}
+
+    def weight_params(self, key: str, bits: int) -> QuantParams:
+        """Per-channel (along the weight's axis) or per-tensor parameters of a weight."""
+        return self._core.params(key, bits)
+
+    def weight_integers(self, key: str, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Integer weights (int32, the weight's layout) and scale and zero-point broadcastable to them."""
+        return self._core.integers(key, bits)
 
     def weight(self, key: str, precision: Precision) -> torch.Tensor:
         cached = self._weights.get((key, precision))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ from mixq.backends.base import (
     require_finite,
     site_weights,
 )
+from mixq.backends.rounder import precompute
 from mixq.backends.torch.executor import GraphExecutor, flatten_output
 from mixq.backends.torch.fold import fold_batchnorm
 from mixq.backends.torch.simulation import Quantizers, TorchSimulation, collect_stats
@@ -81,11 +82,30 @@ class TorchTraced:
         self.sites = sites
         self.bytes_per_sample = bytes_per_sample
 
-    def prepare(self, calibration: np.ndarray, scheme: QuantScheme, progress: Progress | None = None) -> TorchSimulation:
+    def weights(self) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+        """Each quantized weight as the simulation uses it (BN folded) and its output-channel axis."""
+        return site_weights(self.sites, lambda key: _fetch(self.executor.gm, key).detach().cpu().numpy())
+
+    def prepare(self, calibration: np.ndarray, scheme: QuantScheme, progress: Progress | None = None,
+                weight_bits: Iterable[int] = ()) -> TorchSimulation:
+        """Calibrate in one float pass. With ``scheme.weight_rounding == "adaround"``, AdaRound then runs,
+        as on the ONNX backend, for every roundable weight (BN folded, as simulated) at every integer weight
+        bit-width below 16 of ``weight_bits`` (default: of the graph's candidates; progress ``adaround``,
+        one step per (weight, bits)); other bit-widths are AdaRounded on first use."""
         require_calibration(calibration)
         stats = collect_stats(self.executor, quantized_tensors(self.sites), calibration_batches(calibration, progress))
-        weights, axes = site_weights(self.sites, lambda key: _fetch(self.executor.gm, key).detach().cpu().numpy())
-        quantizers = Quantizers(weights, axes, stats, scheme)
+        weights, axes = self.weights()
+        rounder = None
+        if scheme.weight_rounding == "adaround":
+            from mixq.backends.torch.rounding import adarounder
+            from mixq.core.rounding import AdaRoundConfig
+
+            config = AdaRoundConfig(iterations=scheme.adaround_iterations)
+            rounder = adarounder(self.executor, self.sites, weights, axes, calibration, config)
+        quantizers = Quantizers(weights, axes, stats, scheme, rounder)
+        if rounder is not None:
+            bits = set(weight_bits) or {p.weight_bits for g in self.graph for p in g.candidates if not p.is_float}
+            precompute(quantizers.weight_integers, rounder.roundable(), bits, progress)
         return TorchSimulation(self.executor, self.graph, self.sites, quantizers, self.bytes_per_sample)
 
 
