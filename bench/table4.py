@@ -138,8 +138,8 @@ def step_deploy(m: Model) -> None:
             continue
         path = m.out / f"table4-{m.key}-{name}.onnx"
         extra = ["--rounding", row["rounding"]] if "rounding" in row else []
-        _, seconds, peak = m.mixq("export", row["plan"], "--model", str(m.onnx), "--calib-data", str(m.dev),
-                                  "--out", str(path), *extra)
+        _, seconds, peak = m.mixq("export", str(m.onnx), "--plan", row["plan"], "--data", str(m.dev), "-o", str(path),
+                                  "--json", *extra)
         result, _, _ = m.mixq("eval", str(path), "--reference", str(m.onnx), "--data", str(m.test), "--json")
         m.record(f"deploy {name}", result, seconds, peak, simulated_top1=row.get("top1"))
 

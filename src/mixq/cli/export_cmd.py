@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mixq.backends.base import UNFUSED_WEIGHTS as UNFUSED_CHOICES
+from mixq.core.precision import WEIGHT_ROUNDINGS, QuantScheme
 from mixq.cli.choices import name_in
 from mixq.runtimes import RUNTIMES
 
@@ -70,6 +72,10 @@ def add_export_parser(sub: Any, add_output_flags: Any) -> None:
                         help="also run the file in this runtime on the check samples and compare it with ONNX "
                              "Runtime's outputs of the same file (with --benchmark, its latency too): "
                              + ", ".join(RUNTIMES.names()))
+    export.add_argument("--rounding", choices=list(WEIGHT_ROUNDINGS),
+                        help="weight rounding for the file instead of the plan's: adaround writes AdaRound's integers "
+                             "for a plan searched with nearest rounding (AdaRound applied after the search; cached "
+                             "on disk, as in search), or for --uniform. Default: the plan's (nearest for --uniform)")
     export.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     add_output_flags(export)
 
@@ -82,9 +88,15 @@ def cmd_export(args: argparse.Namespace, console: Console, load: Any, progress: 
     sources = input_paths(args.model, args.data, args.plan, getattr(args, "labels", None), getattr(args, "config", None))
     writable_output(Path(args.output), sources)  # before loading anything: refuse -o over an input
     loaded, _, data = load(args)
-    plan = Plan.load(args.plan) if args.plan else Precision.parse(args.uniform)
+    plan: Plan | Precision = Plan.load(args.plan) if args.plan else Precision.parse(args.uniform)
+    scheme = None
+    if isinstance(plan, Plan) and args.rounding is not None:
+        plan = replace(plan, scheme=(plan.scheme or QuantScheme()).with_rounding(args.rounding))
+    elif args.rounding is not None:
+        scheme = QuantScheme().with_rounding(args.rounding)
     with progress:
-        report = export(loaded.model, plan, data, args.output, num_samples=None, check_samples=args.check_samples,
+        report = export(loaded.model, plan, data, args.output, num_samples=None, scheme=scheme,
+                        check_samples=args.check_samples,
                         benchmark=args.benchmark, int4=not args.no_int4, int32_bias=not args.float_bias,
                         output_quantizers=not args.no_output_quantizers, unfused_weights=args.unfused_weights,
                         runtime=args.runtime,

@@ -91,7 +91,7 @@ def _progress(args: argparse.Namespace, console: Console) -> Any:
 def _scheme(args: argparse.Namespace) -> QuantScheme:
     return QuantScheme(weight_per_channel=not args.per_tensor_weights, weight_range=RangeMethod(args.weight_range),
                        act_range=RangeMethod(args.act_range), act_dynamic=args.dynamic,
-                       weight_rounding=getattr(args, "rounding", "nearest"),
+                       weight_rounding=getattr(args, "rounding", None) or "nearest",
                        adaround_iterations=getattr(args, "adaround_iterations", ADAROUND_ITERATIONS))
 
 
@@ -246,6 +246,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
         if what.scheme is not None:  # calibrate exactly as the search did
             scheme = what.scheme
             num_samples = what.num_samples if what.num_samples is not None else num_samples
+        scheme = scheme.with_rounding(args.rounding, args.adaround_iterations)  # AdaRound after the search
     elif args.uniform:
         what = args.uniform
     with _progress(args, console) as progress:

@@ -64,12 +64,14 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
     parser.add_argument("--dynamic", action="store_true",
                         help="dynamic activation quantization: ranges from each batch at run time, as ONNX Runtime's "
                              "dynamic mode (suits transformers); no calibrated activation ranges")
-    parser.add_argument("--rounding", choices=list(WEIGHT_ROUNDINGS), default="nearest",
+    parser.add_argument("--rounding", choices=list(WEIGHT_ROUNDINGS), default=None,
                         help="how weights round to their integer grid (default nearest). adaround: AdaRound "
                              "learns, per layer and weight bit-width, whether each weight rounds down or up so that "
                              "the layer's output on the calibration samples (at most 64) is closest to the float "
                              "layer's; label-free, a few seconds per layer on a CPU, cached on disk "
-                             "($MIXQ_CACHE_DIR/adaround); ONNX and torch models. Export takes it from the plan")
+                             "($MIXQ_CACHE_DIR/adaround); ONNX and torch models. With eval --plan it overrides the "
+                             "plan's rounding (AdaRound applied after a nearest-rounding search); export takes the "
+                             "plan's unless its --rounding is given")
     parser.add_argument("--adaround-iterations", type=int, default=ADAROUND_ITERATIONS, metavar="N",
                         help=f"AdaRound's optimisation steps per layer and weight bit-width "
                              f"(default {ADAROUND_ITERATIONS}; with --rounding adaround)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numbers
 import re
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from enum import Enum
 from typing import Any
 
@@ -180,6 +180,14 @@ class QuantScheme:
         if self.adaround_iterations == ADAROUND_ITERATIONS:
             del out["adaround_iterations"]
         return out
+
+    def with_rounding(self, rounding: str | None, iterations: int | None = None) -> QuantScheme:
+        """This scheme with another weight rounding (None: unchanged), e.g. AdaRound applied to a plan that
+        was searched with nearest rounding; ``iterations`` (None: this scheme's) with it."""
+        if rounding is None:
+            return self
+        return replace(self, weight_rounding=rounding,
+                       adaround_iterations=self.adaround_iterations if iterations is None else iterations)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> QuantScheme:

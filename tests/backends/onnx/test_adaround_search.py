@@ -173,3 +173,36 @@ def test_layer_specs_follow_the_nodes_attributes_and_refuse_what_adaround_cannot
     assert layer_spec(helper.make_node("MatMul", ["x", "w"], ["y"]), weight)[0].kind is OpKind.MATMUL
     assert layer_spec(helper.make_node("Gemm", ["x", "w"], ["y"], alpha=0.5), weight)[0] is None
     assert layer_spec(helper.make_node("ConvTranspose", ["x", "w"], ["y"]), np.zeros((3, 8, 2, 2), np.float32))[0] is None
+
+
+def test_adaround_after_a_nearest_search_through_eval_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                                  ) -> None:
+    # Pandey et al.'s "AdaRound over PTQ MP": a plan searched with nearest rounding, evaluated and exported
+    # with AdaRound (--rounding overrides the plan's rounding in eval --plan and export).
+    from mixq.cli.main import main
+
+    model_path = tmp_path / "m.onnx"
+    onnx.save(testing.residual(), model_path)
+    np.savez(tmp_path / "calib.npz", x=CALIB)
+    np.savez(tmp_path / "held.npz", x=HELD_OUT)
+    groups = prepare(str(model_path), CALIB, ["w4a8"], QuantScheme(), 32).graph
+    plan = Plan(Assignment({g.id: W4A8 for g in groups}), {"bops": CostRecord(1.0, "BOPs", 0.25)}, 20.0,
+                scheme=QuantScheme(), num_samples=32)
+    plan.save(tmp_path / "plan.json")
+    common = [str(model_path), "--data", str(tmp_path / "held.npz"), "--calib-data", str(tmp_path / "calib.npz"),
+              "--plan", str(tmp_path / "plan.json"), "--json", "-q"]
+    scores = {}
+    for rounding in ([], ["--rounding", "adaround"]):
+        assert main(["eval", *common, *rounding]) == 0
+        scores[bool(rounding)] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sqnr_db"]
+    assert scores[True] > scores[False] + MARGIN_DB, scores
+    out = tmp_path / "q.onnx"
+    assert main(["export", str(model_path), "--data", str(tmp_path / "calib.npz"), "--plan", str(tmp_path / "plan.json"),
+                 "-o", str(out), "--rounding", "adaround", "--json", "-q"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["check"]["sqnr_vs_simulation_db"] > 40.0, report["check"]
+    sim = prepare(str(model_path), CALIB, ["w4a8"], ADAROUND, 32).sim
+    stored = {t.name: numpy_helper.to_array(t) for t in onnx.load(out).graph.initializer}
+    for key in sim.quantizers.weights:
+        (name,) = [n for n in stored if n.startswith(f"{key}::") and n.endswith("_q")]
+        np.testing.assert_array_equal(stored[name].astype(np.int32), sim.quantizers.weight_integers(key, 4)[0])
