@@ -35,6 +35,16 @@ class QdqWriter:
         self.made: dict[tuple[Any, ...], str] = {}
         self.storage: dict[str, int] = {}
 
+    def _unique(self, base: str) -> str:
+        """``base``, or ``base_2``, ``base_3``... when a quantizer of the same tensor and width but another
+        range already took it (e.g. an output quantizer and a consumer's input quantizer at 4 bits)."""
+        taken = {t.name for t in self.inits} | set(self.initializers)
+        name, n = base, 1
+        while f"{name}_scale" in taken:
+            n += 1
+            name = f"{base}_{n}"
+        return name
+
     def emit(self, after: str | None, nodes: list[onnx.NodeProto]) -> None:
         key = self.producer.get(after, -1) if after is not None else -1
         self.extra.setdefault(key, []).extend(nodes)
@@ -50,7 +60,7 @@ class QdqWriter:
         if key in self.made:
             return self.made[key]
         dtype = container_type(qmin, qmax, int4=False)
-        base = f"{tensor}::q{qmax - qmin + 1}"
+        base = self._unique(f"{tensor}::q{qmax - qmin + 1}")
         self.inits += [numpy_helper.from_array(np.asarray(scale, np.float32), base + "_scale"),
                        integer_tensor(base + "_zero", np.asarray(zero), dtype)]
         nodes = []
