@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision, QuantScheme
 from mixq.core.quantize import MAX_SAMPLE, ActivationRanges, CalibrationStats, WeightQuantizer, dynamic_params
-from mixq.core.ranges import ActivationStats
+from mixq.core.ranges import ActivationStats, QuantParams
+from mixq.core.tuned import TunedQuantizers
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,27 @@ class Quantizers:
         self._ranges = ActivationRanges(stats, scheme)
         self._weights: dict[tuple[str, Precision], torch.Tensor] = {}
         self._acts: dict[tuple[str, int], tuple[float, int, int, int]] = {}
+
+    @property
+    def float_weights(self) -> Mapping[str, np.ndarray]:
+        """The float weights by key (BN folded), as calibration read them."""
+        return self._core.weights
+
+    def weight_axis(self, key: str) -> int:
+        return self._core.axes[key]
+
+    def weight_params(self, key: str, bits: int) -> QuantParams:
+        return self._core.params(key, bits)
+
+    def act_params(self, tensor: str, bits: int) -> QuantParams:
+        return self._ranges.params(tensor, bits)
+
+    def tune(self, tuned: TunedQuantizers) -> None:
+        """Learned quantizers from now on; the tensors cached from the calibrated ones are dropped."""
+        self._core.tune(tuned.weights)
+        self._ranges.tune(tuned.activations)
+        self._weights.clear()
+        self._acts.clear()
 
     def weight(self, key: str, precision: Precision) -> torch.Tensor:
         cached = self._weights.get((key, precision))
@@ -62,6 +84,15 @@ class Quantizers:
         return torch.fake_quantize_per_tensor_affine(x, *params)
 
 
+class SiteQuantizers(Protocol):
+    """What an op override asks of its quantizers: the simulation's :class:`Quantizers`, or learnable ones
+    (``mixq.backends.torch.finetune``) run through the same overrides."""
+
+    def weight(self, key: str, precision: Precision) -> torch.Tensor: ...
+
+    def activation(self, tensor: str, x: torch.Tensor, bits: int, is_float: bool) -> torch.Tensor: ...
+
+
 class TorchSimulation:
     """Implements the ``Simulation`` protocol for a captured torch model."""
 
@@ -81,8 +112,8 @@ class TorchSimulation:
         return self._bytes_per_sample
 
     # -- overrides ---------------------------------------------------------------------------
-    def _override(self, site: OpSite, precision: Precision) -> Override:
-        quant = self.quantizers
+    def _override(self, site: OpSite, precision: Precision, quantizers: SiteQuantizers | None = None) -> Override:
+        quant: SiteQuantizers = quantizers if quantizers is not None else self.quantizers
         op = site.op
 
         def run(node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -102,14 +133,26 @@ class TorchSimulation:
 
         return run
 
-    def _overrides(self, precisions: dict[GroupId, Precision]) -> dict[str, Override]:
+    def _overrides(self, precisions: dict[GroupId, Precision],
+                   quantizers: SiteQuantizers | None = None) -> dict[str, Override]:
         out: dict[str, Override] = {}
         for group, precision in precisions.items():
             if precision.keeps_float32:
                 continue
             for site in self._group_sites[group]:
-                out[site.node] = self._override(site, precision)
+                out[site.node] = self._override(site, precision, quantizers)
         return out
+
+    def overrides(self, assignment: Assignment, quantizers: SiteQuantizers | None = None) -> dict[str, Override]:
+        """The executor's op overrides computing ``assignment`` with ``quantizers`` (default: the simulation's)."""
+        return self._overrides(dict(assignment.items()), quantizers)
+
+    def group_sites(self, group: GroupId) -> list[OpSite]:
+        return list(self._group_sites[group])
+
+    def tune(self, tuned: TunedQuantizers) -> None:
+        """Learned quantizers for every later run (``QuantizedModule``s already made included)."""
+        self.quantizers.tune(tuned)
 
     # -- Simulation protocol -----------------------------------------------------------------
     @torch.inference_mode()
