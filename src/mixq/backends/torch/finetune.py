@@ -245,6 +245,7 @@ class KdTuner:
 
     def tune(self, sim: Simulation, assignment: Assignment, calibration: np.ndarray,
              progress: Progress | None = None) -> TunedQuantizers:
+        sim = getattr(sim, "inner", sim)  # an averaged simulation (a nondeterministic model) trains on its model
         if not isinstance(sim, TorchSimulation):
             raise CapabilityError("distillation (--finetune-kd) needs a torch model: load the model as an nn.Module "
                                   "(file.py:factory or package.module:factory), or search without --finetune-kd")
