@@ -76,3 +76,19 @@ def test_a_plan_from_an_averaged_search_loads_with_its_nondeterminism_record(tmp
     quality = Plan.load(tmp_path / "plan.json").quality
     assert quality["nondeterminism"] == {"max_difference": 0.1, "relative_difference": 0.01, "averaged_runs": 8}
     assert quality["n_samples"] == 16 and isinstance(quality["n_samples"], int)
+
+
+def test_an_untuned_plan_writes_no_tuned_field_and_a_tuned_one_names_its_file(tmp_path: Path) -> None:
+    from mixq.core.tuned import TunedQuantizers
+
+    plan = Plan(Assignment({"a": Precision.parse("w4a8")}), {"bops": CostRecord(10.0, "BOPs", 0.25)}, 21.5)
+    assert "tuned" not in plan.to_dict() and Plan.load(plan.save(tmp_path / "plan.json")).tuned is None
+    assert Plan.load(V1_PLAN).tuned is None and Plan.load(V1_PLAN).load_tuned() is None
+    (tmp_path / "run").mkdir()
+    TunedQuantizers("kd", details={"steps": 3}).save(tmp_path / "run" / "tuned.npz")
+    tuned = Plan(plan.assignment, plan.costs, 21.5, tuned="tuned.npz")
+    loaded = Plan.load(tuned.save(tmp_path / "run" / "plan.json"))
+    assert loaded.tuned == "tuned.npz" and loaded == tuned
+    assert loaded.load_tuned().details == {"steps": 3}  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="relative to the plan's folder"):
+        Plan(plan.assignment, plan.costs, 21.5, tuned="/abs/tuned.npz").tuned_path()

@@ -20,6 +20,7 @@ def test_lists_take_wildcards_and_are_sorted() -> None:
     assert mixq.list_hardware("*cpu") == ["onnxruntime-cpu", "openvino-cpu"]
     assert mixq.list_metrics() == ["sqnr"]
     assert mixq.list_backends() == ["onnx", "torch"]
+    assert "kd" in mixq.list_tuners()
     assert mixq.list_tasks() == [] and mixq.list_runtimes() == ["onnxruntime", "openvino"] and mixq.list_executors() == []
 
 

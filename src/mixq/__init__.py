@@ -20,6 +20,7 @@ _LAZY = {
     "list_backends": "mixq.plugins", "list_cost_models": "mixq.plugins", "list_executors": "mixq.plugins",
     "list_hardware": "mixq.plugins", "list_metrics": "mixq.plugins", "list_runtimes": "mixq.plugins",
     "list_solvers": "mixq.plugins", "list_strategies": "mixq.plugins", "list_tasks": "mixq.plugins",
+    "list_tuners": "mixq.plugins",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -15,11 +15,14 @@ from typing import Any
 import numpy as np
 
 from mixq import backends
-from mixq.backends.base import Progress
+from mixq.backends import TUNERS
+from mixq.backends.base import CALIBRATION_BATCH, Progress
 from mixq.config import SearchConfig
 from mixq.core.assignment import Assignment, resolve, uniform
 from mixq.core.graph import QuantGraph
 from mixq.core.precision import Precision, QuantScheme
+from mixq.core.quality import measure_quality
+from mixq.core.tuned import TUNED_FILE, TunedQuantizers
 from mixq.core.tables import SensitivityTable
 from mixq.cost.base import CostModel
 from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
@@ -54,6 +57,8 @@ class SearchResult:
     evaluations: tuple[dict[str, Any], ...] = ()
     timings: Mapping[str, float] = field(default_factory=dict)
     run_dir: Path | None = None
+    #: quantizers a tuning step (``config.tuning``) learned for the plan; also ``RUN/tuned.npz`` with a run directory
+    tuned: TunedQuantizers | None = None
 
 
 def search(
@@ -89,6 +94,8 @@ def search(
     measure_latency = latency_needed(config.cost, config.cost_budgets, config.hardware)
     if measure_latency:  # before calibration: a torch model cannot be timed in ORT
         backends.resolve(model).require_latency()
+    if config.tuning is not None:  # before calibration: e.g. distillation needs a torch model
+        backends.require_tuner(backends.resolve(model), config.tuning)
     prepared = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
     prepared, nondeterminism = check_determinism(prepared, config.nondeterministic, config.average_runs)
     timings: dict[str, float] = dict(prepared.timings)
@@ -155,9 +162,14 @@ def _search_in(job: _Job) -> SearchResult:
     if run is not None:
         run.write_json("sensitivity.json", outcome.sensitivity.to_records())
         run.write_json("curve.json", outcome.result.curve.to_records())
+    tuned = None
+    if config.tuning is not None:
+        tuning_started = time.perf_counter()
+        tuned = _tune(context, outcome.result.point.assignment)
+        timings["tuning_s"] = time.perf_counter() - tuning_started
     evaluation_started = time.perf_counter()
-    quality = outcome.result.quality or evaluator.quality(outcome.result.point.assignment,
-                                                          "evaluating the chosen configuration")
+    quality = (None if tuned is not None else outcome.result.quality) or evaluator.quality(
+        outcome.result.point.assignment, "evaluating the chosen configuration")
     timings["evaluation_s"] = timings.get("evaluation_s", 0.0) + time.perf_counter() - evaluation_started
     timings["total_s"] = time.perf_counter() - job.started
     file_quality = {"file": measured_file} if measured_file else {}
@@ -165,11 +177,41 @@ def _search_in(job: _Job) -> SearchResult:
                                                **job.extra_quality, **file_quality}, measured)
     evaluations = list(outcome.result.evaluations)
     if run is not None:
+        if tuned is not None:  # the plan names its file only once the file is there
+            tuned.save(run.path / TUNED_FILE)
+            plan = replace(plan, tuned=TUNED_FILE, folder=run.path)
         run.write_json("plan.json", plan.to_dict())
         run.write_json("evaluations.json", evaluations)
         run.write_json("timings.json", timings)
     return SearchResult(plan, prepared.graph, outcome.sensitivity, outcome.result.curve, tuple(evaluations), timings,
-                        run.path if run else None)
+                        run.path if run else None, tuned)
+
+
+def _tune(context: SearchContext, assignment: Assignment) -> TunedQuantizers:
+    """The post-search tuning step (``config.tuning``) on the prepared simulation, which keeps its result: the
+    plan's quality is then measured with the learned quantizers. Top-1 agreement and SQNR against the float
+    model on the calibration samples, before and after, go into the result's details (for the report)."""
+    prepared, config = context.prepared, context.config
+    sim, calibration = prepared.sim, prepared.calibration
+    tuner = TUNERS.create(config.tuning, config.tuning_settings())  # type: ignore[arg-type]
+
+    def quality(with_assignment: Assignment | None) -> np.ndarray:
+        return np.concatenate([sim.run(calibration[start:start + CALIBRATION_BATCH], with_assignment)
+                               for start in range(0, len(calibration), CALIBRATION_BATCH)])
+
+    reference = quality(None)
+    before = measure_quality(quality(assignment), reference, None)
+    started = time.perf_counter()
+    tuned = tuner.tune(sim, assignment, calibration, context.progress)
+    seconds = time.perf_counter() - started
+    sim.tune(tuned)
+    after = measure_quality(quality(assignment), reference, None)
+    details = {**tuned.details, "seconds": round(seconds, 3), "calibration_samples": len(calibration),
+               "agreement_before": before.agreement, "agreement_after": after.agreement,
+               "sqnr_db_before": before.sqnr_db, "sqnr_db_after": after.sqnr_db}
+    logger.info("%s tuning: top-1 agreement on the calibration samples %s -> %s in %.1f s", tuned.method,
+                before.agreement, after.agreement, seconds)
+    return replace(tuned, details=details)
 
 
 def _judged(job: _Job, outcome: StrategyOutcome, plans: int) -> tuple[StrategyOutcome, dict[str, Any]]:
@@ -295,7 +337,10 @@ def evaluate(
         raise ConfigError(f"{describe(model)} is already quantized (an exported QDQ file), so it cannot be quantized "
                           "again: evaluate it as given with --reference FLOAT_MODEL (reference= in the API)")
     calib = as_dataset(calibration) if calibration is not None else data
+    tuned = assignment.load_tuned() if isinstance(assignment, Plan) else None  # a bad file: refused before work
     prepared = prepare(model, calib, ["w8a8"], scheme or QuantScheme(), num_samples, threads, progress)
+    if tuned is not None:
+        prepared.sim.tune(tuned)
     resolved = resolve(prepared.graph, assignment.assignment if isinstance(assignment, Plan) else assignment)
     evaluator = Evaluator(prepared.sim, data, progress)
     if resolved is None:
@@ -309,8 +354,12 @@ def evaluate(
 
 def apply(model: object, plan: Plan | Assignment, calibration: Dataset | np.ndarray, num_samples: int = 64,
           scheme: QuantScheme | None = None) -> Any:
-    """A quantized (fake-quant) copy of ``model`` following ``plan``; the original is untouched."""
+    """A quantized (fake-quant) copy of ``model`` following ``plan`` (with its tuned quantizers, if it has
+    any); the original is untouched."""
+    tuned = plan.load_tuned() if isinstance(plan, Plan) else None
     prepared = prepare(model, calibration, ["w8a8"], scheme or QuantScheme(), num_samples)
+    if tuned is not None:
+        prepared.sim.tune(tuned)
     resolved = resolve(prepared.graph, plan.assignment if isinstance(plan, Plan) else plan)
     return prepared.sim.module(resolved)  # type: ignore[arg-type]
 

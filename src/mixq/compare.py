@@ -13,6 +13,7 @@ import numpy as np
 from mixq.api import SearchResult, search
 from mixq.backends.base import Progress
 from mixq.config import SearchConfig
+from mixq.core.tuned import TUNED_FILE
 from mixq.data.dataset import Dataset
 from mixq.errors import ConfigError
 from mixq.rundir import RunDirectory
@@ -65,6 +66,9 @@ def compare_solvers(model: object, data: Dataset | np.ndarray, config: SearchCon
     comparison = SolverComparison(results, winner, metric, skipped)
     with RunDirectory(out, command) as run:
         run.mark()
+        tuned = results[winner].tuned
+        if tuned is not None:  # every solver's search tuned its own plan into RUN/tuned.npz: keep the winner's
+            tuned.save(run.path / TUNED_FILE)
         run.write_json("plan.json", results[winner].plan.to_dict())
         run.write_json("solvers.json", {"winner": winner, "metric": metric, "rows": comparison.rows(),
                                         "skipped": skipped})

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from mixq.backends import TUNERS
 from mixq.core.budget import Budget, CostBudget, MemoryBudget, QualityTarget, parse_budget
 from mixq.core.precision import Precision, QuantScheme, parse_candidates
 from mixq.core.restrictions import Restriction, parse_restrictions
@@ -64,6 +65,11 @@ class SearchConfig:
         solver_options: settings of one solver's config dataclass, by solver then field
             (``{"ilp": {"curve_points": 50}}``); a flat mapping (``{"curve_points": 50}``) is the chosen
             ``solver``'s. They override the shared fields above. See :mod:`mixq.options`.
+        tuning: a post-search tuning step of the chosen plan, a name of ``mixq.backends.TUNERS`` (``kd``:
+            label-free distillation); None: the calibrated quantizers are kept. Its learned quantizers are
+            stored as ``RUN/tuned.npz`` and named by the plan's ``tuned`` field; the plan's quality is measured
+            with them.
+        tuning_options: settings of the tuning step's dataclass (``{"steps": 200, "minutes": 5}`` for ``kd``).
     """
 
     candidates: tuple[Precision, ...] = field(default_factory=lambda: parse_candidates(DEFAULT_CANDIDATES))
@@ -88,6 +94,8 @@ class SearchConfig:
     latency_model: str = "deployed"
     verify: int | None = None
     solver_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    tuning: str | None = None
+    tuning_options: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "candidates", parse_candidates(self.candidates))
@@ -131,6 +139,18 @@ class SearchConfig:
             built = self.solver_config(name)
             typed[name] = {key: _dotted(built, key) for key in options}
         object.__setattr__(self, "solver_options", typed)
+        if self.tuning is None and self.tuning_options:
+            raise ConfigError(f"tuning options ({', '.join(sorted(self.tuning_options))}) need a tuning step: "
+                              f"give --tune NAME (one of {', '.join(TUNERS.names())}) or --finetune-kd STEPS")
+        if self.tuning is not None:  # unknown name or bad setting: refused now, not after the search
+            built = self.tuning_settings()
+            object.__setattr__(self, "tuning_options", {key: _dotted(built, key) for key in self.tuning_options})
+
+    def tuning_settings(self) -> Any:
+        """The tuning step's settings dataclass (None without a tuning step, or if it takes none)."""
+        if self.tuning is None:
+            return None
+        return TUNERS.settings(self.tuning, self, self.tuning_options)
 
     def judged_plans(self, measured_latency: bool) -> int:
         """How many plans the judge exports: ``verify``, or 3 when latency is measured (the file decides)."""
@@ -171,6 +191,7 @@ class SearchConfig:
         scheme = self.scheme.to_dict()
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out.update(solver_options={k: dict(v) for k, v in self.solver_options.items()},
+                   tuning_options=dict(self.tuning_options),
                    candidates=[str(p) for p in self.candidates], budgets=[str(b) for b in self.budgets],
                    restrictions=[str(r) for r in self.restrictions], scheme=scheme, schema_version=SCHEMA_VERSION)
         return out

@@ -20,6 +20,7 @@ import numpy as np
 
 from mixq.backends.base import IsolatedRuns, Simulation
 from mixq.core.assignment import Assignment
+from mixq.core.tuned import TunedQuantizers
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
 from mixq.errors import ConfigError, UnsupportedModelError
@@ -115,6 +116,9 @@ class AveragedSimulation:
 
     def module(self, assignment: Assignment) -> object:
         return self.inner.module(assignment)
+
+    def tune(self, tuned: TunedQuantizers) -> None:
+        self.inner.tune(tuned)
 
 
 class _AveragedIsolated:

@@ -9,13 +9,14 @@ as fields of their own; version 1 files (flat ``bops_ratio``/``weight_bytes`` ke
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from mixq.atomic import write_json
 from mixq.core.assignment import Assignment
 from mixq.core.precision import QuantScheme
+from mixq.core.tuned import TunedQuantizers
 from mixq.cost.totals import CostRecord
 from mixq.errors import ConfigError
 from mixq.schema import read_json, validate
@@ -77,6 +78,10 @@ class Plan:
         scheme: how tensors were quantized (export and eval calibrate the same way); None when unknown.
         num_samples: calibration samples the search's ranges came from; None when unknown.
         provenance: mixq version, model fingerprint, seed, strategy, solver.
+        tuned: the file of quantizers a tuning step learned for this plan (``tuned.npz``), relative to the
+            plan's folder; None: calibrated quantizers (the field is then not written, so older plans and
+            untuned ones read and write alike).
+        folder: where the plan was loaded from (``tuned`` is found there); not stored.
     """
 
     assignment: Assignment
@@ -87,6 +92,22 @@ class Plan:
     scheme: QuantScheme | None = None
     num_samples: int | None = None
     provenance: Provenance = field(default_factory=Provenance)
+    tuned: str | None = None
+    folder: Path | None = field(default=None, compare=False)
+
+    def tuned_path(self) -> Path | None:
+        """The tuned quantizers' file, or None for an untuned plan."""
+        if self.tuned is None:
+            return None
+        if Path(self.tuned).is_absolute():
+            raise ConfigError(f"the plan's 'tuned' field must name a file relative to the plan's folder, got "
+                              f"{self.tuned!r}; rerun the search or remove the field")
+        return (self.folder or Path(".")) / self.tuned
+
+    def load_tuned(self) -> TunedQuantizers | None:
+        """The plan's learned quantizers (None if untuned); a missing or corrupt file is one ConfigError."""
+        path = self.tuned_path()
+        return TunedQuantizers.load(path) if path is not None else None
 
     def ratio(self, cost: str) -> float | None:
         """The plan's total under ``cost`` as a fraction of that model's reference (None: not recorded)."""
@@ -106,6 +127,7 @@ class Plan:
             "scheme": self.scheme.to_dict() if self.scheme is not None else None,
             "num_samples": self.num_samples,
             "provenance": self.provenance.to_dict(),
+            **({"tuned": self.tuned} if self.tuned is not None else {}),
         }
 
     @classmethod
@@ -121,6 +143,7 @@ class Plan:
             raise ConfigError(f"{source} was written by a newer mixq (schema {version}); upgrade mixq")
         fix = "pass a plan.json written by `mixq search` (or fix the field)"
         parsed: PlanFileV1 | PlanFileV2
+        tuned = None
         if version < 2:
             parsed = validate(PlanFileV1, data, source, fix=fix)
             costs = _costs_v1(parsed.costs)
@@ -128,7 +151,7 @@ class Plan:
         else:
             parsed = validate(PlanFileV2, data, source, fix=fix)
             costs = {name: CostRecord(r.value, r.unit, r.ratio) for name, r in parsed.costs.items()}
-            scheme, num_samples = parsed.scheme, parsed.num_samples
+            scheme, num_samples, tuned = parsed.scheme, parsed.num_samples, parsed.tuned
         p = parsed.provenance
         return cls(
             assignment=Assignment(dict(parsed.assignment)),
@@ -140,6 +163,7 @@ class Plan:
             num_samples=num_samples,
             provenance=Provenance(p.mixq_version or __version__, p.model_fingerprint, p.seed, p.strategy, p.solver,
                                   p.hardware, tuple(p.restrictions), dict(p.solver_details)),
+            tuned=tuned,
         )
 
     def save(self, path: str | Path) -> Path:
@@ -153,7 +177,7 @@ class Plan:
         if path.is_dir() and path.name != "plan.json":
             path = path / "plan.json"
         data = read_json(path, "plan file", ConfigError, fix="pass RUN/plan.json written by `mixq search`")
-        return cls.from_dict(data, f"plan file {path}")
+        return replace(cls.from_dict(data, f"plan file {path}"), folder=path.parent)
 
 
 #: Version 1's flat cost keys: (value key, ratio key, unit) per cost model.

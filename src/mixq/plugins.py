@@ -49,6 +49,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("tasks", "mixq.tasks:TASKS", "mixq.tasks", "what outputs mean and how their fidelity is scored"),
     Kind("runtimes", "mixq.runtimes:RUNTIMES", "mixq.runtimes", "where an exported file runs as given and is timed"),
     Kind("executors", "mixq.executors:EXECUTORS", "mixq.executors", "where a search's measurements run"),
+    Kind("tuners", "mixq.backends:TUNERS", "mixq.tuners", "a post-search step learning the plan's quantizers"),
 )
 
 
@@ -111,3 +112,8 @@ def list_backends(pattern: str = "*") -> list[str]:
     """Model backends (``torch``, ``onnx``); listing them imports no framework."""
     return _names("backends", pattern)
 
+
+
+def list_tuners(pattern: str = "*") -> list[str]:
+    """Post-search tuning steps of the chosen plan (``--tune``): ``kd``, ..."""
+    return _names("tuners", pattern)

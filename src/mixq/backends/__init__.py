@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+from mixq.core.finetune import KdSettings
 from mixq.errors import BackendUnavailableError, CapabilityError, UnsupportedModelError
 from mixq.registry import Registry
 
@@ -35,6 +36,25 @@ _EXTRAS = {"torch": "torch", "onnx": "onnx"}
 ROUNDINGS: Registry[Any] = Registry("weight rounding")
 ROUNDINGS.add("adaround", "mixq.backends.torch.adaround:adaround",
               help="AdaRound (Nagel et al. 2020), optimised with torch (pip install \"mixq[torch]\")")
+
+
+#: Post-search tuning steps of the chosen plan (``--tune NAME``, ``SearchConfig.tuning``), by name: lazy
+#: ``"module:class"`` entries implementing :class:`mixq.backends.base.Tuner`, each created with its settings
+#: dataclass and tagged with the backends it runs on. Third parties add theirs under ``mixq.tuners``.
+TUNERS: Registry[Any] = Registry("tuner", group="mixq.tuners")
+TUNERS.add("kd", "mixq.backends.torch.finetune:KdTuner", config=KdSettings, tags={"torch"},
+           help="label-free distillation from the float model: float weights and LSQ step sizes of the plan "
+                "learned with Adam on the calibration samples (torch models)")
+
+
+def require_tuner(backend: Backend, name: str) -> None:
+    """Refuse, before any work, a tuning step the backend cannot run (the entry's tags name its backends)."""
+    entry = TUNERS.get(name)
+    if backend.name not in entry.tags:
+        runs_on = " or ".join(sorted(entry.tags)) or "no built-in backend"
+        fix = (": load the model as a torch nn.Module (file.py:factory or package.module:factory) to fine-tune it, "
+               "or search without it" if "torch" in entry.tags else ": search without it")
+        raise CapabilityError(f"tuning step {name!r} needs a {runs_on} model, and this is a {backend.name} model{fix}")
 
 
 def weight_rounding(name: str) -> Any:

@@ -18,6 +18,7 @@ import numpy as np
 from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph, QuantOp
 from mixq.core.precision import Precision, QuantScheme
+from mixq.core.tuned import TunedQuantizers
 from mixq.errors import DataError, UnsupportedModelError
 
 if TYPE_CHECKING:
@@ -139,6 +140,12 @@ class Simulation(Protocol):
         user's evaluation code; an empty assignment is the float model."""
         ...
 
+    def tune(self, tuned: TunedQuantizers) -> None:
+        """Use learned quantizers (``mixq.core.tuned``) for their (weight, bits) and (tensor, bits) in every
+        later ``run``, ``isolate``, ``probe``, ``module`` and export of this simulation (caches built on the
+        calibrated ones are dropped)."""
+        ...
+
 
 class Traced(Protocol):
     """A captured model: its quantizer groups, ready to be calibrated."""
@@ -164,6 +171,9 @@ class ExportSettings:
     #: ``int8`` (dequantized per run) or ``float`` (dequantized values, bit-identical).
     unfused_weights: str = "auto"
     threads: int | None = None
+    #: learned quantizers of the plan (``Plan.tuned``), applied to the export's simulation after calibration,
+    #: so the file carries them and its check compares with the tuned simulation.
+    tuned: TunedQuantizers | None = field(default=None, compare=False)
 
 
 #: How an export stores integer groups the runtime runs as float kernels (``ExportSettings.unfused_weights``).
@@ -173,6 +183,21 @@ UNFUSED_WEIGHTS = ("auto", "int8", "float")
 DeployedCosts = Callable[[Assignment], Mapping[str, float]]
 #: ``run(batch) -> (batch, features)`` float32 outputs of a model run as given.
 BatchRunner = Callable[[np.ndarray], np.ndarray]
+
+
+class Tuner(Protocol):
+    """A post-search tuning step of one plan (``mixq.backends.TUNERS``: ``kd``, ``brecq``): learns better
+    quantizers for ``assignment`` on the unlabeled calibration samples, without changing ``sim``.
+
+    Registered with its settings dataclass as ``config`` (the factory takes it as its only argument) and tagged
+    with the backend names it runs on (``tags={"torch"}``): ``mixq.backends.require_tuner`` refuses other
+    backends before any work.
+    """
+
+    name: str
+
+    def tune(self, sim: Simulation, assignment: Assignment, calibration: np.ndarray,
+             progress: Progress | None = None) -> TunedQuantizers: ...
 
 
 class Backend(Protocol):

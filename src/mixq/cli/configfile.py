@@ -32,7 +32,7 @@ DEST = "config_file"
 #: Flags whose value is a comma-separated list, so a file may give them as a list.
 COMMA_LISTS = frozenset({"candidates"})
 #: Repeatable KEY=VALUE flags, so a file may give them as a mapping (``solver_options: {curve_points: 50}``).
-KEY_VALUE_LISTS = frozenset({"solver_options"})
+KEY_VALUE_LISTS = frozenset({"solver_options", "tune_options"})
 _SKIP = frozenset({"help", "version", DEST})
 
 

@@ -118,7 +118,8 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
                           time_limit_s=args.time_limit, nondeterministic=args.nondeterministic,
                           average_runs=args.average_runs, runtime=args.runtime,
                           latency_model=args.latency_model, verify=args.verify,
-                          solver_options=parse_pairs(args.solver_options, "--solver-option"))
+                          solver_options=parse_pairs(args.solver_options, "--solver-option"),
+                          **_tuning(args))
     compared = _compared(args.compare_solvers) if args.compare_solvers else ()
     loaded, preprocess, data = _load(args)
     eval_data = load_data(args.eval_data, preprocess, labels=args.labels) if args.eval_data else None
@@ -128,6 +129,24 @@ def cmd_search(args: argparse.Namespace, console: Console) -> int:
         result = search(loaded.model, data, config, out=args.out, progress=progress, eval_data=eval_data,
                         command=args.command_line)
     return _finish_search(args, console, result)
+
+
+def _tuning(args: argparse.Namespace) -> dict[str, Any]:
+    """``tuning`` and ``tuning_options`` from --tune/--tune-option and the --finetune-kd shortcuts."""
+    options: dict[str, Any] = parse_pairs(args.tune_options, "--tune-option")
+    name = args.tune
+    shortcuts = {"steps": args.finetune_kd, "minutes": args.finetune_minutes, "feature_weight": args.kd_feature_weight}
+    given = {key: value for key, value in shortcuts.items() if value is not None}
+    if given:
+        if name not in (None, "kd"):
+            raise ConfigError(f"--finetune-kd, --finetune-minutes and --kd-feature-weight set distillation (kd), "
+                              f"not --tune {name}: drop one of them")
+        if args.finetune_kd is None and name is None:
+            raise ConfigError("--finetune-minutes and --kd-feature-weight set the distillation: give "
+                              "--finetune-kd STEPS too")
+        name = "kd"
+        options.update(given)
+    return {"tuning": name, "tuning_options": options}
 
 
 def _compared(text: str) -> tuple[str, ...]:

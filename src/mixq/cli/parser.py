@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mixq.backends import TUNERS
 from mixq.cli.choices import name_in
 from mixq.cli.configfile import add_config_file_flag
 from mixq.cli.export_cmd import add_export_parser
@@ -169,6 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--eval-data", metavar="DATA", help="separate data for quality targets (default: DATA)")
     search.add_argument("--cache-mb", type=float, default=4096.0,
                         help="memory for phase 1's cached float activations (default 4096)")
+    tuning = search.add_argument_group("tuning the chosen plan (after the search, before its quality is measured; "
+                                       "RUN/tuned.npz, named by the plan, used by mixq eval --plan and mixq export)")
+    tuning.add_argument("--tune", choices=TUNERS.names(), type=name_in(TUNERS), metavar="NAME",
+                        help=f"a tuning step: {TUNERS.help()}")
+    tuning.add_argument("--tune-option", dest="tune_options", action="append", default=[], metavar="KEY=VALUE",
+                        help="a setting of the tuning step, repeatable. Settings: " + "; ".join(
+                            f"{e.name}: {', '.join(known_keys(e.config))}" for e in TUNERS.entries()
+                            if e.config is not None))
+    tuning.add_argument("--finetune-kd", type=int, metavar="STEPS",
+                        help="label-free distillation of the plan from the float model (= --tune kd with "
+                             "steps=STEPS): KL between output distributions, float weights (straight-through "
+                             "rounding) and LSQ step sizes learned with Adam on the calibration samples, on the CPU; "
+                             "torch models only")
+    tuning.add_argument("--finetune-minutes", type=float, metavar="M",
+                        help="stop the distillation after M minutes even if STEPS are not done")
+    tuning.add_argument("--kd-feature-weight", type=float, metavar="W",
+                        help="add W x the MSE of the quantized groups' outputs to the distillation loss (default 0)")
     add_config_file_flag(search)
     _add_search_output_flags(search)
 

@@ -46,8 +46,16 @@ def print_search(console: Console, result: SearchResult) -> None:
         table.add_row("exported file, measured", ", ".join(parts))
     verified = plan.provenance.solver_details.get("verified")
     timings = result.timings
+    tuned = result.tuned
+    if tuned is not None:
+        details = tuned.details
+        table.add_row(f"tuned ({tuned.method})",
+                      f"{details.get('steps', '?')} steps, {_fmt(details.get('seconds'))} s; top-1 agreement on the "
+                      f"calibration samples {_fmt(details.get('agreement_before'))} -> "
+                      f"{_fmt(details.get('agreement_after'))}" + (" (RUN/tuned.npz)" if plan.tuned else ""))
     table.add_row("time", ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in timings.items()
-                                    if k in ("calibration_s", "phase1_s", "phase2_s", "evaluation_s", "verify_s", "total_s")))
+                                    if k in ("calibration_s", "phase1_s", "phase2_s", "tuning_s", "evaluation_s",
+                                             "verify_s", "total_s")))
     console.print(table)
     if isinstance(verified, dict) and verified.get("note"):
         console.print(f"judged as files: {verified['note']} (RUN/verified.json)", highlight=False, soft_wrap=True)

@@ -40,6 +40,9 @@ def export(model: object, plan: Plan | Assignment | Precision | str | Path, cali
     simulated. The file is then run on the first ``check_samples`` calibration samples and compared with
     the simulation (``report.check``); with ``benchmark``, latency is measured next to the float model.
 
+    A plan with tuned quantizers (``plan.tuned``: ``RUN/tuned.npz``, from ``--finetune-kd`` or another tuning
+    step) is written with them, and ``report.check`` compares the file with the tuned simulation.
+
     A torch model is exported to ONNX (opset 17, dynamic batch) in memory first; its plan's groups are
     mapped to the ONNX groups holding the same ops (an unmappable group or an ONNX group that would need
     two precisions is an error, never a silently different file), and ``report.check`` also compares
@@ -80,6 +83,7 @@ def export(model: object, plan: Plan | Assignment | Precision | str | Path, cali
     backend = backends.resolve(model)
     if isinstance(plan, (str, Path)):
         plan = Plan.load(plan)
+    tuned = plan.load_tuned() if isinstance(plan, Plan) else None  # a bad file: refused before any work
     if scheme is None and isinstance(plan, Plan):
         scheme = plan.scheme
     backends.require_rounding(backend, (scheme or _default_scheme()).weight_rounding)
@@ -99,7 +103,7 @@ def export(model: object, plan: Plan | Assignment | Precision | str | Path, cali
         assignment = plan if isinstance(plan, Assignment) else plan.assignment
     settings = ExportSettings(scheme=scheme or _default_scheme(), check_samples=check_samples, benchmark=benchmark,
                               int4=int4, int32_bias=int32_bias, output_quantizers=output_quantizers, threads=threads,
-                              unfused_weights=unfused_weights)
+                              unfused_weights=unfused_weights, tuned=tuned)
     report = backend.export(model, assignment, samples, path, settings, progress)
     if runtime is not None and runtime != DEFAULT_RUNTIME and check_samples:
         report.runtime_check = runtime_check(report.path, samples[:check_samples], runtime, threads, benchmark)

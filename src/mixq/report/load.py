@@ -61,6 +61,8 @@ class RunData:
         timings: seconds per stage.
         verified: the exported files measured by the judge step (verified.json), if it ran.
         latency_model: the measured deployed latency model (latency_model.json), if one was fitted.
+        tuning: what the plan's tuning step did (``method`` and its details: steps, seconds, agreement before and
+            after), read from the tuned quantizers' file the plan names; None for an untuned plan.
     """
 
     path: Path
@@ -74,6 +76,7 @@ class RunData:
     timings: Mapping[str, float]
     verified: VerifiedFileSet | None = None
     latency_model: DeployedLatency | None = None
+    tuning: Mapping[str, Any] | None = None
 
     @property
     def command(self) -> str | None:
@@ -111,7 +114,16 @@ def load_run(path: str | Path) -> RunData:
     verified = _optional(VerifiedFileSet, path, VERIFIED_FILE)
     latency = _optional(LatencyModelFile, path, LATENCY_MODEL_FILE)
     return RunData(path, config, groups, graph, sensitivity, curve, plan, evaluations, timings, verified,
-                   None if latency is None else _deployed(latency))
+                   None if latency is None else _deployed(latency), _tuning(plan))
+
+
+def _tuning(plan: Plan) -> dict[str, Any] | None:
+    """The tuning step's method and details; an unreadable file is a RunDirectoryError like any other run file's."""
+    try:
+        tuned = plan.load_tuned()
+    except ConfigError as exc:
+        raise RunDirectoryError(str(exc)) from None
+    return None if tuned is None else {"method": tuned.method, **tuned.details}
 
 
 _FIX = "the run may have been killed while writing it: run the same `mixq search` with this --out to finish it"

@@ -57,3 +57,4 @@ class PlanFileV2(PlanFile):
     costs: dict[str, CostRecordFile] = Field(default_factory=dict)
     scheme: SchemeDict | None = None
     num_samples: PositiveInt | None = None
+    tuned: str | None = None  # the tuned quantizers' file, relative to the plan's folder (absent: none)

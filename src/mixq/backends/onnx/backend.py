@@ -63,6 +63,8 @@ class OnnxBackend:
         resolved = Assignment.from_dict(assignment.to_dict(), traced.graph)
         sim = traced.prepare(calibration, settings.scheme, progress,
                              weight_bits=[precision.weight_bits for _, precision in resolved.items()])
+        if settings.tuned is not None:  # the plan's learned quantizers: the file carries them, the check compares
+            sim.tune(settings.tuned)
         check = calibration[:settings.check_samples] if settings.check_samples else None
         return export_qdq(sim, resolved, path, check_data=check, benchmark=settings.benchmark, int4=settings.int4,
                           int32_bias=settings.int32_bias, threads=settings.threads, progress=progress,

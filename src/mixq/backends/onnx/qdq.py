@@ -26,6 +26,7 @@ from mixq.core.precision import Precision, QuantScheme
 from mixq.errors import internal
 from mixq.core.quantize import DYNAMIC_MIN_SCALE, ActivationRanges, WeightQuantizer
 from mixq.core.ranges import ActivationStats, QuantParams
+from mixq.core.tuned import TunedQuantizers
 
 _PARAMS = ("inv_scale", "lo", "hi", "scale")
 
@@ -43,6 +44,11 @@ class Quantizers:
         self.scheme = scheme
         self._weights = WeightQuantizer(weights, axes, scheme, rounder)
         self._acts = ActivationRanges(stats, scheme)
+
+    def tune(self, tuned: TunedQuantizers) -> None:
+        """Learned quantizers (``mixq.core.tuned``) from now on, for the simulation and the export alike."""
+        self._weights.tune(tuned.weights)
+        self._acts.tune(tuned.activations)
 
     def weight_params(self, key: str, bits: int) -> QuantParams:
         """Per-channel (along ``axes[key]``) or per-tensor parameters of a weight."""

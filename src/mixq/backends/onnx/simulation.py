@@ -38,6 +38,7 @@ from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
 from mixq.core.quantize import MAX_SAMPLE, CalibrationStats
+from mixq.core.tuned import TunedQuantizers
 from mixq.core.ranges import ActivationStats, QuantParams, activation_params
 from mixq.errors import UnsupportedModelError, internal
 
@@ -265,6 +266,13 @@ class OnnxSimulation:
             return self._base
         return _cached(self._models, key, MODEL_CACHE,
                        lambda: self.model.runner(self.proto(assignment), "the fake-quantized ONNX model"))
+
+    def tune(self, tuned: TunedQuantizers) -> None:
+        """Learned quantizers from now on: whole-model and probe runners (their weights and quantizer constants
+        are baked in) are dropped; phase-1 parts take theirs as inputs on every run and stay."""
+        self.quantizers.tune(tuned)
+        self._models.clear()
+        self._probes.clear()
 
     # -- Simulation protocol ----------------------------------------------------------------------
     def run(self, inputs: np.ndarray, assignment: Assignment | None = None) -> np.ndarray:

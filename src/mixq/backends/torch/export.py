@@ -52,6 +52,8 @@ from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph, QuantOp
 from mixq.core.precision import Precision, parse_candidates
 from mixq.core.quality import sqnr_db
+from mixq.core.ranges import QuantParams
+from mixq.core.tuned import TunedQuantizers, TunedWeight
 from mixq.errors import ConfigError, ExportError
 
 if TYPE_CHECKING:
@@ -350,6 +352,8 @@ def export_torch(model: Any, assignment: Assignment, calibration: np.ndarray, pa
         rounder = mapped_rounder(torch_traced, onnx_traced, [(m.torch_op, m.onnx_op) for m in mapping.ops],
                                  calibration, settings.scheme, weight_bits)
     sim = onnx_traced.prepare(calibration, settings.scheme, progress, weight_bits=weight_bits, rounder=rounder)
+    if settings.tuned is not None:  # the torch plan's learned quantizers, renamed after the ONNX weights and tensors
+        sim.tune(tuned_for_onnx(settings.tuned, torch_traced, onnx_traced, mapping))
     check = calibration[:settings.check_samples] if settings.check_samples else None
     report = export_qdq(sim, onnx_assignment, path, check_data=check, benchmark=settings.benchmark,
                         int4=settings.int4, int32_bias=settings.int32_bias, threads=settings.threads,
@@ -379,6 +383,34 @@ def export_torch(model: Any, assignment: Assignment, calibration: np.ndarray, pa
             logger.warning("%s", message)
     report.check["torch_groups_mapped"] = float(len(mapping.groups))
     return report
+
+
+def tuned_for_onnx(tuned: TunedQuantizers, torch_traced: TorchTraced, onnx_traced: OnnxTraced,
+                   mapping: GroupMapping) -> TunedQuantizers:
+    """Tuned quantizers of a torch plan (torch weight keys, fx tensor names) named after the ONNX model's
+    initializers and tensors, through the op matches: integers moved from the torch weight's output axis to the
+    ONNX one (``Linear`` as ``MatMul`` stores its weight transposed); activations by input position."""
+    torch_sites = {site.op.name: site for site in torch_traced.sites}
+    onnx_sites = {site.op.name: site for site in onnx_traced.sites}
+    weights: dict[tuple[str, int], TunedWeight] = {}
+    activations: dict[tuple[str, int], QuantParams] = {}
+    for match in mapping.ops:
+        t, o = torch_sites[match.torch_op], onnx_sites[match.onnx_op]
+        if t.weight_key is not None and o.weight_key is not None:
+            shape = tuple(onnx_traced.model.index.initializers[o.weight_key].dims)
+            for (key, bits), weight in tuned.weights.items():
+                if key != t.weight_key:
+                    continue
+                integers = np.moveaxis(np.moveaxis(weight.integers, t.weight_axis, 0), 0, o.weight_axis)
+                if integers.shape != shape:
+                    raise ExportError(f"the tuned weight {key} has shape {weight.integers.shape}, its ONNX "
+                                      f"counterpart {o.weight_key} {shape}; {_FIX}")
+                weights[(o.weight_key, bits)] = TunedWeight(np.ascontiguousarray(integers), weight.params)
+        for torch_tensor, onnx_tensor in zip(t.op.inputs, o.op.inputs):
+            for (tensor, bits), params in tuned.activations.items():
+                if tensor == torch_tensor:
+                    activations[(onnx_tensor, bits)] = params
+    return TunedQuantizers(tuned.method, weights, activations, tuned.details)
 
 
 def torch_checks(model: Any, sim: Any, exported: Path, data: np.ndarray) -> dict[str, float]:

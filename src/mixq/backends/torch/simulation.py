@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision, QuantScheme
 from mixq.core.quantize import MAX_SAMPLE, ActivationRanges, CalibrationStats, WeightQuantizer, dynamic_params
 from mixq.core.ranges import ActivationStats, QuantParams
+from mixq.core.tuned import TunedQuantizers
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,14 @@ class Quantizers:
         self._weights: dict[tuple[str, Precision], torch.Tensor] = {}
         self._acts: dict[tuple[str, int], tuple[float, int, int, int]] = {}
 
+    @property
+    def float_weights(self) -> Mapping[str, np.ndarray]:
+        """The float weights by key (BN folded), as calibration read them."""
+        return self._core.weights
+
+    def weight_axis(self, key: str) -> int:
+        return self._core.axes[key]
+
     def weight_params(self, key: str, bits: int) -> QuantParams:
         """Per-channel (along the weight's axis) or per-tensor parameters of a weight."""
         return self._core.params(key, bits)
@@ -51,6 +60,16 @@ class Quantizers:
     def weight_integers(self, key: str, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Integer weights (int32, the weight's layout) and scale and zero-point broadcastable to them."""
         return self._core.integers(key, bits)
+
+    def act_params(self, tensor: str, bits: int) -> QuantParams:
+        return self._ranges.params(tensor, bits)
+
+    def tune(self, tuned: TunedQuantizers) -> None:
+        """Learned quantizers from now on; the tensors cached from the calibrated ones are dropped."""
+        self._core.tune(tuned.weights)
+        self._ranges.tune(tuned.activations)
+        self._weights.clear()
+        self._acts.clear()
 
     def weight(self, key: str, precision: Precision) -> torch.Tensor:
         cached = self._weights.get((key, precision))
@@ -72,6 +91,15 @@ class Quantizers:
         return torch.fake_quantize_per_tensor_affine(x, *params)
 
 
+class SiteQuantizers(Protocol):
+    """What an op override asks of its quantizers: the simulation's :class:`Quantizers`, or learnable ones
+    (``mixq.backends.torch.finetune``) run through the same overrides."""
+
+    def weight(self, key: str, precision: Precision) -> torch.Tensor: ...
+
+    def activation(self, tensor: str, x: torch.Tensor, bits: int, is_float: bool) -> torch.Tensor: ...
+
+
 class TorchSimulation:
     """Implements the ``Simulation`` protocol for a captured torch model."""
 
@@ -91,8 +119,8 @@ class TorchSimulation:
         return self._bytes_per_sample
 
     # -- overrides ---------------------------------------------------------------------------
-    def _override(self, site: OpSite, precision: Precision) -> Override:
-        quant = self.quantizers
+    def _override(self, site: OpSite, precision: Precision, quantizers: SiteQuantizers | None = None) -> Override:
+        quant: SiteQuantizers = quantizers if quantizers is not None else self.quantizers
         op = site.op
 
         def run(node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -112,14 +140,26 @@ class TorchSimulation:
 
         return run
 
-    def _overrides(self, precisions: dict[GroupId, Precision]) -> dict[str, Override]:
+    def _overrides(self, precisions: dict[GroupId, Precision],
+                   quantizers: SiteQuantizers | None = None) -> dict[str, Override]:
         out: dict[str, Override] = {}
         for group, precision in precisions.items():
             if precision.keeps_float32:
                 continue
             for site in self._group_sites[group]:
-                out[site.node] = self._override(site, precision)
+                out[site.node] = self._override(site, precision, quantizers)
         return out
+
+    def overrides(self, assignment: Assignment, quantizers: SiteQuantizers | None = None) -> dict[str, Override]:
+        """The executor's op overrides computing ``assignment`` with ``quantizers`` (default: the simulation's)."""
+        return self._overrides(dict(assignment.items()), quantizers)
+
+    def group_sites(self, group: GroupId) -> list[OpSite]:
+        return list(self._group_sites[group])
+
+    def tune(self, tuned: TunedQuantizers) -> None:
+        """Learned quantizers for every later run (``QuantizedModule``s already made included)."""
+        self.quantizers.tune(tuned)
 
     # -- Simulation protocol -----------------------------------------------------------------
     @torch.inference_mode()
