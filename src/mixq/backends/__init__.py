@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from mixq.core.synthetic import SyntheticSettings
 from mixq.errors import BackendUnavailableError, CapabilityError, UnsupportedModelError
 from mixq.registry import Registry
 
 if TYPE_CHECKING:
-    from mixq.backends.base import Backend
+    from mixq.backends.base import Backend, Progress
 
 #: Every backend, by name; third parties add theirs under the ``mixq.backends`` entry-point group.
 BACKENDS: Registry[Backend] = Registry("backend", group="mixq.backends")
@@ -57,6 +60,18 @@ def require_rounding(backend: Backend, rounding: str) -> None:
         raise CapabilityError(f"{name} runs on ONNX models for now, not on {backend.name} models{hint}"
                               if rounding == "adaround" else
                               f"the {backend.name} backend cannot round weights with {name}")
+
+
+def synthesize_calibration(backend: Backend, model: object, shape: tuple[int, ...], samples: int,
+                           settings: SyntheticSettings, seed: int, progress: Progress | None = None) -> np.ndarray:
+    """The backend's distilled calibration inputs (ZeroQ); a plug-in backend without the capability is refused
+    like a built-in one that lacks it."""
+    method = getattr(backend, "synthesize_calibration", None)
+    if method is None:
+        raise CapabilityError(f"the {backend.name} backend cannot synthesise calibration data (--data synthetic "
+                              "needs a model with batch-norm statistics): give real images (--data FOLDER)")
+    samples_out: np.ndarray = method(model, shape, samples, settings, seed, progress)
+    return samples_out
 
 
 def get_backend(name: str) -> Backend:
