@@ -50,7 +50,7 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
                         help="folder of images (optional labels.csv) or .npz with x and optional y"
                              + ("; or synthetic: no images, inputs distilled from the float model's batch-norm "
                                 "statistics (ZeroQ; torch models with BatchNorm; input size from the model or "
-                                "--preprocess crop=H,W; labels-free targets only; ./synthetic for a folder of that "
+                                "--preprocess crop=H,W; label-free targets only; ./synthetic for a folder of that "
                                 "name)" if parser.prog.endswith("search") else ""))
     parser.add_argument("--labels", metavar="CSV", help="labels CSV (file,class_index) if not DATA/labels.csv")
     parser.add_argument("--preprocess", metavar="SPEC",
@@ -61,7 +61,8 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
                         help="give up loading MODEL if its factory has not returned after this long (default 600, "
                              "or $MIXQ_LOAD_TIMEOUT; 0 = no limit)")
     parser.add_argument("--num-samples", type=int, default=64, metavar="N",
-                        help="calibration samples: the first N of DATA (default 64)")
+                        help="calibration samples: the first N of DATA, or how many --data synthetic distils "
+                             "(default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     parser.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
     parser.add_argument("--weight-range", choices=[m.value for m in RangeMethod], default="mse",
