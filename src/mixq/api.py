@@ -39,7 +39,7 @@ from mixq.rundir import RunDirectory, check_writable
 from mixq.solvers.base import ParetoCurve
 from mixq.strategies import STRATEGIES
 from mixq.strategies.base import SearchContext, Strategy, StrategyOutcome
-from mixq.synthetic import FILE as SYNTHETIC_FILE, Synthesized, synthesize
+from mixq.synthetic import DATA as SYNTHETIC_DATA, FILE as SYNTHETIC_FILE, Synthesized, synthesize
 from mixq.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def _search_in(job: _Job) -> SearchResult:
         if resume_key is not None:  # refuse a resume with other settings before changing anything in the run
             run.check_key(resume_key(context))
         synthetic = job.synthesized
-        data_record = {} if synthetic is None else {"data": "synthetic", "synthetic": dict(synthetic.record)}
+        data_record = {} if synthetic is None else {"data": SYNTHETIC_DATA, "synthetic": dict(synthetic.record)}
         if synthetic is not None and not synthetic.reused:
             run.write_bytes(SYNTHETIC_FILE, synthetic.npz_bytes())
         run.write_json("config.json", {"mixq_version": __version__, "command": job.command, **config.to_dict(),

@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from mixq.core.synthetic import SyntheticSettings
 from mixq.errors import BackendUnavailableError, CapabilityError, UnsupportedModelError
 from mixq.registry import Registry
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from mixq.backends.base import Backend, Progress
+    from mixq.core.synthetic import SyntheticSettings
 
 #: Every backend, by name; third parties add theirs under the ``mixq.backends`` entry-point group.
 BACKENDS: Registry[Backend] = Registry("backend", group="mixq.backends")
