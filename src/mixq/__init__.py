@@ -17,6 +17,7 @@ _LAZY = {
     "search": "mixq.api", "evaluate": "mixq.api", "apply": "mixq.api", "inspect_model": "mixq.api",
     "SearchConfig": "mixq.config", "Plan": "mixq.plan", "load_data": "mixq.data", "Preprocess": "mixq.data",
     "load_model": "mixq.models",
+    "SyntheticData": "mixq.core.synthetic", "SyntheticSettings": "mixq.core.synthetic",
     "list_backends": "mixq.plugins", "list_cost_models": "mixq.plugins", "list_executors": "mixq.plugins",
     "list_hardware": "mixq.plugins", "list_metrics": "mixq.plugins", "list_runtimes": "mixq.plugins",
     "list_solvers": "mixq.plugins", "list_strategies": "mixq.plugins", "list_tasks": "mixq.plugins",

@@ -22,8 +22,9 @@ from mixq.core.assignment import Assignment, resolve, uniform
 from mixq.core.graph import QuantGraph
 from mixq.core.precision import Precision, QuantScheme
 from mixq.core.quality import measure_quality
-from mixq.core.tuned import TUNED_FILE, TunedQuantizers
+from mixq.core.synthetic import SyntheticData
 from mixq.core.tables import SensitivityTable
+from mixq.core.tuned import TUNED_FILE, TunedQuantizers
 from mixq.cost.base import CostModel
 from mixq.cost.measured_latency import TABLE_FILE as LATENCY_TABLE
 from mixq.cost.deployed import MODEL_FILE as LATENCY_MODEL
@@ -36,11 +37,12 @@ from mixq.evaluation import Evaluator, ScoreFn
 from mixq.hardware import latency_needed
 from mixq.plan import Plan, Provenance
 from mixq.prepared import Prepared, as_dataset, prepare, trace_only
-from mixq.preflight import check_budgets_given, check_labels, check_reachable, check_solver
+from mixq.preflight import check_budgets_given, check_labels, check_reachable, check_solver, check_synthetic
 from mixq.rundir import RunDirectory, check_writable
 from mixq.solvers.base import ParetoCurve
 from mixq.strategies import STRATEGIES
 from mixq.strategies.base import SearchContext, Strategy, StrategyOutcome
+from mixq.synthetic import DATA as SYNTHETIC_DATA, FILE as SYNTHETIC_FILE, Synthesized, synthesize
 from mixq.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ class SearchResult:
 
 def search(
     model: object,
-    data: Dataset | np.ndarray,
+    data: Dataset | np.ndarray | SyntheticData,
     config: SearchConfig,
     out: str | Path | None = None,
     progress: Progress | None = None,
@@ -76,7 +78,10 @@ def search(
 
     Args:
         model: the float model (a torch ``nn.Module``, or a ``.onnx`` file / ``onnx.ModelProto``).
-        data: unlabeled calibration data; its first ``config.num_samples`` samples are used.
+        data: unlabeled calibration data; its first ``config.num_samples`` samples are used. Without images,
+            ``SyntheticData(shape)``: ``config.num_samples`` inputs distilled from the float model's batch-norm
+            statistics (ZeroQ; torch models with BatchNorm) calibrate ranges, sensitivity and rounding, and are
+            the evaluation data unless ``eval_data`` is given (agreement with the float model; no labels).
         config: candidates, budgets and settings.
         out: run directory; an existing one is resumed (finished measurements are not repeated).
         eval_data: data for quality targets (default: ``data``, first ``config.eval_samples``).
@@ -89,6 +94,13 @@ def search(
     started = time.perf_counter()
     if out is not None:
         check_writable(out)
+    synthesized: Synthesized | None = None
+    if isinstance(data, SyntheticData):
+        check_synthetic(config.quality_target, eval_data, score)
+        synthetic_started = time.perf_counter()
+        synthesized = synthesize(model, data, config.num_samples, config.seed, config.threads, out, progress)
+        synthetic_s = time.perf_counter() - synthetic_started
+        data = synthesized.dataset
     check_labels(config.quality_target, as_dataset(eval_data if eval_data is not None else data), score)
     strategy: Strategy = STRATEGIES.create(config.strategy)
     measure_latency = latency_needed(config.cost, config.cost_budgets, config.hardware)
@@ -99,6 +111,8 @@ def search(
     prepared = prepare(model, data, config.candidates, config.scheme, config.num_samples, config.threads, progress)
     prepared, nondeterminism = check_determinism(prepared, config.nondeterministic, config.average_runs)
     timings: dict[str, float] = dict(prepared.timings)
+    if synthesized is not None and not synthesized.reused:
+        timings["synthetic_s"] = synthetic_s
     measured: dict[str, CostModel] = {}
     latency_files: dict[str, Any] = {}
     if measure_latency and config.latency_model == "deployed":
@@ -118,7 +132,7 @@ def search(
     strategy.check(prepared)
     evaluator = _evaluator(prepared, data, eval_data, config, progress, score)
     job = _Job(strategy, SearchContext(prepared, config, None, evaluator, progress, measured), latency_files, command,
-               timings, started, described(nondeterminism), model)
+               timings, started, described(nondeterminism), model, synthesized)
     if out is None:
         return _search_in(job)
     with RunDirectory(out, command) as run:  # locked: one search at a time in a run directory
@@ -137,6 +151,7 @@ class _Job:
     started: float
     extra_quality: Mapping[str, Any]  # recorded next to the measured quality (nondeterminism)
     model: object = None  # the float model, for the judge's exports
+    synthesized: Synthesized | None = None  # distilled calibration data (--data synthetic), stored in the run
 
 
 def _search_in(job: _Job) -> SearchResult:
@@ -148,7 +163,12 @@ def _search_in(job: _Job) -> SearchResult:
         resume_key = getattr(strategy, "resume_key", None)
         if resume_key is not None:  # refuse a resume with other settings before changing anything in the run
             run.check_key(resume_key(context))
-        run.write_json("config.json", {"mixq_version": __version__, "command": job.command, **config.to_dict()})
+        synthetic = job.synthesized
+        data_record = {} if synthetic is None else {"data": SYNTHETIC_DATA, "synthetic": dict(synthetic.record)}
+        if synthetic is not None and not synthetic.reused:
+            run.write_bytes(SYNTHETIC_FILE, synthetic.npz_bytes())
+        run.write_json("config.json", {"mixq_version": __version__, "command": job.command, **config.to_dict(),
+                                       **data_record})
         run.write_json("graph.json", prepared.graph.records())
         for name, records in job.latency_files.items():
             run.write_json(name, records)

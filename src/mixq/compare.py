@@ -13,6 +13,7 @@ import numpy as np
 from mixq.api import SearchResult, search
 from mixq.backends.base import Progress
 from mixq.config import SearchConfig
+from mixq.core.synthetic import SyntheticData
 from mixq.core.tuned import TUNED_FILE
 from mixq.data.dataset import Dataset
 from mixq.errors import ConfigError
@@ -40,7 +41,7 @@ class SolverComparison:
         return rows
 
 
-def compare_solvers(model: object, data: Dataset | np.ndarray, config: SearchConfig, out: str | Path,
+def compare_solvers(model: object, data: Dataset | np.ndarray | SyntheticData, config: SearchConfig, out: str | Path,
                     solvers: tuple[str, ...] | None = None, progress: Progress | None = None,
                     eval_data: Dataset | None = None, command: str | None = None) -> SolverComparison:
     """Each solver searches in turn (phase 1 runs once; the others resume from ``out``); the winner has the

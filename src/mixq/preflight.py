@@ -49,6 +49,15 @@ def check_labels(target: QualityTarget | None, data: Dataset, score: ScoreFn | N
             'such as --budget "agreement>=0.99"')
 
 
+def check_synthetic(target: QualityTarget | None, eval_data: Dataset | None, score: ScoreFn | None) -> None:
+    """Distilled inputs have no labels: a ``drop<=`` target needs labelled --eval-data or a score function."""
+    if target is not None and target.needs_labels and score is None and (eval_data is None or eval_data.labels is None):
+        raise ConfigError(
+            f"{target} compares accuracy, which needs labels, and synthetic data (--data synthetic) has none: use a "
+            'label-free target such as --budget "agreement>=0.99" (agreement with the float model on the synthetic '
+            "samples), or give labelled --eval-data")
+
+
 def check_reachable(graph: QuantGraph, config: SearchConfig, costs: Mapping[str, CostModel] | None = None) -> None:
     """Cost budgets, restrictions and hardware depend on the graph alone: refuse an impossible one."""
     problem = build_problem(graph, SensitivityTable.noiseless(graph), config.cost, config.restrictions, config.hardware,

@@ -20,8 +20,9 @@ from mixq import backends
 from mixq.backends.base import Backend, Progress, Simulation, Traced
 from mixq.core.graph import QuantGraph
 from mixq.core.precision import Precision, QuantScheme, parse_candidates
+from mixq.core.synthetic import SyntheticData
 from mixq.data.dataset import ArrayDataset, Dataset
-from mixq.errors import DataError
+from mixq.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,12 @@ class Prepared:
         return hashlib.sha256(np.ascontiguousarray(self.calibration).tobytes()).hexdigest()[:16]
 
 
-def as_dataset(data: Dataset | np.ndarray) -> Dataset:
-    """A data set from a ``Dataset`` or an array of samples."""
+def as_dataset(data: Dataset | np.ndarray | SyntheticData) -> Dataset:
+    """A data set from a ``Dataset`` or an array of samples (distilled data is made by ``search`` only)."""
+    if isinstance(data, SyntheticData):
+        raise ConfigError("synthetic data (--data synthetic) is distilled by search only: to evaluate, apply or "
+                          "export its plan, give the search's samples, --data RUN/synthetic.npz --preprocess "
+                          "crop=H,W (they are model inputs already; calibration=np.load(...)['x'] in Python)")
     if isinstance(data, np.ndarray):
         return ArrayDataset(data.astype(np.float32, copy=False))
     return data

@@ -218,6 +218,15 @@ class RunDirectory:
             raise RunDirectoryError(f"cannot write {path}: {exc.strerror or exc}") from None
         return path
 
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        self.mark()
+        path = self.file(name)
+        try:
+            write_atomic(path, data)
+        except OSError as exc:
+            raise RunDirectoryError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return path
+
     def check_key(self, key: dict[str, Any]) -> bool:
         """Accept or refuse resuming with the settings ``key``, writing nothing.
 

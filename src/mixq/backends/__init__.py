@@ -15,7 +15,10 @@ from mixq.errors import BackendUnavailableError, CapabilityError, UnsupportedMod
 from mixq.registry import Registry
 
 if TYPE_CHECKING:
-    from mixq.backends.base import Backend
+    import numpy as np
+
+    from mixq.backends.base import Backend, Progress
+    from mixq.core.synthetic import SyntheticSettings
 
 #: Every backend, by name; third parties add theirs under the ``mixq.backends`` entry-point group.
 BACKENDS: Registry[Backend] = Registry("backend", group="mixq.backends")
@@ -77,6 +80,18 @@ def require_rounding(backend: Backend, rounding: str) -> None:
                 if rounding == "adaround" else "")
         raise CapabilityError(f"the {backend.name} backend cannot round weights with {name} (it rounds with "
                               f"{', '.join(supported)}){hint}")
+
+
+def synthesize_calibration(backend: Backend, model: object, shape: tuple[int, ...], samples: int,
+                           settings: SyntheticSettings, seed: int, progress: Progress | None = None) -> np.ndarray:
+    """The backend's distilled calibration inputs (ZeroQ); a plug-in backend without the capability is refused
+    like a built-in one that lacks it."""
+    method = getattr(backend, "synthesize_calibration", None)
+    if method is None:
+        raise CapabilityError(f"the {backend.name} backend cannot synthesise calibration data (--data synthetic "
+                              "needs a model with batch-norm statistics): give real images (--data FOLDER)")
+    samples_out: np.ndarray = method(model, shape, samples, settings, seed, progress)
+    return samples_out
 
 
 def get_backend(name: str) -> Backend:

@@ -18,6 +18,7 @@ import numpy as np
 from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph, QuantOp
 from mixq.core.precision import Precision, QuantScheme
+from mixq.core.synthetic import SyntheticSettings
 from mixq.core.tuned import TunedQuantizers
 from mixq.errors import DataError, UnsupportedModelError
 
@@ -252,4 +253,12 @@ class Backend(Protocol):
         """The pairwise latency model of the deployed file in ``runtime`` (``mixq.cost.deployed``): probe plans
         exported as ``export`` writes them, profiled in the runtime, each node's time attributed to a group
         or an edge; cached per model, machine, runtime version and threads."""
+        ...
+
+    def synthesize_calibration(self, model: object, shape: tuple[int, ...], samples: int,
+                               settings: SyntheticSettings, seed: int,
+                               progress: Progress | None = None) -> np.ndarray:
+        """Data-free calibration (ZeroQ): ``samples`` inputs of one-sample ``shape`` whose statistics at every
+        batch norm match the float model's running ones, deterministic given ``seed`` (reported as the
+        ``synthetic`` stage). A backend without batch-norm statistics raises ``CapabilityError``."""
         ...

@@ -22,6 +22,7 @@ from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
 from mixq.cli.summary import print_comparison, print_inspect, print_search
 from mixq.config import SearchConfig
 from mixq.core.precision import ADAROUND_ITERATIONS, QuantScheme, RangeMethod
+from mixq.core.synthetic import SYNTHETIC, SyntheticData, SyntheticSettings
 from mixq.errors import ConfigError, InternalError, MixqError, internal
 from mixq.options import parse_pairs
 from mixq.solvers import SOLVERS
@@ -99,11 +100,30 @@ def _load(args: argparse.Namespace, data_arg: str | None = None) -> tuple[Any, A
     from mixq.data import Preprocess, load_data
     from mixq.models import load_model
 
+    path = data_arg if data_arg is not None else args.data
+    if path == SYNTHETIC and args.command != "search":
+        raise ConfigError(f"--data synthetic distils calibration data in mixq search only; mixq {args.command} "
+                          "takes the search's samples as --data RUN/synthetic.npz --preprocess crop=H,W (they are "
+                          "model inputs already), or real images")
     loaded = load_model(args.model, getattr(args, "load_timeout", None))
     preprocess = Preprocess.parse(args.preprocess) if args.preprocess else loaded.preprocess
-    path = data_arg if data_arg is not None else args.data
+    if path == SYNTHETIC:
+        return loaded, preprocess, _synthetic(args, preprocess)
     data = load_data(path, preprocess, labels=getattr(args, "labels", None)) if path else None
     return loaded, preprocess, data
+
+
+def _synthetic(args: argparse.Namespace, preprocess: Any) -> SyntheticData:
+    """``--data synthetic``: ZeroQ's distilled inputs, at the model's input size (its preprocessing's crop)."""
+    if getattr(args, "labels", None):
+        raise ConfigError("--labels applies to images; synthetic data (--data synthetic) has no labels: drop --labels")
+    crop = getattr(preprocess, "crop", None)
+    if not crop:
+        raise ConfigError("--data synthetic needs the model's input size to distil inputs of that size: give "
+                          '--preprocess "crop=H,W" (e.g. crop=224); built-in models such as efficientnet-lite0 '
+                          "know theirs")
+    settings = SyntheticSettings(iterations=args.synthetic_iterations, lr=args.synthetic_lr)
+    return SyntheticData((3, *crop), settings)
 
 
 def cmd_search(args: argparse.Namespace, console: Console) -> int:

@@ -11,6 +11,7 @@ from mixq.cli.export_cmd import add_export_parser
 from mixq.config import DEFAULT_CANDIDATES
 from mixq.core.budget import BUDGET_HELP
 from mixq.core.precision import ADAROUND_ITERATIONS, WEIGHT_ROUNDINGS, RangeMethod
+from mixq.core.synthetic import SyntheticSettings
 from mixq.cost import ADDITIVE, COST_MODELS
 from mixq.hardware import HARDWARE
 from mixq.options import known_keys
@@ -36,6 +37,9 @@ MODEL is a built-in name (demo, efficientnet-lite0, tiny-cnn, tiny-vit), path/to
 package.module:factory; the factory returns an nn.Module, or (module, preprocessing).
 DATA is a folder of images (optional labels.csv with columns file,class_index) or an .npz with x
 (NHWC uint8 or NCHW float) and optional y. No labels are needed except for drop<= targets and top-1.
+No images? mixq search MODEL --data synthetic distils --num-samples inputs from the float model's
+batch-norm statistics (ZeroQ, Cai et al. 2020; torch models with BatchNorm layers) and calibrates and
+evaluates on them (agreement with the float model; RUN/synthetic.npz, recorded in config.json and the report).
 --config-file FILE.yaml|FILE.toml gives any flag of search/eval from a file (keys: flag names, e.g.
 num-samples: 16; model: for MODEL); flags on the command line override it.
 """
@@ -44,7 +48,11 @@ num-samples: 16; model: for MODEL); flags on the command line override it.
 def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True) -> None:
     parser.add_argument("model", metavar="MODEL", help="built-in name, path/to/file.py:factory or package.module:factory")
     parser.add_argument("--data", required=data_required, metavar="DATA",
-                        help="folder of images (optional labels.csv) or .npz with x and optional y")
+                        help="folder of images (optional labels.csv) or .npz with x and optional y"
+                             + ("; or synthetic: no images, inputs distilled from the float model's batch-norm "
+                                "statistics (ZeroQ; torch models with BatchNorm; input size from the model or "
+                                "--preprocess crop=H,W; label-free targets only; ./synthetic for a folder of that "
+                                "name)" if parser.prog.endswith("search") else ""))
     parser.add_argument("--labels", metavar="CSV", help="labels CSV (file,class_index) if not DATA/labels.csv")
     parser.add_argument("--preprocess", metavar="SPEC",
                         help='space-separated key=value items on pixels in [0,1], e.g. "resize=256 crop=224 '
@@ -54,7 +62,8 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
                         help="give up loading MODEL if its factory has not returned after this long (default 600, "
                              "or $MIXQ_LOAD_TIMEOUT; 0 = no limit)")
     parser.add_argument("--num-samples", type=int, default=64, metavar="N",
-                        help="calibration samples: the first N of DATA (default 64)")
+                        help="calibration samples: the first N of DATA, or how many --data synthetic distils "
+                             "(default 64)")
     parser.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     parser.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
     parser.add_argument("--weight-range", choices=[m.value for m in RangeMethod], default="mse",
@@ -105,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
                                         "precision; phase 2 lowers groups greedily along a Pareto curve and picks "
                                         "the point that meets the budget. Writes a run directory.")
     _add_model_data(search)
+    defaults = SyntheticSettings()
+    search.add_argument("--synthetic-iterations", type=int, default=defaults.iterations, metavar="N",
+                        help=f"--data synthetic: Adam steps on the inputs (default {defaults.iterations}; the paper "
+                             "uses 500; each step runs the model forward and backward on all --num-samples inputs)")
+    search.add_argument("--synthetic-lr", type=float, default=defaults.lr, metavar="LR",
+                        help=f"--data synthetic: Adam's learning rate on the inputs (default {defaults.lr})")
     search.add_argument("--candidates", default=DEFAULT_CANDIDATES,
                         help=f"comma-separated precisions the target has kernels for: wNaM, fp16, fp32 "
                              f"(default {DEFAULT_CANDIDATES})")

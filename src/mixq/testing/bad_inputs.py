@@ -402,3 +402,27 @@ CASES += (
                                                                   budget="latency<=0.5"),
              "export it to ONNX first"),
 )
+
+# issue #13 item 5: data-free calibration (--data synthetic) needs batch-norm statistics and an input size.
+BATCHNORM_MODEL = """
+from mixq.backends.torch.testing import BatchNormNet
+
+def build():
+    return BatchNormNet().eval()
+"""
+
+
+def _synthetic(tmp: Path, *extra: str, body: str = BATCHNORM_MODEL, budget: str = "bops<=0.5") -> list[str]:
+    return _search(_model(tmp, body), "synthetic", tmp, "--synthetic-iterations", "2", *extra, budget=budget)
+
+
+CASES += (
+    BadInput("--data synthetic on a model without BatchNorm",
+             lambda t: _synthetic(t, "--preprocess", "crop=16", body=GOOD_MODEL), "no BatchNorm layer"),
+    BadInput("--data synthetic without the model's input size", lambda t: _synthetic(t), "needs the model's input size"),
+    BadInput("--data synthetic with a drop<= target",
+             lambda t: _synthetic(t, "--preprocess", "crop=16", budget="drop<=0.01"), "synthetic data"),
+    BadInput("--data synthetic --synthetic-iterations 0",
+             lambda t: _synthetic(t, "--preprocess", "crop=16", "--synthetic-iterations", "0"),
+             "--synthetic-iterations"),
+)

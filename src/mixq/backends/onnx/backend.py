@@ -33,7 +33,8 @@ from mixq.backends.rounder import Rounder, precompute
 from mixq.core.assignment import Assignment
 from mixq.core.graph import QuantGraph, form_groups
 from mixq.core.precision import Precision, QuantScheme, parse_candidates
-from mixq.errors import UnsupportedModelError, internal
+from mixq.core.synthetic import SyntheticSettings
+from mixq.errors import CapabilityError, UnsupportedModelError, internal
 
 if TYPE_CHECKING:
     from mixq.cost.deployed import DeployedLatency
@@ -110,6 +111,15 @@ class OnnxBackend:
             raise internal(f"the ONNX backend was given a {type(sim).__name__} to profile")
         return measure_deployed_latency(sim, calibration, runtime=runtime, threads=threads, progress=progress,
                                         seed=seed)
+
+    def synthesize_calibration(self, model: object, shape: tuple[int, ...], samples: int,
+                               settings: SyntheticSettings, seed: int,
+                               progress: Progress | None = None) -> np.ndarray:
+        """Refused: distilling data needs the training data's batch-norm statistics, which exporters fold into
+        the convs (and optimising inputs needs gradients ONNX Runtime does not give)."""
+        raise CapabilityError(
+            "data-free calibration (--data synthetic) needs the model's batch-norm statistics, which a folded ONNX "
+            "file no longer has: give the torch model (path/to/file.py:factory) or real images (--data FOLDER)")
 
     def trace(self, model: object, sample: np.ndarray, candidates: Sequence[Precision]) -> OnnxTraced:
         if not is_onnx_model(model):

@@ -16,6 +16,7 @@ from mixq.backends.torch.executor import flatten_output
 from mixq.backends.torch.traced import TorchTraced, trace_module
 from mixq.core.assignment import Assignment
 from mixq.core.precision import Precision, QuantScheme, parse_candidates
+from mixq.core.synthetic import SyntheticSettings
 from mixq.errors import CapabilityError
 
 if TYPE_CHECKING:
@@ -80,6 +81,15 @@ class TorchBackend:
                                  threads: int | None = None, progress: Progress | None = None,
                                  seed: int = 0) -> Any:
         raise CapabilityError(LATENCY_FIX)
+
+    def synthesize_calibration(self, model: object, shape: tuple[int, ...], samples: int,
+                               settings: SyntheticSettings, seed: int,
+                               progress: Progress | None = None) -> np.ndarray:
+        """ZeroQ's distilled data from the module's BatchNorm statistics (``mixq.backends.torch.distill``),
+        read before tracing folds them into the convs."""
+        from mixq.backends.torch.distill import distill
+
+        return distill(model, shape, samples, settings, seed, progress)
 
     def trace(self, model: object, sample: np.ndarray, candidates: Sequence[Precision]) -> TorchTraced:
         return trace_module(model, sample, candidates)

@@ -74,6 +74,31 @@ class TinyConvNet(nn.Module):
         return self.head(F.relu(self.conv2(F.relu(self.conv1(x)))))
 
 
+class BatchNormNet(nn.Module):
+    """conv-BN-relu twice, then the head, with running statistics gathered on images unlike N(0, 1) noise
+    (positive pixels, one bright channel), as a trained model's are: data-free calibration has a known target."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        with seeded(seed):
+            self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+            self.bn1 = nn.BatchNorm2d(8, momentum=None)
+            self.conv2 = nn.Conv2d(8, 16, 3, padding=1, bias=False)
+            self.bn2 = nn.BatchNorm2d(16, momentum=None)
+            self.head = _Head(16)
+            init_weights(self)
+            images = torch.from_numpy(random_images(64, seed=seed)).abs() * 0.5
+            images[:, 0] += 1.0
+            self.train()
+            with torch.no_grad():  # cumulative averages over these batches (momentum=None)
+                for batch in images.split(16):
+                    self(batch)
+            self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))))
+
+
 class ResidualNet(nn.Module):
     """A residual add: ``relu(conv3(relu(conv2(h))) + h)`` with ``h = relu(conv1(x))``."""
 
