@@ -16,7 +16,14 @@ from mixq.backends.torch.adaround import adaround
 from mixq.backends.torch.blocks import graph_blocks
 from mixq.backends.torch.brecq import brecq_tuner, reconstruct
 from mixq.backends.torch.simulation import TorchSimulation
-from mixq.backends.torch.testing import ResidualNet, ReusedModuleNet, random_images
+from mixq.backends.torch.testing import (
+    DepthwiseNet,
+    FunctionalConvNet,
+    ResidualNet,
+    ReusedModuleNet,
+    SharedInputNet,
+    random_images,
+)
 from mixq.backends.torch.traced import TorchTraced, trace_module
 from mixq.core.assignment import Assignment
 from mixq.core.graph import OpKind
@@ -199,3 +206,27 @@ def test_blocks_keep_a_reused_module_in_one_block() -> None:
 def test_a_non_torch_simulation_is_a_capability_error() -> None:
     with pytest.raises(CapabilityError, match="torch model"):
         brecq_tuner(object(), Assignment({}), random_images(2), BrecqConfig())
+
+
+@pytest.mark.parametrize(("model", "scheme"), [
+    (SharedInputNet, QuantScheme(weight_per_channel=False, weight_symmetric=False)),  # zero-points, one scale
+    (DepthwiseNet, QuantScheme(act_dynamic=True)),
+    (FunctionalConvNet, QuantScheme()),  # a functional conv: the weight is an argument, not a module's
+    (ReusedModuleNet, QuantScheme()),
+])
+def test_other_graphs_and_schemes(model: type[nn.Module], scheme: QuantScheme) -> None:
+    calibration = random_images(16)
+    traced = trace_module(model(0).eval(), calibration[:1], [W3A8])
+    sim = traced.prepare(calibration, scheme)
+    plan = uniform(sim, Precision.parse("w4a8"))
+    tuned = reconstruct(sim, plan, calibration, BrecqConfig(iterations=15, batch_size=8, max_groups=1))
+    core = sim.quantizers._core
+    assert {key for key, _ in tuned.weights} == set(core.weights)
+    for (key, bits), weight in tuned.weights.items():
+        nearest, _, _ = core.integers(key, bits)
+        assert weight.params.qmin <= weight.integers.min() and weight.integers.max() <= weight.params.qmax
+        assert np.abs(weight.integers.astype(np.int64) - nearest).max() <= 1
+    again = traced.prepare(calibration, scheme)
+    again.quantizers._core.tune(dict(tuned.weights))
+    last = tuned.details["blocks"][-1]["mse_after"]
+    assert mse(again.run(calibration, plan), again.run(calibration)) == pytest.approx(last, rel=1e-4)

@@ -26,6 +26,7 @@ from mixq.backends.torch.simulation import Quantizers
 from mixq.backends.torch.trace import OpSite
 from mixq.core.graph import GroupId
 from mixq.core.precision import Precision
+from mixq.core.quantize import dynamic_params
 from mixq.core.reconstruction import form_blocks
 from mixq.errors import internal
 
@@ -150,7 +151,11 @@ class BlockQuantizers:
         return weight
 
     def activation(self, tensor: str, x: torch.Tensor, bits: int, is_float: bool) -> torch.Tensor:
-        quantized = self.quantizers.activation(tensor, x, bits, is_float)
+        if self.quantizers.scheme.act_dynamic and not is_float:  # the simulation's range, from a detached x
+            lo, hi = torch.aminmax(x.detach())
+            quantized = torch.fake_quantize_per_tensor_affine(x, *dynamic_params(float(lo), float(hi), bits))
+        else:
+            quantized = self.quantizers.activation(tensor, x, bits, is_float)
         if self.qdrop <= 0.0 or is_float:
             return quantized
         keep_float = torch.rand(x.shape, generator=self.generator) < self.qdrop

@@ -265,7 +265,7 @@ def reconstruct(sim: TorchSimulation, assignment: Assignment, calibration: np.nd
                 raise internal(f"BRECQ reconstructed weights {sorted(set(learned) & set(tuned))} in two blocks")
             tuned.update(learned)
             report.append(facts)
-    if progress is not None:
+    if progress is not None and run.total:
         progress(STAGE, run.total, run.total)
     details = {"config": config.key(), "seed": seed, "samples": len(calibration), "blocks": report,
                "iterations": run.total, "seconds": round(time.perf_counter() - started, 3)}
