@@ -179,10 +179,15 @@ def test_float_groups_are_not_reconstructed(case: tuple[TorchTraced, np.ndarray,
     traced, calibration, _ = case
     sim = traced.prepare(calibration, QuantScheme())
     plan = uniform(sim, W3A8).with_("conv2", Precision.parse("fp16")).with_("head.fc", Precision.parse("fp32"))
-    sim.run(calibration[:4], plan)  # the simulation's caches now hold inference-mode weights
+    before = sim.run(calibration[:4], plan)  # the simulation's caches now hold inference-mode weights
+    grads = [p.requires_grad for p in sim.executor.gm.parameters()]
+    threads = torch.get_num_threads()
     calls: list[tuple[str, int, int]] = []
     tuned = reconstruct(sim, plan, calibration[:32], BrecqConfig(iterations=20, batch_size=8, max_groups=1),
                         progress=lambda *call: calls.append(call))
+    # The simulation, the model's parameters and the thread count are as they were.
+    np.testing.assert_array_equal(sim.run(calibration[:4], plan), before)
+    assert [p.requires_grad for p in sim.executor.gm.parameters()] == grads and torch.get_num_threads() == threads
     assert set(tuned.weights) == {("conv1.weight", 3), ("conv3.weight", 3)}
     # The fp32 head is not counted: it ends the last block rather than forming one.
     assert [block["groups"] for block in tuned.details["blocks"]] == [["conv1"], ["conv2", "conv3", "head.fc"]]
