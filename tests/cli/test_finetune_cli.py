@@ -118,3 +118,29 @@ def test_finetune_kd_on_an_onnx_model_says_it_needs_a_torch_model(tmp_path: Path
 def test_tuning_flags_without_a_tuning_step_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["search", "tiny-cnn", "--data", "x.npz", "--out", "/tmp/none", "--finetune-minutes", "3", "-q"]) == 2
     assert "--finetune-kd STEPS" in capsys.readouterr().err
+
+
+def test_block_reconstruction_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # --reconstruct brecq [--qdrop] is the brecq tuner: RUN/tuned.npz named by the plan, eval reproduces its quality.
+    from mixq.backends.torch.testing import random_images
+    from mixq.core.tuned import TunedQuantizers
+
+    (tmp_path / "m.py").write_text("from mixq.backends.torch.testing import ResidualNet\n\ndef build():\n"
+                                   "    return ResidualNet().eval()\n")
+    np.savez(tmp_path / "d.npz", x=random_images(16, seed=3))
+    model, data, run = f"{tmp_path / 'm.py'}:build", str(tmp_path / "d.npz"), tmp_path / "run"
+    assert main(["search", model, "--data", data, "--candidates", "w4a8,w8a8", "--budget", "bops<=0.3",
+                 "--num-samples", "16", "--out", str(run), "--reconstruct", "brecq", "--qdrop",
+                 "--tune-option", "iterations=30", "-q", "--no-report"]) == 0
+    tuned = TunedQuantizers.load(run / "tuned.npz")
+    assert tuned.method == "brecq" and tuned.weights and tuned.details["config"]["qdrop"] == 0.5
+    assert tuned.details["config"]["iterations"] == 30
+    assert json.loads((run / "config.json").read_text())["tuning"] == "brecq"
+    capsys.readouterr()
+    assert main(["eval", model, "--data", data, "--plan", str(run / "plan.json"), "--json", "-q"]) == 0
+    measured = json.loads(capsys.readouterr().out)
+    assert measured["sqnr_db"] == pytest.approx(json.loads((run / "plan.json").read_text())["quality"]["sqnr_db"],
+                                                abs=1e-6)
+    for bad in (["--qdrop", "0.5"], ["--reconstruct", "brecq", "--finetune-kd", "5"]):
+        assert main(["search", model, "--data", data, "--budget", "bops<=0.3", "--out", str(tmp_path / "r2"),
+                     *bad, "-q"]) == 2

@@ -11,6 +11,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from mixq.core.finetune import KdSettings
+from mixq.core.reconstruction import BrecqConfig
 from mixq.errors import BackendUnavailableError, CapabilityError, UnsupportedModelError
 from mixq.registry import Registry
 
@@ -48,6 +49,9 @@ TUNERS: Registry[Any] = Registry("tuner", group="mixq.tuners")
 TUNERS.add("kd", "mixq.backends.torch.finetune:KdTuner", config=KdSettings, tags={"torch"},
            help="label-free distillation from the float model: float weights and LSQ step sizes of the plan "
                 "learned with Adam on the calibration samples (torch models)")
+TUNERS.add("brecq", "mixq.backends.torch.brecq:BrecqTuner", config=BrecqConfig, tags={"torch"},
+           help="BRECQ block reconstruction (Li et al. 2021): each block's AdaRound roundings learned jointly "
+                "against the float block's outputs, label-free, optionally with QDrop (torch models)")
 
 
 def require_tuner(backend: Backend, name: str) -> None:

@@ -166,6 +166,15 @@ def _tuning(args: argparse.Namespace) -> dict[str, Any]:
                               "--finetune-kd STEPS too")
         name = "kd"
         options.update(given)
+    if args.reconstruct is not None or args.qdrop is not None:
+        if args.reconstruct is None:
+            raise ConfigError("--qdrop sets the block reconstruction: give --reconstruct brecq too")
+        if name not in (None, args.reconstruct):
+            raise ConfigError(f"--reconstruct {args.reconstruct} is a tuning step, and so is "
+                              f"{'--finetune-kd' if name == 'kd' else '--tune ' + name}: choose one")
+        name = args.reconstruct
+        if args.qdrop is not None:
+            options["qdrop"] = args.qdrop
     return {"tuning": name, "tuning_options": options}
 
 

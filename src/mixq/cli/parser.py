@@ -11,6 +11,7 @@ from mixq.cli.export_cmd import add_export_parser
 from mixq.config import DEFAULT_CANDIDATES
 from mixq.core.budget import BUDGET_HELP
 from mixq.core.precision import ADAROUND_ITERATIONS, WEIGHT_ROUNDINGS, RangeMethod
+from mixq.core.reconstruction import QDROP_PROBABILITY
 from mixq.core.synthetic import SyntheticSettings
 from mixq.cost import ADDITIVE, COST_MODELS
 from mixq.hardware import HARDWARE
@@ -202,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop the distillation after M minutes even if STEPS are not done")
     tuning.add_argument("--kd-feature-weight", type=float, metavar="W",
                         help="add W x the MSE of the quantized groups' outputs to the distillation loss (default 0)")
+    tuning.add_argument("--reconstruct", choices=["brecq"], metavar="brecq",
+                        help="block reconstruction of the plan (= --tune brecq): BRECQ learns each block's weight "
+                             "roundings (AdaRound's relaxation) jointly, so that the quantized block's output on the "
+                             "calibration samples matches the float block's; blocks in order, each fed by the "
+                             "already reconstructed ones; torch models only")
+    tuning.add_argument("--qdrop", type=float, nargs="?", const=QDROP_PROBABILITY, metavar="P",
+                        help=f"with --reconstruct brecq: QDrop, each activation quantizer in the block passes its "
+                             f"float input through with probability P while reconstructing (default P "
+                             f"{QDROP_PROBABILITY}, the paper's; helps at low activation bits)")
     add_config_file_flag(search)
     _add_search_output_flags(search)
 

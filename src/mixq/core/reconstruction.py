@@ -60,6 +60,7 @@ class BrecqConfig:
             units (see :func:`form_blocks`). 3 makes a ResNet basic or bottleneck block, a MobileNetV2
             inverted residual or three layers of a plain chain one block, the granularity the paper found
             best; 1 makes every unit its own block.
+        seed: seeds the batch order and QDrop's draws (the search's ``--seed``).
     """
 
     iterations: int = BRECQ_ITERATIONS
@@ -71,6 +72,7 @@ class BrecqConfig:
     lr: float = 1e-2
     qdrop: float = 0.0
     max_groups: int = 3
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.batch_size < 1 or self.max_groups < 1:
@@ -84,6 +86,11 @@ class BrecqConfig:
         if self.reg_weight < 0 or self.lr <= 0 or self.beta_start <= 0 or self.beta_end <= 0:
             raise ConfigError("BRECQ's reg_weight must be >= 0, its lr and betas > 0, got "
                               f"{self.reg_weight}, {self.lr}, {self.beta_start}, {self.beta_end}")
+
+    @classmethod
+    def from_search(cls, search: Any) -> BrecqConfig:
+        """Defaults seeded by the search's ``seed``, so one seed decides the whole run."""
+        return cls(seed=int(getattr(search, "seed", 0)))
 
     def rounding(self) -> AdaRoundConfig:
         """The same rounding settings as AdaRound's, whose schedule (:meth:`AdaRoundConfig.beta`) BRECQ uses."""

@@ -14,7 +14,7 @@ from torch import nn
 
 from mixq.backends.torch.adaround import adaround
 from mixq.backends.torch.blocks import graph_blocks
-from mixq.backends.torch.brecq import brecq_tuner, reconstruct
+from mixq.backends.torch.brecq import BrecqTuner, reconstruct
 from mixq.backends.torch.simulation import TorchSimulation
 from mixq.backends.torch.testing import (
     DepthwiseNet,
@@ -210,7 +210,7 @@ def test_blocks_keep_a_reused_module_in_one_block() -> None:
 
 def test_a_non_torch_simulation_is_a_capability_error() -> None:
     with pytest.raises(CapabilityError, match="torch model"):
-        brecq_tuner(object(), Assignment({}), random_images(2), BrecqConfig())
+        BrecqTuner(BrecqConfig()).tune(object(), Assignment({}), random_images(2))
 
 
 @pytest.mark.parametrize(("model", "scheme"), [

@@ -272,14 +272,23 @@ def reconstruct(sim: TorchSimulation, assignment: Assignment, calibration: np.nd
     return TunedQuantizers("brecq", tuned, {}, details)
 
 
-def brecq_tuner(sim: object, assignment: Assignment, calibration: np.ndarray, config: BrecqConfig | None = None,
-                seed: int = 0, progress: Progress | None = None) -> TunedQuantizers:
-    """The ``brecq`` entry of the tuners registry (post-search tuning of a plan's quantizers): :func:`reconstruct`
-    on a torch model's simulation; any other simulation (an ONNX model's) is one ``CapabilityError``."""
-    if not isinstance(sim, TorchSimulation):
-        raise CapabilityError("BRECQ block reconstruction (--reconstruct brecq) needs a torch model for now, not "
-                              f"a {type(sim).__name__}: quantize the nn.Module instead of its ONNX export")
-    return reconstruct(sim, assignment, calibration, config, seed, progress)
+class BrecqTuner:
+    """Block reconstruction of the plan (``--reconstruct brecq``): the ``brecq`` entry of ``TUNERS``."""
+
+    name = "brecq"
+
+    def __init__(self, settings: BrecqConfig | None = None) -> None:
+        self.settings = settings or BrecqConfig()
+
+    def tune(self, sim: object, assignment: Assignment, calibration: np.ndarray,
+             progress: Progress | None = None) -> TunedQuantizers:
+        sim = getattr(sim, "inner", sim)  # an averaged simulation (a nondeterministic model) tunes its model
+        if not isinstance(sim, TorchSimulation):
+            raise CapabilityError("BRECQ block reconstruction (--reconstruct brecq) needs a torch model for now, not "
+                                  f"a {type(sim).__name__}: load the model as an nn.Module (file.py:factory or "
+                                  "package.module:factory), or search without --reconstruct")
+        with torch.enable_grad():
+            return reconstruct(sim, assignment, calibration, self.settings, self.settings.seed, progress)
 
 
-__all__ = ["STAGE", "brecq_tuner", "reconstruct", "reconstruction_loss"]
+__all__ = ["STAGE", "BrecqTuner", "reconstruct", "reconstruction_loss"]
