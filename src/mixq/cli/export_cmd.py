@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,21 +71,28 @@ def add_export_parser(sub: Any, add_output_flags: Any) -> None:
                         help="also run the file in this runtime on the check samples and compare it with ONNX "
                              "Runtime's outputs of the same file (with --benchmark, its latency too): "
                              + ", ".join(RUNTIMES.names()))
+    export.add_argument("--bias-correction", action="store_true",
+                        help="bias-correct the file's quantized layers even if the plan's search did not (a plan "
+                             "searched with --bias-correction is exported with it anyway)")
     export.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     add_output_flags(export)
 
 
 def cmd_export(args: argparse.Namespace, console: Console, load: Any, progress: Any) -> int:
     from mixq.export import export, input_paths, writable_output
-    from mixq.core.precision import Precision
+    from mixq.core.precision import Precision, QuantScheme
     from mixq.plan import Plan
 
     sources = input_paths(args.model, args.data, args.plan, getattr(args, "labels", None), getattr(args, "config", None))
     writable_output(Path(args.output), sources)  # before loading anything: refuse -o over an input
     loaded, _, data = load(args)
     plan = Plan.load(args.plan) if args.plan else Precision.parse(args.uniform)
+    scheme = None
+    if args.bias_correction:
+        scheme = replace((plan.scheme if isinstance(plan, Plan) else None) or QuantScheme(), bias_correction=True)
     with progress:
         report = export(loaded.model, plan, data, args.output, num_samples=None, check_samples=args.check_samples,
+                        scheme=scheme,
                         benchmark=args.benchmark, int4=not args.no_int4, int32_bias=not args.float_bias,
                         output_quantizers=not args.no_output_quantizers, unfused_weights=args.unfused_weights,
                         runtime=args.runtime,

@@ -92,7 +92,8 @@ def _scheme(args: argparse.Namespace) -> QuantScheme:
     return QuantScheme(weight_per_channel=not args.per_tensor_weights, weight_range=RangeMethod(args.weight_range),
                        act_range=RangeMethod(args.act_range), act_dynamic=args.dynamic,
                        weight_rounding=getattr(args, "rounding", "nearest"),
-                       adaround_iterations=getattr(args, "adaround_iterations", ADAROUND_ITERATIONS))
+                       adaround_iterations=getattr(args, "adaround_iterations", ADAROUND_ITERATIONS),
+                       bias_correction=getattr(args, "bias_correction", False))
 
 
 def _load(args: argparse.Namespace, data_arg: str | None = None) -> tuple[Any, Any, Any]:

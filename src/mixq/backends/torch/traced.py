@@ -25,10 +25,11 @@ from mixq.backends.base import (
 )
 from mixq.backends.torch.executor import GraphExecutor, flatten_output
 from mixq.backends.torch.fold import fold_batchnorm
+from mixq.backends.torch.moments import TorchMoments
 from mixq.backends.torch.simulation import Quantizers, TorchSimulation, collect_stats
 from mixq.backends.torch.trace import OpSite, capture, find_sites
 from mixq.core.graph import QuantGraph, form_groups
-from mixq.core.precision import Precision, QuantScheme
+from mixq.core.precision import Precision, QuantScheme, RangeMethod
 from mixq.errors import DataError, UnsupportedModelError
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,11 @@ class TorchTraced:
         require_calibration(calibration)
         stats = collect_stats(self.executor, quantized_tensors(self.sites), calibration_batches(calibration, progress))
         weights, axes = site_weights(self.sites, lambda key: _fetch(self.executor.gm, key).detach().cpu().numpy())
-        quantizers = Quantizers(weights, axes, stats, scheme)
+        moments = None
+        if scheme.bias_correction or scheme.weight_range is RangeMethod.OUTPUT:
+            moments = TorchMoments(self.executor, self.sites, weights, calibration,
+                                   keep_inputs=scheme.weight_range is RangeMethod.OUTPUT)
+        quantizers = Quantizers(weights, axes, stats, scheme, moments=moments)
         return TorchSimulation(self.executor, self.graph, self.sites, quantizers, self.bytes_per_sample)
 
 
