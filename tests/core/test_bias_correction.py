@@ -110,3 +110,21 @@ def test_the_scheme_round_trips_and_refuses_the_output_range_for_activations() -
         QuantScheme.from_dict({"act_range": "output"})
     with pytest.raises(ConfigError, match="bias_correction must be true or false"):
         QuantScheme(bias_correction="yes")  # type: ignore[arg-type]
+
+
+def test_the_correction_follows_the_rounder_s_integers() -> None:
+    """Applied after the rounding: AdaRound's (here: always rounding down) integers are what it corrects."""
+    x = _correlated_inputs(200, 6, 2)
+    w = np.random.default_rng(1).standard_normal((3, 6)).astype(np.float32)
+
+    def floor(key: str, bits: int, params: object) -> np.ndarray:
+        scale = np.asarray(params.scale).reshape(-1, 1)  # type: ignore[attr-defined]
+        return np.floor(w / scale).astype(np.int32)
+
+    scheme = QuantScheme(bias_correction=True)
+    rounded = WeightQuantizer({"w": w}, {"w": 0}, scheme, rounder=floor, moments=_Moments(x))
+    nearest = WeightQuantizer({"w": w}, {"w": 0}, scheme, moments=_Moments(x))
+    precision = Precision.parse("w4a8")
+    expected = (w.astype(np.float64) - rounded.weight("w", precision)) @ x.astype(np.float64).mean(axis=0)
+    np.testing.assert_allclose(rounded.bias_shift("w", precision), expected, rtol=1e-6)
+    assert not np.allclose(rounded.bias_shift("w", precision), nearest.bias_shift("w", precision))

@@ -91,8 +91,9 @@ class Quantizers:
 class Feed:
     """A graph input of a parametric sub-model: what to feed for a given precision.
 
-    ``kind`` is ``weight``, ``bias`` (a bias-corrected op's bias) or one of ``inv_scale, lo, hi, scale``; ``role`` says which bits apply
-    (``act``: the precision's activation bits; ``weight``: its weight bits, for a MatMul's operand B).
+    ``kind`` is ``weight``, ``bias`` (a bias-corrected op's bias) or one of ``inv_scale, lo, hi, scale``;
+    ``role`` says which bits apply (``act``: the precision's activation bits; ``weight``: its weight bits,
+    for a MatMul's operand B).
     """
 
     name: str

@@ -36,7 +36,8 @@ CHANNELS = 8
 
 def _depthwise(bias: bool) -> onnx.ModelProto:
     """One 3x3 depthwise conv (padded): the layer bias correction helps most at low bits."""
-    inits = [testing.init("w", (CHANNELS, 1, 3, 3), 1, 0.5)] + ([testing.init("b", (CHANNELS,), 2, 0.1)] if bias else [])
+    inits = [testing.init("w", (CHANNELS, 1, 3, 3), 1, 0.5)]
+    inits += [testing.init("b", (CHANNELS,), 2, 0.1)] if bias else []
     node = helper.make_node("Conv", ["x", "w"] + (["b"] if bias else []), ["y"], name="dw", pads=[1, 1, 1, 1],
                             group=CHANNELS)
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", CHANNELS, 6, 6])
