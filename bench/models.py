@@ -18,3 +18,8 @@ def resnet20():
 
 def resnet56():
     return _resnet56(SHARED / "cifar10-resnets" / "resnet56-4bfd9763.th"), PREPROCESS
+
+
+def resnet20_raw():
+    """ResNet20 without preprocessing: for data already preprocessed (``bench/out/resnet20-*.npz``)."""
+    return _resnet20(SHARED / "cifar10-resnets" / "resnet20-12fca82f.th")

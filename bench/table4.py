@@ -12,7 +12,11 @@ data are made: calibration = the first 64 dev images, scores on test images no s
   and AdaRound in both phases;
 - ``deploy``: every MP plan exported (``mixq export``) and its file scored in ONNX Runtime
   (``mixq eval FILE --reference MODEL``) beside the simulation's score;
-- ``cost``: AdaRound for every layer at 4 and 6 bits from a cold cache, then the same again (the cache reused).
+- ``cost``: AdaRound for every layer at 4 and 6 bits from a cold cache, then the same again (the cache reused);
+- ``torch`` (ResNet20 as a torch model, ``bench/models.py:resnet20_raw``, same splits): the tuning steps
+  with the expanded candidates at BOPs 0.25: PTQ MP, AdaRound in both phases, then BRECQ (``--reconstruct
+  brecq``), BRECQ with QDrop, label-free distillation (``--finetune-kd``), and data-free calibration
+  (``--data synthetic``, ZeroQ) against real calibration, each plan scored on the real test images.
 
 Every command goes through the CLI as a user runs it, under ``/usr/bin/time`` (wall seconds, peak resident
 memory). AdaRound results are cached in ``OUT/table4-cache`` (``MIXQ_CACHE_DIR``), emptied at the start
@@ -144,7 +148,39 @@ def step_deploy(m: Model) -> None:
         m.record(f"deploy {name}", result, seconds, peak, simulated_top1=row.get("top1"))
 
 
-STEPS = {"cost": step_cost, "uniform": step_uniform, "table4": step_table4, "fig1d": step_fig1d,
+TORCH_MODELS = {"resnet20": str(Path(__file__).resolve().parent / "models.py") + ":resnet20_raw"}
+TORCH_BUDGET = 0.25
+TORCH_ROWS = {
+    "PTQ MP": ["--rounding", "nearest"],
+    "AdaRound MP": ["--rounding", "adaround"],
+    "AdaRound MP + BRECQ": ["--rounding", "adaround", "--reconstruct", "brecq"],
+    "AdaRound MP + BRECQ + QDrop": ["--rounding", "adaround", "--reconstruct", "brecq", "--qdrop"],
+    "AdaRound MP + KD 200 steps": ["--rounding", "adaround", "--finetune-kd", "200"],
+    "AdaRound MP, data-free (ZeroQ)": ["--rounding", "adaround", "--data", "synthetic", "--preprocess", "crop=32"],
+}
+
+
+def step_torch(m: Model) -> None:
+    """The tuning steps and data-free calibration on the torch model (searched with the CLI, scored on test)."""
+    if m.key not in TORCH_MODELS:
+        return
+    model = TORCH_MODELS[m.key]
+    for name, flags in TORCH_ROWS.items():
+        run_dir = m.out / f"table4-{m.key}-torch-{len(m.rows)}-run"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        data = [] if "synthetic" in flags else ["--data", str(m.dev)]
+        _, seconds, peak = m.mixq("search", model, *data, "--num-samples", str(CALIBRATION), "--eval-data", str(m.test),
+                                  "--candidates", EXPANDED, "--budget", f"bops<={TORCH_BUDGET}", "--out", str(run_dir),
+                                  "--no-report", *flags)
+        stored = json.loads((run_dir / "plan.json").read_text())
+        timings = json.loads((run_dir / "timings.json").read_text())
+        quality = stored["quality"]
+        m.record(f"torch {name} @{TORCH_BUDGET}", {"top1": quality.get("top1"), "agreement": quality.get("agreement"),
+                                                     "bops_ratio": stored["costs"]["bops"]["ratio"]}, seconds, peak,
+                 counts=stored.get("precision_counts"), timings=timings)
+
+
+STEPS = {"cost": step_cost, "torch": step_torch, "uniform": step_uniform, "table4": step_table4, "fig1d": step_fig1d,
          "deploy": step_deploy}
 
 

@@ -74,6 +74,24 @@ def weight_rounding(name: str) -> Any:
             "pip install \"mixq[torch]\"") from None
 
 
+#: A layer's input moments from its inputs (the mean patch for bias correction, the second moment for the
+#: output-aware weight range), computed with torch's patch view for every backend; a lazy entry for the same
+#: reason as :data:`ROUNDINGS`. Signature of :func:`mixq.backends.torch.reconstruction_loss.layer_moment`.
+MOMENTS: Registry[Any] = Registry("layer moment")
+MOMENTS.add("patches", "mixq.backends.torch.reconstruction_loss:layer_moment",
+            help="moments of the op's input patches, computed with torch (pip install \"mixq[torch]\")")
+
+
+def layer_moment() -> Any:
+    """The layer-moment function (:data:`MOMENTS`); a missing torch is one ``BackendUnavailableError``."""
+    try:
+        return MOMENTS.get("patches").load()
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"--bias-correction and --weight-range output need {exc.name or 'a missing package'} to compute the "
+            "layers' input moments: pip install \"mixq[torch]\"") from None
+
+
 def require_rounding(backend: Backend, rounding: str) -> None:
     """Refuse, before any work, a weight rounding the backend cannot apply (its ``weight_roundings``
     attribute; a backend without one rounds to nearest only)."""

@@ -76,13 +76,23 @@ def add_export_parser(sub: Any, add_output_flags: Any) -> None:
                         help="weight rounding for the file instead of the plan's: adaround writes AdaRound's integers "
                              "for a plan searched with nearest rounding (AdaRound applied after the search; cached "
                              "on disk, as in search), or for --uniform. Default: the plan's (nearest for --uniform)")
+    export.add_argument("--bias-correction", action="store_true",
+                        help="bias-correct the file's quantized layers even if the plan's search did not (a plan "
+                             "searched with --bias-correction is exported with it anyway)")
     export.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     add_output_flags(export)
 
 
+def after_search(scheme: QuantScheme, args: argparse.Namespace) -> QuantScheme:
+    """A plan's scheme with what eval and export may add after its search: ``--rounding`` (e.g. AdaRound on a
+    plan searched with nearest rounding) and ``--bias-correction``."""
+    scheme = scheme.with_rounding(getattr(args, "rounding", None), getattr(args, "adaround_iterations", None))
+    return replace(scheme, bias_correction=True) if getattr(args, "bias_correction", False) else scheme
+
+
 def cmd_export(args: argparse.Namespace, console: Console, load: Any, progress: Any) -> int:
     from mixq.export import export, input_paths, writable_output
-    from mixq.core.precision import Precision
+    from mixq.core.precision import Precision, QuantScheme
     from mixq.plan import Plan
 
     sources = input_paths(args.model, args.data, args.plan, getattr(args, "labels", None), getattr(args, "config", None))
@@ -90,10 +100,11 @@ def cmd_export(args: argparse.Namespace, console: Console, load: Any, progress: 
     loaded, _, data = load(args)
     plan: Plan | Precision = Plan.load(args.plan) if args.plan else Precision.parse(args.uniform)
     scheme = None
-    if isinstance(plan, Plan) and args.rounding is not None:
-        plan = replace(plan, scheme=(plan.scheme or QuantScheme()).with_rounding(args.rounding))
-    elif args.rounding is not None:
-        scheme = QuantScheme().with_rounding(args.rounding)
+    if isinstance(plan, Plan):  # AdaRound or bias correction after a search without them
+        if args.rounding is not None or args.bias_correction:
+            plan = replace(plan, scheme=after_search(plan.scheme or QuantScheme(), args))
+    elif args.rounding is not None or args.bias_correction:
+        scheme = after_search(QuantScheme(), args)
     with progress:
         report = export(loaded.model, plan, data, args.output, num_samples=None, scheme=scheme,
                         check_samples=args.check_samples,

@@ -16,7 +16,7 @@ from rich.markup import escape
 
 from mixq.allocator import prefer_heap_allocations
 from mixq.cli.configfile import parse_with_config, resolved_command, typed_command
-from mixq.cli.export_cmd import cmd_export
+from mixq.cli.export_cmd import after_search, cmd_export
 from mixq.cli.parser import build_parser
 from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
 from mixq.cli.summary import print_comparison, print_inspect, print_search
@@ -93,7 +93,8 @@ def _scheme(args: argparse.Namespace) -> QuantScheme:
     return QuantScheme(weight_per_channel=not args.per_tensor_weights, weight_range=RangeMethod(args.weight_range),
                        act_range=RangeMethod(args.act_range), act_dynamic=args.dynamic,
                        weight_rounding=getattr(args, "rounding", None) or "nearest",
-                       adaround_iterations=getattr(args, "adaround_iterations", ADAROUND_ITERATIONS))
+                       adaround_iterations=getattr(args, "adaround_iterations", ADAROUND_ITERATIONS),
+                       bias_correction=getattr(args, "bias_correction", False))
 
 
 def _load(args: argparse.Namespace, data_arg: str | None = None) -> tuple[Any, Any, Any]:
@@ -294,7 +295,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> int:
         if what.scheme is not None:  # calibrate exactly as the search did
             scheme = what.scheme
             num_samples = what.num_samples if what.num_samples is not None else num_samples
-        scheme = scheme.with_rounding(args.rounding, args.adaround_iterations)  # AdaRound after the search
+        scheme = after_search(scheme, args)  # e.g. AdaRound or bias correction after a search without them
     elif args.uniform:
         what = args.uniform
     with _progress(args, console) as progress:

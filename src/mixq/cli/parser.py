@@ -68,7 +68,8 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
     parser.add_argument("--seed", type=int, default=0, help="seed for every random choice (default 0)")
     parser.add_argument("--threads", type=int, metavar="N", help="torch threads (default: torch's choice)")
     parser.add_argument("--weight-range", choices=[m.value for m in RangeMethod], default="mse",
-                        help="weight range setting (default mse: per-channel MSE-optimal clipping)")
+                        help="weight range setting (default mse: per-channel MSE-optimal clipping; output: per "
+                             "channel, the clipping with the least layer-output error on the calibration samples)")
     parser.add_argument("--act-range", choices=[m.value for m in RangeMethod], default="mse",
                         help="activation range setting (default mse, from a histogram of calibration values)")
     parser.add_argument("--per-tensor-weights", action="store_true", help="one weight scale per tensor, not per channel")
@@ -86,6 +87,10 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
     parser.add_argument("--adaround-iterations", type=int, default=ADAROUND_ITERATIONS, metavar="N",
                         help=f"AdaRound's optimisation steps per layer and weight bit-width "
                              f"(default {ADAROUND_ITERATIONS}; with --rounding adaround)")
+    parser.add_argument("--bias-correction", action="store_true",
+                        help="empirical bias correction (Nagel et al. 2019): each quantized Conv/Gemm/Linear's bias "
+                             "absorbs the mean output shift its weight quantization causes on the calibration samples "
+                             "(at most 64; after --rounding). Export takes it from the plan")
 
 
 def _add_output_flags(parser: argparse.ArgumentParser) -> None:

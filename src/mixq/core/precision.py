@@ -117,6 +117,9 @@ class RangeMethod(str, Enum):
     MINMAX = "minmax"
     PERCENTILE = "percentile"
     MSE = "mse"
+    #: weights only: per output channel, the clipping that minimises the layer's output error on the
+    #: calibration inputs (``dW G dW^T``, ``G`` their second moment) rather than the weight's own MSE
+    OUTPUT = "output"
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,9 @@ class QuantScheme:
         adaround_iterations: AdaRound's optimisation steps per (layer, weight bit-width)
             (``mixq.core.rounding.AdaRoundConfig.iterations``); written by :meth:`to_dict` only when it is
             not the default.
+        bias_correction: empirical bias correction (Nagel et al. 2019): each quantized layer's bias absorbs
+            the mean output shift ``(W - W~) E[x]`` its weight quantization causes on the calibration inputs
+            (``mixq.core.bias_correction``); written by :meth:`to_dict` only when true.
     """
 
     weight_per_channel: bool = True
@@ -151,9 +157,10 @@ class QuantScheme:
     act_dynamic: bool = False
     weight_rounding: str = "nearest"
     adaround_iterations: int = ADAROUND_ITERATIONS
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("weight_per_channel", "weight_symmetric", "act_symmetric", "act_dynamic"):
+        for name in ("weight_per_channel", "weight_symmetric", "act_symmetric", "act_dynamic", "bias_correction"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true or false, got {value!r}")
@@ -169,16 +176,23 @@ class QuantScheme:
             raise ConfigError(f"adaround_iterations must be a positive whole number, got {iterations!r}")
         object.__setattr__(self, "weight_range", RangeMethod(self.weight_range))
         object.__setattr__(self, "act_range", RangeMethod(self.act_range))
+        if self.act_range is RangeMethod.OUTPUT:
+            raise ConfigError("the output range method searches weight ranges only (it needs a layer's weight and "
+                              "inputs): use it as the weight range (--weight-range output) and minmax, percentile "
+                              "or mse for activations")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values (range methods as their names), as plans and config files store them; the default
-        ``weight_rounding`` is left out (plans and measurement keys of nearest rounding stay as they were)."""
+        ``weight_rounding`` and ``bias_correction`` are left out (plans and measurement keys of nearest
+        rounding without bias correction stay as they were)."""
         out = asdict(self)
         out.update(weight_range=self.weight_range.value, act_range=self.act_range.value)
         if self.weight_rounding == "nearest":
             del out["weight_rounding"]
         if self.adaround_iterations == ADAROUND_ITERATIONS:
             del out["adaround_iterations"]
+        if not self.bias_correction:
+            del out["bias_correction"]
         return out
 
     def with_rounding(self, rounding: str | None, iterations: int | None = None) -> QuantScheme:

@@ -10,14 +10,18 @@ backends calibrate on the same sampled values and quantize weights bit for bit a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 
-from mixq.core.precision import Precision, QuantScheme
+from mixq.core.bias_correction import LayerMoments, output_shift
+from mixq.core.precision import Precision, QuantScheme, RangeMethod
 from mixq.core.ranges import ActivationStats, QuantParams, activation_params, weight_params
 from mixq.core.tuned import TunedWeight
 from mixq.errors import ConfigError, UnsupportedModelError
+
+logger = logging.getLogger(__name__)
 
 #: Values of one tensor kept for range setting (a strided sample per batch, then a seeded subsample).
 MAX_SAMPLE = 1 << 18
@@ -61,14 +65,20 @@ class WeightQuantizer:
     ``rounder(key, bits, params)`` on a weight's first use at ``bits``, it returns that weight's integers
     (int32, its layout, on the grid of ``params``) or None for nearest rounding. Its result replaces the
     nearest-rounded integers everywhere (simulation, sub-models, export), as it comes from this one place.
+
+    ``moments`` (set by a backend when the scheme needs them): the layers' input moments, for
+    ``weight_range == "output"`` (the second moment) and ``bias_correction`` (the mean, :meth:`bias_shift`).
     """
 
     def __init__(self, weights: Mapping[str, np.ndarray], axes: Mapping[str, int], scheme: QuantScheme,
-                 rounder: Callable[[str, int, QuantParams], np.ndarray | None] | None = None) -> None:
+                 rounder: Callable[[str, int, QuantParams], np.ndarray | None] | None = None,
+                 moments: LayerMoments | None = None) -> None:
         self.weights = weights
         self.axes = axes
         self.scheme = scheme
         self.rounder = rounder
+        self.moments = moments
+        self._shifts: dict[tuple[str, Precision], np.ndarray | None] = {}
         self._params: dict[tuple[str, int], QuantParams] = {}
         self._weights: dict[tuple[str, Precision], np.ndarray] = {}
         self._rounded: dict[tuple[str, int], np.ndarray | None] = {}
@@ -79,10 +89,28 @@ class WeightQuantizer:
         if cached is None:
             scheme = self.scheme
             moved = np.moveaxis(self.weights[key], self.axes[key], 0)
+            gram = None
+            if scheme.weight_range is RangeMethod.OUTPUT:
+                gram = self.moments.gram(key) if self.moments is not None else None
+                if gram is None or not scheme.weight_per_channel:
+                    logger.info("weight range of %s: MSE (%s)", key, "per tensor" if gram is not None else
+                                "its layer's input moment is not known: a shared weight or an unsupported op")
             cached = weight_params(moved, bits, scheme.weight_range, scheme.weight_symmetric,
-                                   scheme.weight_per_channel, scheme.percentile)
+                                   scheme.weight_per_channel, scheme.percentile, gram=gram)
             self._params[(key, bits)] = cached
         return cached
+
+    def bias_shift(self, key: str, precision: Precision) -> np.ndarray | None:
+        """What bias correction adds to the layer's bias at ``precision`` (float64, one per output channel):
+        ``(W - W~) E[x]`` with ``W~`` the weight as simulated (after AdaRound or tuning); None when the scheme
+        has no bias correction, the precision is float or the layer's mean input is not known."""
+        if not self.scheme.bias_correction or precision.is_float or self.moments is None:
+            return None
+        if (key, precision) not in self._shifts:
+            mean = self.moments.mean(key)
+            self._shifts[(key, precision)] = None if mean is None else output_shift(
+                self.weights[key], self.weight(key, precision), self.axes[key], mean)
+        return self._shifts[(key, precision)]
 
     def integers(self, key: str, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Integer weights (int32, the original layout) and scale and zero-point broadcastable to them."""
@@ -117,6 +145,10 @@ class WeightQuantizer:
             self._rounded[(key, bits)] = np.asarray(tuned.integers, np.int32)
             for cached in [k for k in self._weights if k[0] == key and k[1].weight_bits == bits]:
                 del self._weights[cached]
+            for cached in [k for k in self._shifts if k[0] == key and k[1].weight_bits == bits]:
+                del self._shifts[cached]  # the bias correction follows the tuned weight
+            for shifted in [k for k in self._shifts if k[0] == key and k[1].weight_bits == bits]:
+                del self._shifts[shifted]
 
     def weight(self, key: str, precision: Precision) -> np.ndarray:
         """The weight as the simulation uses it (same dtype as the original); fp16 is float16-rounded."""

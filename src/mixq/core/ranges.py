@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mixq.core.bias_correction import channel_output_error
 from mixq.core.precision import RangeMethod
 
 #: Clipping ratios tried by the MSE search (fractions of the min-max range).
@@ -62,8 +63,16 @@ def _params_from_range(lo: np.ndarray, hi: np.ndarray, bits: int, symmetric: boo
 
 
 def weight_params(weight: np.ndarray, bits: int, method: RangeMethod, symmetric: bool = True,
-                  per_channel: bool = True, percentile: float = 99.99) -> QuantParams:
-    """Scales for a weight tensor whose first axis is the output channel (per channel) or whole."""
+                  per_channel: bool = True, percentile: float = 99.99, gram: np.ndarray | None = None) -> QuantParams:
+    """Scales for a weight tensor whose first axis is the output channel (per channel) or whole.
+
+    ``RangeMethod.OUTPUT`` scores each clipping ratio by the channel's output error ``dW G dW^T`` on inputs of
+    second moment ``gram`` (``(groups, d, d)``, the weight's rows' layout) instead of the weight's own MSE:
+    clipping an input the layer sees often costs more than one it rarely sees. Without ``gram`` (or per
+    tensor) it is the MSE search; the caller says so."""
+    output_aware = method is RangeMethod.OUTPUT and gram is not None and per_channel
+    if method is RangeMethod.OUTPUT and not output_aware:
+        method = RangeMethod.MSE
     w = weight.reshape(weight.shape[0], -1) if per_channel else weight.reshape(1, -1)
     w = w.astype(np.float64)
     lo, hi = w.min(axis=1), w.max(axis=1)
@@ -71,12 +80,13 @@ def weight_params(weight: np.ndarray, bits: int, method: RangeMethod, symmetric:
         lo = np.percentile(w, 100.0 - percentile, axis=1)
         hi = np.percentile(w, percentile, axis=1)
     params = _params_from_range(lo, hi, bits, symmetric)
-    if method is RangeMethod.MSE:
+    if method in (RangeMethod.MSE, RangeMethod.OUTPUT):
         best_err = np.full(w.shape[0], np.inf)
         best_lo, best_hi = lo.copy(), hi.copy()
         for ratio in _CLIP_GRID:
             trial = _params_from_range(lo * ratio, hi * ratio, bits, symmetric)
-            err = np.mean((fake_quantize(w, trial, axis=0) - w) ** 2, axis=1)
+            delta = fake_quantize(w, trial, axis=0) - w
+            err = channel_output_error(delta, gram) if output_aware and gram is not None else np.mean(delta**2, axis=1)
             better = err < best_err
             best_err = np.where(better, err, best_err)
             best_lo = np.where(better, lo * ratio, best_lo)

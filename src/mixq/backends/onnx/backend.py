@@ -32,11 +32,13 @@ from mixq.backends.onnx.trace import (
 from mixq.backends.rounder import Rounder, precompute
 from mixq.core.assignment import Assignment
 from mixq.core.graph import QuantGraph, form_groups
-from mixq.core.precision import Precision, QuantScheme, parse_candidates
+from mixq.core.precision import Precision, QuantScheme, RangeMethod, parse_candidates
 from mixq.core.synthetic import SyntheticSettings
 from mixq.errors import CapabilityError, UnsupportedModelError, internal
 
 if TYPE_CHECKING:
+    from mixq.backends.onnx.moments import OnnxMoments
+    from mixq.core.rounding import LayerSpec
     from mixq.cost.deployed import DeployedLatency
     from mixq.cost.measured_latency import LatencyTable
     from mixq.backends.export_report import ExportReport
@@ -182,18 +184,48 @@ class OnnxTraced:
         stats = collect_stats(self.model, tensors, calibration_batches(calibration, progress))
         initializers = self.model.index.initializers
         weights, axes = site_weights(self.sites, lambda key: numpy_helper.to_array(initializers[key]))
+        wants_moments = scheme.bias_correction or scheme.weight_range is RangeMethod.OUTPUT
+        gathered = None
+        if (rounder is None and scheme.weight_rounding == "adaround") or wants_moments:
+            from mixq.backends.onnx.rounding import layer_inputs
+
+            what = "AdaRound" if scheme.weight_rounding == "adaround" else "layer moments"
+            gathered = layer_inputs(self.model, self.sites, weights, calibration, what)
         if rounder is None and scheme.weight_rounding == "adaround":
             from mixq.backends.onnx.rounding import adarounder
             from mixq.core.rounding import AdaRoundConfig
 
             config = AdaRoundConfig(iterations=scheme.adaround_iterations)
-            rounder = adarounder(self.model, self.sites, weights, axes, calibration, config)
-        quantizers = Quantizers(weights, axes, stats, scheme, rounder)
+            rounder = adarounder(self.model, self.sites, weights, axes, calibration, config, gathered=gathered)
+        moments, biases = self._moments(scheme, weights, axes, gathered) if gathered and wants_moments else (None, {})
+        quantizers = Quantizers(weights, axes, stats, scheme, rounder, moments, biases)
         if rounder is not None:
             wanted = set(weight_bits)  # the export's plan: only its bit-widths (its graph's candidates are stand-ins)
             bits = wanted or {p.weight_bits for g in self.graph for p in g.candidates if not p.is_float}
             precompute(quantizers.weight_integers, rounder.roundable(), bits, progress)
         return OnnxSimulation(self.model, self.graph, self.sites, quantizers, folded=folded)
+
+    def _moments(self, scheme: QuantScheme, weights: dict[str, np.ndarray], axes: dict[str, int],
+                 gathered: tuple[dict[str, LayerSpec], dict[str, np.ndarray]]
+                 ) -> tuple[OnnxMoments, dict[str, tuple[tuple[str, int], np.ndarray | None]]]:
+        """The layers' input moments, and (bias correction) the biases of the ops it corrects."""
+        from mixq.backends.onnx.moments import OnnxMoments, op_bias
+
+        specs, inputs = gathered
+        moments = OnnxMoments(specs, inputs, weights, keep_inputs=scheme.weight_range is RangeMethod.OUTPUT)
+        biases: dict[str, tuple[tuple[str, int], np.ndarray | None]] = {}
+        if scheme.bias_correction:
+            nodes = {node.name: node for node in self.model.index.nodes}
+            for site in self.sites:
+                key = site.weight_key
+                if key is None or key not in specs:
+                    continue
+                where, bias, reason = op_bias(self.model.index, nodes[site.node], weights[key].shape[axes[key]])
+                if where is not None:
+                    biases[key] = (where, bias)
+                else:
+                    logger.info("bias correction: %s keeps its bias (%s)", site.node, reason)
+        return moments, biases
 
 
 def _copy(value: onnx.ValueInfoProto) -> onnx.ValueInfoProto:

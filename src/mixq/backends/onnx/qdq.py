@@ -22,6 +22,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from mixq.backends.onnx.trace import GraphIndex, OnnxSite, TensorInfo, node_inputs
+from mixq.core.bias_correction import LayerMoments, corrected_bias
 from mixq.core.precision import Precision, QuantScheme
 from mixq.errors import internal
 from mixq.core.quantize import DYNAMIC_MIN_SCALE, ActivationRanges, WeightQuantizer
@@ -33,17 +34,35 @@ _PARAMS = ("inv_scale", "lo", "hi", "scale")
 
 class Quantizers:
     """The core's weight quantizer and activation ranges (``mixq.core.quantize``), plus the constants of
-    the ONNX fake-quant subgraph."""
+    the ONNX fake-quant subgraph.
+
+    ``moments`` and ``biases`` (bias correction, the output range): the layers' input moments, and by weight
+    key where the bias of an op bias correction may change is read (a node, its input position) and its value
+    there (None: the op has none; one is added)."""
 
     def __init__(self, weights: Mapping[str, np.ndarray], axes: Mapping[str, int],
                  stats: Mapping[str, ActivationStats], scheme: QuantScheme,
-                 rounder: Callable[[str, int, QuantParams], np.ndarray | None] | None = None) -> None:
+                 rounder: Callable[[str, int, QuantParams], np.ndarray | None] | None = None,
+                 moments: LayerMoments | None = None,
+                 biases: Mapping[str, tuple[tuple[str, int], np.ndarray | None]] | None = None) -> None:
         self.weights = weights
         self.axes = axes
         self.stats = stats
         self.scheme = scheme
-        self._weights = WeightQuantizer(weights, axes, scheme, rounder)
+        self._weights = WeightQuantizer(weights, axes, scheme, rounder, moments)
         self._acts = ActivationRanges(stats, scheme)
+        self.biases = dict(biases or {})
+        #: weight key -> (node, input position) of its bias-corrected bias
+        self.corrected = {key: where for key, (where, _) in self.biases.items() if scheme.bias_correction
+                          and moments is not None and moments.mean(key) is not None}
+
+    def bias(self, key: str, precision: Precision) -> np.ndarray:
+        """The bias of a corrected op (one of :attr:`corrected`) at ``precision``: bias-corrected for an
+        integer precision, as it was (zeros if it had none) for a float one. float32, ``(out,)``."""
+        shift = self._weights.bias_shift(key, precision)
+        if shift is None:
+            shift = np.zeros(self.weights[key].shape[self.axes[key]])
+        return corrected_bias(self.biases[key][1], shift)
 
     def tune(self, tuned: TunedQuantizers) -> None:
         """Learned quantizers (``mixq.core.tuned``) from now on, for the simulation and the export alike."""
@@ -78,8 +97,9 @@ class Quantizers:
 class Feed:
     """A graph input of a parametric sub-model: what to feed for a given precision.
 
-    ``kind`` is ``weight`` or one of ``inv_scale, lo, hi, scale``; ``role`` says which bits apply
-    (``act``: the precision's activation bits; ``weight``: its weight bits, for a MatMul's operand B).
+    ``kind`` is ``weight``, ``bias`` (a bias-corrected op's bias) or one of ``inv_scale, lo, hi, scale``;
+    ``role`` says which bits apply (``act``: the precision's activation bits; ``weight``: its weight bits,
+    for a MatMul's operand B).
     """
 
     name: str
@@ -90,6 +110,8 @@ class Feed:
     def value(self, precision: Precision, quant: Quantizers) -> np.ndarray:
         if self.kind == "weight":
             return quant.weight(self.key, precision)
+        if self.kind == "bias":
+            return quant.bias(self.key, precision)
         bits = precision.act_bits if self.role == "act" else precision.weight_bits
         if self.kind == "qmax":  # dynamic ranges: only the width is known in advance
             return np.asarray((1 << bits) - 1, np.float32)
@@ -98,7 +120,8 @@ class Feed:
 
 def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: Mapping[str, Precision],
                quant: Quantizers | None, parametric: bool = False, dynamic: bool | None = None,
-               outputs: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> tuple[onnx.ModelProto, list[Feed]]:
+               outputs: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+               corrected: Mapping[str, tuple[str, int]] | None = None) -> tuple[onnx.ModelProto, list[Feed]]:
     """A copy of ``proto`` with each site (by node name) fake-quantized at its precision.
 
     With ``parametric``, quantizer parameters and quantized weights are graph inputs (``Feed``s), so one
@@ -107,9 +130,13 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
     ``outputs`` (tensor -> ``Quantizers.act_values``): the export's output quantizers
     (``mixq.backends.onnx.export.output_quantizers``): every reader of the tensor, the sites' own input
     quantizers included, reads it fake-quantized (a quantizer of the same range on top is a no-op).
+    ``corrected`` (default: the quantizers' ``corrected``): by weight key, the node and input position that
+    read the bias-corrected bias (``Quantizers.bias``; an op without a bias gets one).
     """
     if dynamic is None:
         dynamic = quant is not None and quant.scheme.act_dynamic
+    if corrected is None:
+        corrected = quant.corrected if quant is not None else {}
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     graph = out.graph
@@ -121,6 +148,7 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
     new_inits: dict[str, np.ndarray] = {}
     new_inputs: list[onnx.ValueInfoProto] = []
     elem_of = {t.name: t.data_type for t in graph.initializer}
+    biased: list[tuple[int, onnx.NodeProto]] = []  # bias Adds added after MatMuls (bias correction)
 
     def act(tensor: str, role: str, precision: Precision) -> str:
         bits = None if parametric else (precision.act_bits if role == "act" else precision.weight_bits)
@@ -172,11 +200,31 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
             new_inits[name] = quant.weight(key, precision)
         return name
 
+    def bias(key: str, precision: Precision) -> str:
+        name = f"{key}::mixq_b" + ("" if parametric else f"_{precision}")
+        if name in new_inits or any(f.name == name for f in feeds):
+            return name
+        if parametric:
+            feeds.append(Feed(name, "bias", key, "weight"))
+            new_inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        else:
+            if quant is None:
+                raise internal("a non-parametric fake-quant model needs quantizers")
+            new_inits[name] = quant.bias(key, precision)
+        return name
+
     for site in sites:
         precision = precision_of.get(site.node)
         if precision is None or precision.keeps_float32 or site.node not in position:
             continue
         node = graph.node[position[site.node]]
+        where = corrected.get(site.weight_key or "")
+        if where is not None and where[0] in position and (parametric or not precision.is_float):
+            target = graph.node[position[where[0]]]
+            if where[1] < 0:  # a MatMul without a bias: Add one after it
+                biased.append((position[where[0]], bias_add(target, bias(site.weight_key or "", precision))))
+            else:
+                set_input(target, where[1], bias(site.weight_key or "", precision))
         for p in site.act_inputs:
             node.input[p] = act(node.input[p], "act", precision)
         if site.second_act is not None:
@@ -194,6 +242,8 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
         after = producer.get(tensor, -1)
         extra[after] = static_fake_quant(tensor, prefix, names) + extra.get(after, [])
         rewired[tensor] = prefix
+    for after, add in biased:  # first after the op: everything else reading its output comes after
+        extra[after] = [add] + extra.get(after, [])
     nodes = list(extra.get(-1, []))
     for i, node in enumerate(graph.node):
         nodes.append(node)
@@ -208,6 +258,20 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
     graph.input.extend(new_inputs)
     drop_unused_initializers(graph)
     return out, feeds
+
+
+def bias_add(node: onnx.NodeProto, bias: str) -> onnx.NodeProto:
+    """An ``Add`` of ``bias`` to ``node``'s output, which it now produces (the node's is renamed)."""
+    output = node.output[0]
+    node.output[0] = f"{output}::mixq_unbiased"
+    return helper.make_node("Add", [node.output[0], bias], [output], name=f"{node.name}::mixq_bias")
+
+
+def set_input(node: onnx.NodeProto, position: int, name: str) -> None:
+    """Input ``position`` of ``node`` reads ``name`` (an optional input the node lacks is added)."""
+    while len(node.input) <= position:
+        node.input.append("")
+    node.input[position] = name
 
 
 def static_fake_quant(tensor: str, prefix: str, names: Mapping[str, str]) -> list[onnx.NodeProto]:

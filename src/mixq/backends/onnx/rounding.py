@@ -114,10 +114,11 @@ def collect_inputs(model: OnnxModel, tensors: Sequence[str], calibration: np.nda
     return out
 
 
-def adarounder(model: OnnxModel, sites: Iterable[OnnxSite], weights: dict[str, np.ndarray], axes: dict[str, int],
-               calibration: np.ndarray, config: AdaRoundConfig | None = None, seed: int = 0) -> AdaRounder:
-    """The AdaRound rounder of ``sites``' weights, their layer inputs gathered on the first
-    :data:`~mixq.backends.rounder.MAX_SAMPLES` calibration samples."""
+def layer_inputs(model: OnnxModel, sites: Iterable[OnnxSite], weights: dict[str, np.ndarray],
+                 calibration: np.ndarray, what: str = "AdaRound") -> tuple[dict[str, LayerSpec], dict[str, np.ndarray]]:
+    """The layers (:func:`layer_spec`) of ``sites``' unshared weights and the float model's inputs of each on
+    the first :data:`MAX_SAMPLES` calibration samples, by weight key (the sites they do not fit are logged,
+    prefixed by ``what``: AdaRound and the layer moments gather the same)."""
     nodes = {node.name: node for node in model.index.nodes}
     users: dict[str, int] = {}
     for node in model.index.nodes:
@@ -132,11 +133,11 @@ def adarounder(model: OnnxModel, sites: Iterable[OnnxSite], weights: dict[str, n
             continue
         node = nodes[site.node]
         if users.get(key, 0) != 1:
-            logger.info("AdaRound: %s keeps nearest rounding (its weight %s is shared)", site.node, key)
+            logger.info("%s: %s is left out (its weight %s is shared)", what, site.node, key)
             continue
         spec, reason = layer_spec(node, weights[key])
         if spec is None:
-            logger.info("AdaRound: %s keeps nearest rounding (%s)", site.node, reason)
+            logger.info("%s: %s is left out (%s)", what, site.node, reason)
             continue
         specs[key] = spec
         tensors[key] = node.input[site.act_inputs[0]]
@@ -145,8 +146,17 @@ def adarounder(model: OnnxModel, sites: Iterable[OnnxSite], weights: dict[str, n
     inputs = {key: values[name] for key, name in tensors.items()}
     for key, values_of_key in inputs.items():
         if values_of_key.ndim < 2:
-            raise internal(f"AdaRound: the input of {key} has no sample axis")
+            raise internal(f"{what}: the input of {key} has no sample axis")
+    return specs, inputs
+
+
+def adarounder(model: OnnxModel, sites: Iterable[OnnxSite], weights: dict[str, np.ndarray], axes: dict[str, int],
+               calibration: np.ndarray, config: AdaRoundConfig | None = None, seed: int = 0,
+               gathered: tuple[dict[str, LayerSpec], dict[str, np.ndarray]] | None = None) -> AdaRounder:
+    """The AdaRound rounder of ``sites``' weights (the others keep nearest rounding), their layer inputs
+    gathered on the first :data:`MAX_SAMPLES` calibration samples (or ``gathered``: :func:`layer_inputs`)."""
+    specs, inputs = gathered if gathered is not None else layer_inputs(model, sites, weights, calibration)
     return AdaRounder(specs, inputs, weights, axes, config, seed=seed)
 
 
-__all__ = ["MAX_SAMPLES", "AdaRounder", "adarounder", "collect_inputs", "layer_spec"]
+__all__ = ["MAX_SAMPLES", "AdaRounder", "adarounder", "collect_inputs", "layer_inputs", "layer_spec"]

@@ -316,7 +316,7 @@ class OnnxSimulation:
         kind = Precision(16, 16, is_float=True) if is_float else Precision(8, 8)
         sites = self._group_sites[group]
         proto, feeds = fake_quant(proto, sites, {s.node: kind for s in sites}, None, parametric=True,
-                                  dynamic=self.quantizers.scheme.act_dynamic)
+                                  dynamic=self.quantizers.scheme.act_dynamic, corrected=self.quantizers.corrected)
         return _Part(Runner(proto, None, self.model.fixed_batch, what, arena=arena), boundary, outputs, feeds)
 
     # -- layer outputs (TuneQn) ---------------------------------------------------------------

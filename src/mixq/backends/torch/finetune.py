@@ -126,6 +126,11 @@ class LsqQuantizers:
                     if (tensor, bits) not in self.activations:
                         self.activations[(tensor, bits)] = _Activation(self.base.act_params(tensor, bits))
 
+    def bias(self, key: str, precision: Precision) -> torch.Tensor | None:
+        """The module's own bias: distillation learns the weights and step sizes, not a bias correction (with
+        ``--bias-correction`` the tuned plan is corrected afresh from its learned integers afterwards)."""
+        return None
+
     def weight(self, key: str, precision: Precision) -> torch.Tensor:
         learned = self.weights.get((key, precision.weight_bits)) if not precision.is_float else None
         if learned is not None:

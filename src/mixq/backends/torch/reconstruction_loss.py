@@ -100,6 +100,43 @@ def _second_moment(layer: LayerSpec, inputs: np.ndarray, weight_shape: tuple[int
     return (total / rows).float(), rows
 
 
+def first_moment(layer: LayerSpec, inputs: np.ndarray, weight_shape: tuple[int, ...]) -> np.ndarray | None:
+    """``E[x]`` per group ``(groups, d)``: the mean input patch over every output position of every sample
+    (padding zeros included, as the op sees them; float64), or None when the op has no patch view."""
+    kernel = tuple(weight_shape[2:]) if layer.kind in (OpKind.CONV, OpKind.DEPTHWISE_CONV) else ()
+    total: torch.Tensor | None = None
+    rows, chunk = 0, _chunk(inputs, kernel)
+    for start in range(0, len(inputs), chunk):
+        x = torch.as_tensor(np.ascontiguousarray(inputs[start:start + chunk], np.float32))
+        patches = patch_rows(layer, x, kernel)
+        if patches is None:
+            return None
+        part = patches.double().sum(dim=1)
+        total = part if total is None else total + part
+        rows += patches.shape[1]
+    if total is None:
+        return None
+    mean: np.ndarray = (total / rows).numpy()
+    return mean
+
+
+def _chunk(inputs: np.ndarray, kernel: tuple[int, ...]) -> int:
+    """Samples whose unfolded patches fit in :data:`CHUNK_BYTES`."""
+    per_sample = int(np.prod(inputs.shape[1:])) * 4 * max(int(np.prod(kernel)) if kernel else 1, 1)
+    return max(1, CHUNK_BYTES // max(per_sample, 1))
+
+
+def layer_moment(kind: str, layer: LayerSpec, inputs: np.ndarray, weight_shape: tuple[int, ...]
+                 ) -> np.ndarray | None:
+    """The ``mean`` (``(groups, d)``, :func:`first_moment`) or ``gram`` (``(groups, d, d)``,
+    :func:`second_moment`) of a layer's inputs as numpy, for backends without torch of their own
+    (:data:`mixq.backends.MOMENTS`); None when the op has no patch view."""
+    if kind == "mean":
+        return first_moment(layer, inputs, weight_shape)
+    moment = second_moment(layer, inputs, weight_shape)
+    return None if moment is None else moment[0].double().numpy()
+
+
 class _QuadraticForm(torch.autograd.Function):
     """``sum(D G * D)`` for symmetric ``G``, with the gradient ``2 D G`` from the one product the value
     needs (autograd would compute two more ``D``-by-``G`` products: three times the work on a 1152-wide layer)."""
@@ -166,4 +203,4 @@ def objective(layer: LayerSpec, weight: np.ndarray, inputs: np.ndarray, targets:
     return batch_loss
 
 
-__all__ = ["CHUNK_BYTES", "Objective", "objective", "patch_rows", "second_moment"]
+__all__ = ["CHUNK_BYTES", "Objective", "first_moment", "layer_moment", "objective", "patch_rows", "second_moment"]

@@ -19,8 +19,10 @@ from torch.func import functional_call
 
 from mixq.backends.base import require_finite
 from mixq.backends.torch.executor import GraphExecutor, Override, flatten_output
+from mixq.backends.torch.moments import TorchMoments
 from mixq.backends.torch.trace import OpSite
 from mixq.core.assignment import Assignment
+from mixq.core.bias_correction import corrected_bias
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision, QuantScheme
 from mixq.core.quantize import MAX_SAMPLE, ActivationRanges, CalibrationStats, WeightQuantizer, dynamic_params
@@ -38,9 +40,12 @@ class Quantizers:
 
     def __init__(self, weights: Mapping[str, np.ndarray], axes: Mapping[str, int],
                  stats: Mapping[str, ActivationStats], scheme: QuantScheme,
-                 rounder: Callable[[str, int, QuantParams], np.ndarray | None] | None = None) -> None:
+                 rounder: Callable[[str, int, QuantParams], np.ndarray | None] | None = None,
+                 moments: TorchMoments | None = None) -> None:
         self.scheme = scheme
-        self._core = WeightQuantizer(weights, axes, scheme, rounder)
+        self._core = WeightQuantizer(weights, axes, scheme, rounder, moments=moments)
+        self._moments = moments
+        self._biases: dict[tuple[str, Precision], torch.Tensor | None] = {}
         self._ranges = ActivationRanges(stats, scheme)
         self._weights: dict[tuple[str, Precision], torch.Tensor] = {}
         self._acts: dict[tuple[str, int], tuple[float, int, int, int]] = {}
@@ -70,6 +75,7 @@ class Quantizers:
         self._ranges.tune(tuned.activations)
         self._weights.clear()
         self._acts.clear()
+        self._biases.clear()
 
     def weight(self, key: str, precision: Precision) -> torch.Tensor:
         cached = self._weights.get((key, precision))
@@ -77,6 +83,15 @@ class Quantizers:
             cached = torch.from_numpy(np.ascontiguousarray(self._core.weight(key, precision)))
             self._weights[(key, precision)] = cached
         return cached
+
+    def bias(self, key: str, precision: Precision) -> torch.Tensor | None:
+        """The bias-corrected bias of a module's weight at ``precision`` (``mixq.core.bias_correction``), or
+        None when it keeps its own (no bias correction, a float precision, a layer without input moments)."""
+        if (key, precision) not in self._biases:
+            shift = self._core.bias_shift(key, precision)
+            self._biases[(key, precision)] = None if shift is None or self._moments is None else torch.from_numpy(
+                corrected_bias(self._moments.biases.get(key), shift))
+        return self._biases[(key, precision)]
 
     def activation(self, tensor: str, x: torch.Tensor, bits: int, is_float: bool) -> torch.Tensor:
         if is_float:
@@ -98,6 +113,10 @@ class SiteQuantizers(Protocol):
     def weight(self, key: str, precision: Precision) -> torch.Tensor: ...
 
     def activation(self, tensor: str, x: torch.Tensor, bits: int, is_float: bool) -> torch.Tensor: ...
+
+    def bias(self, key: str, precision: Precision) -> torch.Tensor | None:
+        """The module's bias at ``precision`` if it differs from its own (bias correction), else None."""
+        ...
 
 
 class TorchSimulation:
@@ -134,7 +153,9 @@ class TorchSimulation:
             weight = quant.weight(site.weight_key, precision)
             if site.weight_arg is None:
                 module = self.executor.modules[str(node.target)]
-                return functional_call(module, {"weight": weight}, tuple(new_args), kwargs)
+                bias = quant.bias(site.weight_key, precision)
+                swapped = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
+                return functional_call(module, swapped, tuple(new_args), kwargs)
             new_args[site.weight_arg] = weight
             return self.executor.call(node, tuple(new_args), kwargs)
 

@@ -26,10 +26,11 @@ from mixq.backends.base import (
 from mixq.backends.rounder import precompute
 from mixq.backends.torch.executor import GraphExecutor, flatten_output
 from mixq.backends.torch.fold import fold_batchnorm
+from mixq.backends.torch.moments import TorchMoments
 from mixq.backends.torch.simulation import Quantizers, TorchSimulation, collect_stats
 from mixq.backends.torch.trace import OpSite, capture, find_sites
 from mixq.core.graph import QuantGraph, form_groups
-from mixq.core.precision import Precision, QuantScheme
+from mixq.core.precision import Precision, QuantScheme, RangeMethod
 from mixq.errors import DataError, UnsupportedModelError
 
 logger = logging.getLogger(__name__)
@@ -102,7 +103,11 @@ class TorchTraced:
 
             config = AdaRoundConfig(iterations=scheme.adaround_iterations)
             rounder = adarounder(self.executor, self.sites, weights, axes, calibration, config)
-        quantizers = Quantizers(weights, axes, stats, scheme, rounder)
+        moments = None
+        if scheme.bias_correction or scheme.weight_range is RangeMethod.OUTPUT:
+            moments = TorchMoments(self.executor, self.sites, weights, calibration,
+                                   keep_inputs=scheme.weight_range is RangeMethod.OUTPUT)
+        quantizers = Quantizers(weights, axes, stats, scheme, rounder, moments)
         if rounder is not None:
             bits = set(weight_bits) or {p.weight_bits for g in self.graph for p in g.candidates if not p.is_float}
             precompute(quantizers.weight_integers, rounder.roundable(), bits, progress)

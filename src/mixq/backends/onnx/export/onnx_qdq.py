@@ -37,6 +37,7 @@ from onnx import helper
 from mixq.atomic import write_atomic
 from mixq.backends.base import Progress
 from mixq.backends.onnx.load import INT4_OPSET, opset, upgrade
+from mixq.backends.onnx.qdq import bias_add, set_input
 from mixq.backends.onnx.runtime import integer_kernel
 from mixq.backends.onnx.simulation import OnnxSimulation, restore_declarations
 from mixq.backends.onnx.trace import OnnxSite
@@ -175,11 +176,23 @@ def _rewrite_site(writer: QdqWriter, node: onnx.NodeProto, site: OnnxSite, preci
     wparams = quant.weight_params(site.weight_key, precision.weight_bits)
     node.input[site.weight_input] = writer.weight_int(site.weight_key, quant, precision.weight_bits, site.weight_axis,
                                                       per_channel)
-    if int32_bias and site.bias_input is not None and act_params is not None and precision.act_bits <= 8 \
+    bias_input = site.bias_input
+    where = getattr(quant, "corrected", {}).get(site.weight_key)
+    if where is not None and where[0] in writer.position:  # bias correction: the simulation's corrected bias
+        name = writer.float_init(f"{site.weight_key}::corrected_bias_{precision}",
+                                 quant.bias(site.weight_key, precision))
+        target = writer.graph.node[writer.position[where[0]]]
+        if where[1] < 0:  # a MatMul without a bias: an Add after it, first among what follows it
+            writer.extra[writer.position[where[0]]] = [bias_add(target, name)] + writer.extra.get(
+                writer.position[where[0]], [])
+        else:
+            set_input(target, where[1], name)
+        bias_input = where[1] if where[0] == node.name and where[1] >= 0 else None
+    if int32_bias and bias_input is not None and act_params is not None and precision.act_bits <= 8 \
             and precision.weight_bits <= 8:
-        biased = writer.bias_int32(node.input[site.bias_input], float(act_params.scale), wparams.scale)
+        biased = writer.bias_int32(node.input[bias_input], float(act_params.scale), wparams.scale)
         if biased is not None:
-            node.input[site.bias_input] = biased
+            node.input[bias_input] = biased
 
 
 def save(proto: onnx.ModelProto, path: str | Path) -> Path:

@@ -136,6 +136,14 @@ class QdqWriter:
         self.made[made_key] = base
         return base
 
+    def float_init(self, name: str, values: np.ndarray) -> str:
+        """A new float initializer (a bias-corrected bias), readable by :meth:`bias_int32`."""
+        if name not in self.initializers:
+            tensor = numpy_helper.from_array(np.asarray(values, np.float32), name)
+            self.inits.append(tensor)
+            self.initializers[name] = tensor
+        return name
+
     def bias_int32(self, bias_name: str, act_scale: float, weight_scale: np.ndarray) -> str | None:
         """The bias as int32 with scale ``s_x * s_w`` (None if it would overflow or has another shape)."""
         made_key = ("bias", bias_name, float(act_scale), np.asarray(weight_scale, np.float64).tobytes())
