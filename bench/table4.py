@@ -85,13 +85,13 @@ class Model:
         print(f"{self.key:9s} {name:42s} top1={result.get('top1', float('nan')):.4f} "
               f"bops={result.get('bops_ratio', float('nan')):.3f} {seconds:7.1f}s {peak_mb:6.0f}MB", flush=True)
 
-    def search(self, name: str, candidates: str, budget: float, rounding: str) -> Path:
+    def search(self, name: str, candidates: str, budget: float, flags: list[str]) -> Path:
         """A search into its own run directory (phase 1 is resumed by the next budget of the same space)."""
-        run_dir = self.out / f"table4-{self.key}-{name.split('@')[0]}-run"
-        plan = self.out / f"table4-{self.key}-{name}.json"
+        run_dir = self.out / f"table4-{self.key}-{name.split('@')[0].replace(' ', '_').replace('+', '_')}-run"
+        plan = self.out / f"table4-{self.key}-{name.replace(' ', '_').replace('+', '_')}.json"
         result, seconds, peak = self.mixq("search", str(self.onnx), "--data", str(self.dev), "--num-samples",
                                           str(CALIBRATION), "--eval-data", str(self.test), "--candidates", candidates,
-                                          "--budget", f"bops<={budget}", "--rounding", rounding, "--out", str(run_dir),
+                                          "--budget", f"bops<={budget}", *flags, "--out", str(run_dir), "--no-report",
                                           "--json")
         shutil.copy(run_dir / "plan.json", plan)
         stored = json.loads(plan.read_text())
@@ -103,60 +103,71 @@ class Model:
         return plan
 
 
+#: How weights are rounded and corrected, as CLI flags.
+MODES = {"nearest": ["--rounding", "nearest"], "nearest+BC": ["--rounding", "nearest", "--bias-correction"],
+         "AdaRound": ["--rounding", "adaround"], "AdaRound+BC": ["--rounding", "adaround", "--bias-correction"]}
+UNIFORM_MODES = {"w8a8": ("nearest", "AdaRound+BC"), "w6a8": tuple(MODES), "w4a8": tuple(MODES)}
+#: The MP modes of Table 4 per model (PTQ, AdaRound in both phases, and with bias correction).
+TABLE4_MODES = {"lite0": ("nearest", "AdaRound", "AdaRound+BC"), "resnet20": ("nearest", "AdaRound+BC")}
+
+
 def step_cost(m: Model) -> None:
     """AdaRound for every layer at 4 and 6 bits, cold then warm (a second run reuses the cache)."""
     for attempt in ("cold", "warm"):
-        result, seconds, peak = m.eval("--uniform", "w4a8", "--rounding", "adaround")
-        m.record(f"adaround 4-bit, {attempt} cache", result, seconds, peak)
-        result, seconds, peak = m.eval("--uniform", "w6a8", "--rounding", "adaround")
-        m.record(f"adaround 6-bit, {attempt} cache", result, seconds, peak)
+        for precision in ("w4a8", "w6a8"):
+            result, seconds, peak = m.eval("--uniform", precision, "--rounding", "adaround")
+            m.record(f"AdaRound {precision[1]}-bit, {attempt} cache", result, seconds, peak)
 
 
 def step_uniform(m: Model) -> None:
     result, seconds, peak = m.eval("--float")
     m.record("FP32", result, seconds, peak)
-    for precision in UNIFORM:
-        for rounding in ("nearest", "adaround"):
-            result, seconds, peak = m.eval("--uniform", precision, "--rounding", rounding)
-            m.record(f"{precision.upper()} {rounding}", result, seconds, peak)
+    for precision, modes in UNIFORM_MODES.items():
+        for mode in modes:
+            result, seconds, peak = m.eval("--uniform", precision, *MODES[mode])
+            m.record(f"{precision.upper()} {mode}", result, seconds, peak)
 
 
 def step_table4(m: Model) -> None:
-    for rounding in ("nearest", "adaround"):
+    for mode in TABLE4_MODES[m.key]:
         for budget in BUDGETS:
-            m.search(f"t4-{rounding}@{budget}", TABLE4, budget, rounding)
+            m.search(f"t4 {mode}@{budget}", TABLE4, budget, MODES[mode])
 
 
 def step_fig1d(m: Model) -> None:
+    if m.key != "lite0":
+        return
     for budget in BUDGETS:
-        plan = m.search(f"f1d-nearest@{budget}", EXPANDED, budget, "nearest")
-        result, seconds, peak = m.eval("--plan", str(plan), "--rounding", "adaround")
-        m.record(f"f1d-after@{budget}", result, seconds, peak, plan=str(plan), rounding="adaround")
-        m.search(f"f1d-adaround@{budget}", EXPANDED, budget, "adaround")
+        plan = m.search(f"f1d nearest@{budget}", EXPANDED, budget, MODES["nearest"])
+        result, seconds, peak = m.eval("--plan", str(plan), *MODES["AdaRound+BC"])
+        m.record(f"f1d AdaRound+BC after the search@{budget}", result, seconds, peak, plan=str(plan), after=True)
+    for budget in BUDGETS:
+        m.search(f"f1d AdaRound+BC@{budget}", EXPANDED, budget, MODES["AdaRound+BC"])
 
 
 def step_deploy(m: Model) -> None:
-    """Each MP plan exported and scored as a file in ONNX Runtime, beside its simulated score."""
+    """The MP plans of AdaRound+BC in both phases exported and scored as files in ONNX Runtime, beside the
+    simulation's score of the same plan."""
     for name, row in list(m.rows.items()):
-        if "plan" not in row or name.startswith("deploy "):
+        if "plan" not in row or "AdaRound+BC@" not in name:
             continue
-        path = m.out / f"table4-{m.key}-{name}.onnx"
-        extra = ["--rounding", row["rounding"]] if "rounding" in row else []
+        path = m.out / f"table4-{m.key}-{name.replace(' ', '_')}.onnx"
         _, seconds, peak = m.mixq("export", str(m.onnx), "--plan", row["plan"], "--data", str(m.dev), "-o", str(path),
-                                  "--json", *extra)
+                                  "--json")
         result, _, _ = m.mixq("eval", str(path), "--reference", str(m.onnx), "--data", str(m.test), "--json")
         m.record(f"deploy {name}", result, seconds, peak, simulated_top1=row.get("top1"))
 
 
 TORCH_MODELS = {"resnet20": str(Path(__file__).resolve().parent / "models.py") + ":resnet20_raw"}
 TORCH_BUDGET = 0.25
+TORCH_EVAL_SAMPLES = 2000
 TORCH_ROWS = {
     "PTQ MP": ["--rounding", "nearest"],
-    "AdaRound MP": ["--rounding", "adaround"],
-    "AdaRound MP + BRECQ": ["--rounding", "adaround", "--reconstruct", "brecq"],
-    "AdaRound MP + BRECQ + QDrop": ["--rounding", "adaround", "--reconstruct", "brecq", "--qdrop"],
-    "AdaRound MP + KD 200 steps": ["--rounding", "adaround", "--finetune-kd", "200"],
-    "AdaRound MP, data-free (ZeroQ)": ["--rounding", "adaround", "--data", "synthetic", "--preprocess", "crop=32"],
+    "AdaRound+BC MP": MODES["AdaRound+BC"],
+    "AdaRound+BC MP + BRECQ": [*MODES["AdaRound+BC"], "--reconstruct", "brecq"],
+    "AdaRound+BC MP + BRECQ + QDrop": [*MODES["AdaRound+BC"], "--reconstruct", "brecq", "--qdrop"],
+    "AdaRound+BC MP + KD 200 steps": [*MODES["AdaRound+BC"], "--finetune-kd", "200"],
+    "AdaRound+BC MP, data-free (ZeroQ)": [*MODES["AdaRound+BC"], "--data", "synthetic", "--preprocess", "crop=32"],
 }
 
 
@@ -170,7 +181,7 @@ def step_torch(m: Model) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
         data = [] if "synthetic" in flags else ["--data", str(m.dev)]
         _, seconds, peak = m.mixq("search", model, *data, "--num-samples", str(CALIBRATION), "--eval-data", str(m.test),
-                                  "--candidates", EXPANDED, "--budget", f"bops<={TORCH_BUDGET}", "--out", str(run_dir),
+                                  "--eval-samples", str(TORCH_EVAL_SAMPLES), "--candidates", EXPANDED, "--budget", f"bops<={TORCH_BUDGET}", "--out", str(run_dir),
                                   "--no-report", *flags)
         stored = json.loads((run_dir / "plan.json").read_text())
         timings = json.loads((run_dir / "timings.json").read_text())
@@ -199,7 +210,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default="lite0,resnet20")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--steps", default="cost,uniform,table4,fig1d,deploy")
+    parser.add_argument("--steps", default="cost,uniform,table4,fig1d,deploy,torch")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out"))
     parser.add_argument("--keep-cache", action="store_true")
     args = parser.parse_args()

@@ -358,7 +358,8 @@ def evaluate(
                           "again: evaluate it as given with --reference FLOAT_MODEL (reference= in the API)")
     calib = as_dataset(calibration) if calibration is not None else data
     tuned = assignment.load_tuned() if isinstance(assignment, Plan) else None  # a bad file: refused before work
-    prepared = prepare(model, calib, ["w8a8"], scheme or QuantScheme(), num_samples, threads, progress)
+    prepared = prepare(model, calib, _precisions_of(assignment), scheme or QuantScheme(), num_samples, threads,
+                       progress)
     if tuned is not None:
         prepared.sim.tune(tuned)
     resolved = resolve(prepared.graph, assignment.assignment if isinstance(assignment, Plan) else assignment)
@@ -370,6 +371,15 @@ def evaluate(
         quality = evaluator.quality(resolved).to_dict()
     costs = plan_costs(prepared.graph, resolved)
     return {**quality, "bops_ratio": costs["bops"].ratio, "weight_bytes": costs["size"].value}
+
+
+def _precisions_of(what: Assignment | Plan | Precision | str | None) -> list[str]:
+    """The precisions an evaluation uses, as the traced graph's candidates: what is computed ahead per
+    candidate (AdaRound's integers) is then computed for these bit-widths only."""
+    assignment = what.assignment if isinstance(what, Plan) else what
+    if isinstance(assignment, Assignment):
+        return sorted({str(precision) for _, precision in assignment.items()}) or ["w8a8"]
+    return [str(assignment)] if assignment is not None else ["w8a8"]
 
 
 def apply(model: object, plan: Plan | Assignment, calibration: Dataset | np.ndarray, num_samples: int = 64,
