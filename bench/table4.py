@@ -82,8 +82,9 @@ class Model:
 
     def record(self, name: str, result: dict, seconds: float, peak_mb: float, **extra: object) -> None:
         self.rows[name] = {**result, "seconds": round(seconds, 1), "peak_mb": round(peak_mb), **extra}
-        print(f"{self.key:9s} {name:42s} top1={result.get('top1', float('nan')):.4f} "
-              f"bops={result.get('bops_ratio', float('nan')):.3f} {seconds:7.1f}s {peak_mb:6.0f}MB", flush=True)
+        top1, bops = result.get("top1"), result.get("bops_ratio")  # a file run as given has no BOPs ratio
+        print(f"{self.key:9s} {name:42s} top1={top1 if top1 is None else round(top1, 4)} "
+              f"bops={bops if bops is None else round(bops, 3)} {seconds:7.1f}s {peak_mb:6.0f}MB", flush=True)
 
     def search(self, name: str, candidates: str, budget: float, flags: list[str]) -> Path:
         """A search into its own run directory (phase 1 is resumed by the next budget of the same space)."""
