@@ -67,3 +67,22 @@ def test_the_torch_simulation_corrects_biases_and_its_export_agrees(tmp_path: Pa
     assert sim.quantizers.bias("conv1.weight", Precision.parse("fp16")) is None
     report = export(module, w4a8, data, tmp_path / "q.onnx", num_samples=32, scheme=scheme, check_samples=16)
     assert report.check["sqnr_vs_simulation_db"] > 35.0, report.check
+
+
+def test_a_tuning_step_trains_against_the_bias_the_tuned_plan_gets() -> None:
+    # learned_bias (what distillation and BRECQ use while learning, differentiable in the weight) is the
+    # formula bias() applies to the tuned integers afterwards: for the calibrated weight they agree.
+    module = models.DepthwiseNet().eval()
+    data = models.random_images(32)
+    w4a8 = Precision.parse("w4a8")
+    traced = TorchBackend().trace(module, data[:1], (w4a8,))
+    sim = traced.prepare(data, QuantScheme(bias_correction=True))
+    checked = 0
+    for key in ("conv1.weight", "head.fc.weight"):
+        weight = sim.quantizers.weight(key, w4a8).clone().requires_grad_(True)
+        learned = sim.quantizers.learned_bias(key, w4a8, weight)
+        assert learned is not None and learned.requires_grad
+        np.testing.assert_allclose(learned.detach().numpy(), sim.quantizers.bias(key, w4a8).numpy(), rtol=1e-4, atol=1e-5)
+        checked += 1
+    assert checked == 2
+    assert traced.prepare(data, QuantScheme()).quantizers.learned_bias("conv1.weight", w4a8, weight) is None

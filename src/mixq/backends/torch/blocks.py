@@ -150,6 +150,11 @@ class BlockQuantizers:
             weight = self._clones.setdefault((key, precision), weight.clone())
         return weight
 
+    def bias(self, key: str, precision: Precision) -> torch.Tensor | None:
+        """With ``--bias-correction``, the correction of the weight being rounded (the tuned plan's bias is
+        computed by the same formula from the learned integers); else the module's own bias (None)."""
+        return self.quantizers.learned_bias(key, precision, self.weight(key, precision))
+
     def activation(self, tensor: str, x: torch.Tensor, bits: int, is_float: bool) -> torch.Tensor:
         if self.quantizers.scheme.act_dynamic and not is_float:  # the simulation's range, from a detached x
             lo, hi = torch.aminmax(x.detach())
@@ -162,25 +167,4 @@ class BlockQuantizers:
         return torch.where(keep_float, x, quantized)
 
 
-def block_override(executor: GraphExecutor, site: OpSite, precision: Precision, quant: BlockQuantizers) -> Override:
-    """One quantized op, run as the simulation runs it (``TorchSimulation._override``) on ``quant``'s tensors."""
-    op = site.op
-
-    def run(node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        new_args = list(args)
-        for position in site.act_args:
-            new_args[position] = quant.activation(op.inputs[position], args[position], precision.act_bits,
-                                                  precision.is_float)
-        if site.weight_key is None:  # activation x activation matmul: operand B takes the weight bits
-            new_args[1] = quant.activation(op.inputs[1], args[1], precision.weight_bits, precision.is_float)
-            return executor.call(node, tuple(new_args), kwargs)
-        weight = quant.weight(site.weight_key, precision)
-        if site.weight_arg is None:
-            return functional_call(executor.modules[str(node.target)], {"weight": weight}, tuple(new_args), kwargs)
-        new_args[site.weight_arg] = weight
-        return executor.call(node, tuple(new_args), kwargs)
-
-    return run
-
-
-__all__ = ["Block", "BlockQuantizers", "block_override", "constants", "graph_blocks", "narrow_points", "run_block"]
+__all__ = ["Block", "BlockQuantizers", "constants", "graph_blocks", "narrow_points", "run_block"]

@@ -33,9 +33,9 @@ import torch
 
 from mixq.backends.base import Progress
 from mixq.backends.torch.adaround import GAMMA, PROGRESS_EVERY, ZETA, _broadcast, _one_thread
-from mixq.backends.torch.blocks import Block, BlockQuantizers, block_override, constants, graph_blocks, run_block
+from mixq.backends.torch.blocks import Block, BlockQuantizers, constants, graph_blocks, run_block
 from mixq.backends.torch.executor import Override
-from mixq.backends.torch.simulation import TorchSimulation
+from mixq.backends.torch.simulation import TorchSimulation, site_override
 from mixq.core.assignment import Assignment
 from mixq.core.precision import Precision
 from mixq.core.ranges import QuantParams
@@ -163,7 +163,7 @@ class _Reconstruction:
             precision = self.precisions.get(group)
             for site in self.sites[group]:
                 if precision is not None and quant is not None and site.node in names:
-                    out[site.node] = block_override(self.executor, site, precision, quant)
+                    out[site.node] = site_override(self.executor, site, precision, quant)
         return out
 
     def outputs(self, block: Block, x: torch.Tensor, quant: BlockQuantizers | None) -> torch.Tensor:

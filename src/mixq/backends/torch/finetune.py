@@ -127,9 +127,9 @@ class LsqQuantizers:
                         self.activations[(tensor, bits)] = _Activation(self.base.act_params(tensor, bits))
 
     def bias(self, key: str, precision: Precision) -> torch.Tensor | None:
-        """The module's own bias: distillation learns the weights and step sizes, not a bias correction (with
-        ``--bias-correction`` the tuned plan is corrected afresh from its learned integers afterwards)."""
-        return None
+        """With ``--bias-correction``, the correction of the weight being learned (the tuned plan's bias is
+        computed by the same formula from the learned integers); else the module's own bias (None)."""
+        return self.base.learned_bias(key, precision, self.weight(key, precision))
 
     def weight(self, key: str, precision: Precision) -> torch.Tensor:
         learned = self.weights.get((key, precision.weight_bits)) if not precision.is_float else None

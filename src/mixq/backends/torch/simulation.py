@@ -93,6 +93,21 @@ class Quantizers:
                 corrected_bias(self._moments.biases.get(key), shift))
         return self._biases[(key, precision)]
 
+    def learned_bias(self, key: str, precision: Precision, weight: torch.Tensor) -> torch.Tensor | None:
+        """The bias correction of a weight being learned (distillation, BRECQ), differentiable in ``weight``:
+        ``b + (W - weight) E[x]``, the formula :meth:`bias` applies to the learned integers afterwards, so a
+        tuning step trains against the bias the tuned plan will have. None as for :meth:`bias`."""
+        mean = self._moments.mean(key) if self._moments is not None else None
+        if not self.scheme.bias_correction or precision.is_float or mean is None or self._moments is None:
+            return None
+        axis = self._core.axes[key]
+        delta = torch.movedim(torch.from_numpy(np.asarray(self._core.weights[key], np.float32)) - weight, axis, 0)
+        mu = torch.from_numpy(np.asarray(mean, np.float32))
+        out = delta.shape[0]
+        shift = torch.einsum("god,gd->go", delta.reshape(mu.shape[0], out // mu.shape[0], -1), mu).reshape(-1)
+        own = self._moments.biases.get(key)
+        return shift if own is None else torch.from_numpy(np.asarray(own, np.float32)).reshape(-1) + shift
+
     def activation(self, tensor: str, x: torch.Tensor, bits: int, is_float: bool) -> torch.Tensor:
         if is_float:
             return x.to(torch.float16).to(x.dtype) if bits == 16 else x
@@ -119,6 +134,31 @@ class SiteQuantizers(Protocol):
         ...
 
 
+def site_override(executor: GraphExecutor, site: OpSite, precision: Precision, quant: SiteQuantizers) -> Override:
+    """One quantized op at ``precision`` on ``quant``'s tensors: how every simulation runs an op (the
+    calibrated quantizers, distillation's learnable ones, BRECQ's soft-rounded block)."""
+    op = site.op
+
+    def run(node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        new_args = list(args)
+        for position in site.act_args:
+            new_args[position] = quant.activation(op.inputs[position], args[position], precision.act_bits,
+                                                  precision.is_float)
+        if site.weight_key is None:  # activation x activation matmul: operand B takes the weight bits
+            new_args[1] = quant.activation(op.inputs[1], args[1], precision.weight_bits, precision.is_float)
+            return executor.call(node, tuple(new_args), kwargs)
+        weight = quant.weight(site.weight_key, precision)
+        if site.weight_arg is None:
+            module = executor.modules[str(node.target)]
+            bias = quant.bias(site.weight_key, precision)
+            swapped = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
+            return functional_call(module, swapped, tuple(new_args), kwargs)
+        new_args[site.weight_arg] = weight
+        return executor.call(node, tuple(new_args), kwargs)
+
+    return run
+
+
 class TorchSimulation:
     """Implements the ``Simulation`` protocol for a captured torch model."""
 
@@ -139,27 +179,7 @@ class TorchSimulation:
 
     # -- overrides ---------------------------------------------------------------------------
     def _override(self, site: OpSite, precision: Precision, quantizers: SiteQuantizers | None = None) -> Override:
-        quant: SiteQuantizers = quantizers if quantizers is not None else self.quantizers
-        op = site.op
-
-        def run(node: fx.Node, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            new_args = list(args)
-            for position in site.act_args:
-                new_args[position] = quant.activation(op.inputs[position], args[position], precision.act_bits,
-                                                      precision.is_float)
-            if site.weight_key is None:  # activation x activation matmul: operand B takes the weight bits
-                new_args[1] = quant.activation(op.inputs[1], args[1], precision.weight_bits, precision.is_float)
-                return self.executor.call(node, tuple(new_args), kwargs)
-            weight = quant.weight(site.weight_key, precision)
-            if site.weight_arg is None:
-                module = self.executor.modules[str(node.target)]
-                bias = quant.bias(site.weight_key, precision)
-                swapped = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
-                return functional_call(module, swapped, tuple(new_args), kwargs)
-            new_args[site.weight_arg] = weight
-            return self.executor.call(node, tuple(new_args), kwargs)
-
-        return run
+        return site_override(self.executor, site, precision, quantizers if quantizers is not None else self.quantizers)
 
     def _overrides(self, precisions: dict[GroupId, Precision],
                    quantizers: SiteQuantizers | None = None) -> dict[str, Override]:
