@@ -3,27 +3,28 @@
 Per model (EfficientNet-Lite0 and ResNet20 as ONNX files, see ``deploy_latency.py`` for how they and their
 data are made: calibration = the first 64 dev images, scores on test images no search or calibration saw):
 
-- ``uniform``: float, uniform W8A8/W6A8/W4A8 with nearest rounding and with AdaRound (``mixq eval --uniform P
-  [--rounding adaround]``);
-- ``table4``: candidates W4A8/W6A8/W8A8/W8A16 (the paper's Table 4 search space), mixed precision at BOPs
-  0.375, 0.3 and 0.25, PTQ (nearest) and AdaRound in both phases (``mixq search --rounding adaround``);
-- ``fig1d``: the expanded candidates W4A4, W4A6, W6A4, W6A6, W8A6, W6A8, W8A8, W8A16 (Figure 1(d)) at the
-  same budgets: PTQ MP, AdaRound applied after a PTQ search (``mixq eval --plan P --rounding adaround``)
-  and AdaRound in both phases;
-- ``deploy``: every MP plan exported (``mixq export``) and its file scored in ONNX Runtime
-  (``mixq eval FILE --reference MODEL``) beside the simulation's score;
+Modes (:data:`MODES`): nearest rounding (PTQ), ``--bias-correction`` (BC), ``--rounding adaround`` and both.
+
 - ``cost``: AdaRound for every layer at 4 and 6 bits from a cold cache, then the same again (the cache reused);
+- ``uniform``: float, uniform W8A8/W6A8/W4A8 in the modes of :data:`UNIFORM_MODES` (``mixq eval --uniform P``);
+- ``table4``: candidates W4A8/W6A8/W8A8/W8A16 (the paper's Table 4 search space), mixed precision at BOPs
+  0.375, 0.3 and 0.25 in the modes of :data:`TABLE4_MODES`, in both phases (``mixq search``);
+- ``fig1d`` (Lite0): the expanded candidates W4A4, W4A6, W6A4, W6A6, W8A6, W6A8, W8A8, W8A16 (Figure 1(d)) at
+  the same budgets: PTQ MP, AdaRound+BC applied after the PTQ search (``mixq eval --plan P --rounding adaround
+  --bias-correction``) and AdaRound+BC in both phases;
+- ``deploy``: the AdaRound+BC MP plans exported (``mixq export``) and their files scored in ONNX Runtime
+  (``mixq eval FILE --reference MODEL``) beside the simulation's score;
 - ``torch`` (ResNet20 as a torch model, ``bench/models.py:resnet20_raw``, same splits): the tuning steps
-  with the expanded candidates at BOPs 0.25: PTQ MP, AdaRound in both phases, then BRECQ (``--reconstruct
+  with the expanded candidates at BOPs 0.25: PTQ MP, AdaRound+BC in both phases, then BRECQ (``--reconstruct
   brecq``), BRECQ with QDrop, label-free distillation (``--finetune-kd``), and data-free calibration
-  (``--data synthetic``, ZeroQ) against real calibration, each plan scored on the real test images.
+  (``--data synthetic``, ZeroQ) against real calibration, scored on the first 2000 real test images.
 
 Every command goes through the CLI as a user runs it, under ``/usr/bin/time`` (wall seconds, peak resident
 memory). AdaRound results are cached in ``OUT/table4-cache`` (``MIXQ_CACHE_DIR``), emptied at the start
 unless ``--keep-cache``.
 
-Usage: python bench/table4.py [--threads 2] [--models lite0,resnet20] [--steps cost,uniform,table4,fig1d,deploy]
-       [--out bench/out]
+Usage: python bench/table4.py [--threads 2] [--models lite0,resnet20]
+       [--steps cost,uniform,table4,fig1d,deploy,torch] [--out bench/out] [--keep-cache]
 """
 
 from __future__ import annotations
