@@ -21,7 +21,7 @@ from mixq.cli.parser import build_parser
 from mixq.cli.progress import BarProgress, JsonProgress, NoProgress
 from mixq.cli.summary import print_comparison, print_inspect, print_search
 from mixq.config import SearchConfig
-from mixq.core.precision import ADAROUND_ITERATIONS, QuantScheme, RangeMethod
+from mixq.core.precision import ADAROUND_BATCH_SIZE, ADAROUND_ITERATIONS, ADAROUND_REG_WEIGHT, QuantScheme, RangeMethod
 from mixq.core.synthetic import SYNTHETIC, SyntheticData, SyntheticSettings
 from mixq.errors import ConfigError, InternalError, MixqError, internal
 from mixq.options import parse_pairs
@@ -94,6 +94,8 @@ def _scheme(args: argparse.Namespace) -> QuantScheme:
                        act_range=RangeMethod(args.act_range), act_dynamic=args.dynamic,
                        weight_rounding=getattr(args, "rounding", None) or "nearest",
                        adaround_iterations=getattr(args, "adaround_iterations", ADAROUND_ITERATIONS),
+                       adaround_batch_size=getattr(args, "adaround_batch_size", ADAROUND_BATCH_SIZE),
+                       adaround_reg_weight=getattr(args, "adaround_reg", ADAROUND_REG_WEIGHT),
                        bias_correction=getattr(args, "bias_correction", False))
 
 

@@ -10,7 +10,7 @@ from mixq.cli.configfile import add_config_file_flag
 from mixq.cli.export_cmd import add_export_parser
 from mixq.config import DEFAULT_CANDIDATES
 from mixq.core.budget import BUDGET_HELP
-from mixq.core.precision import ADAROUND_ITERATIONS, WEIGHT_ROUNDINGS, RangeMethod
+from mixq.core.precision import ADAROUND_BATCH_SIZE, ADAROUND_ITERATIONS, ADAROUND_REG_WEIGHT, WEIGHT_ROUNDINGS, RangeMethod
 from mixq.core.reconstruction import QDROP_PROBABILITY
 from mixq.core.synthetic import SyntheticSettings
 from mixq.cost import ADDITIVE, COST_MODELS
@@ -87,6 +87,12 @@ def _add_model_data(parser: argparse.ArgumentParser, data_required: bool = True)
     parser.add_argument("--adaround-iterations", type=int, default=ADAROUND_ITERATIONS, metavar="N",
                         help=f"AdaRound's optimisation steps per layer and weight bit-width "
                              f"(default {ADAROUND_ITERATIONS}; with --rounding adaround)")
+    parser.add_argument("--adaround-batch-size", type=int, default=ADAROUND_BATCH_SIZE, metavar="N",
+                        help=f"AdaRound's calibration samples per step where a layer's loss runs through the op "
+                             f"(a classifier's Linear; convs use every position at once) (default {ADAROUND_BATCH_SIZE})")
+    parser.add_argument("--adaround-reg", type=float, default=ADAROUND_REG_WEIGHT, metavar="LAMBDA",
+                        help=f"weight of AdaRound's regulariser that pushes each weight to round up or down "
+                             f"(default {ADAROUND_REG_WEIGHT}, the paper's)")
     parser.add_argument("--bias-correction", action="store_true",
                         help="empirical bias correction (Nagel et al. 2019): each quantized Conv/Gemm/Linear's bias "
                              "absorbs the mean output shift its weight quantization causes on the calibration samples "

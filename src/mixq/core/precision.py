@@ -109,6 +109,10 @@ def parse_candidates(text: str | Iterable[str | Precision]) -> tuple[Precision, 
 WEIGHT_ROUNDINGS = ("nearest", "adaround")
 #: AdaRound's default steps per (layer, bits): ``mixq.core.rounding.AdaRoundConfig``'s default.
 ADAROUND_ITERATIONS = 500
+#: AdaRound's default calibration samples per step (when a layer's loss runs through the op itself).
+ADAROUND_BATCH_SIZE = 32
+#: AdaRound's default weight of the rounding regulariser (the paper's lambda).
+ADAROUND_REG_WEIGHT = 0.01
 
 
 class RangeMethod(str, Enum):
@@ -143,6 +147,8 @@ class QuantScheme:
         adaround_iterations: AdaRound's optimisation steps per (layer, weight bit-width)
             (``mixq.core.rounding.AdaRoundConfig.iterations``); written by :meth:`to_dict` only when it is
             not the default.
+        adaround_batch_size, adaround_reg_weight: AdaRound's samples per step and regulariser weight
+            (``AdaRoundConfig.batch_size``, ``reg_weight``); written by :meth:`to_dict` only when not the default.
         bias_correction: empirical bias correction (Nagel et al. 2019): each quantized layer's bias absorbs
             the mean output shift ``(W - W~) E[x]`` its weight quantization causes on the calibration inputs
             (``mixq.core.bias_correction``); written by :meth:`to_dict` only when true.
@@ -157,6 +163,8 @@ class QuantScheme:
     act_dynamic: bool = False
     weight_rounding: str = "nearest"
     adaround_iterations: int = ADAROUND_ITERATIONS
+    adaround_batch_size: int = ADAROUND_BATCH_SIZE
+    adaround_reg_weight: float = ADAROUND_REG_WEIGHT
     bias_correction: bool = False
 
     def __post_init__(self) -> None:
@@ -171,9 +179,13 @@ class QuantScheme:
         if self.weight_rounding not in WEIGHT_ROUNDINGS:
             raise ConfigError(f"weight_rounding must be one of {', '.join(WEIGHT_ROUNDINGS)}, "
                               f"got {self.weight_rounding!r}")
-        iterations = self.adaround_iterations
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-            raise ConfigError(f"adaround_iterations must be a positive whole number, got {iterations!r}")
+        for name in ("adaround_iterations", "adaround_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive whole number, got {value!r}")
+        reg = self.adaround_reg_weight
+        if isinstance(reg, bool) or not isinstance(reg, numbers.Real) or not 0.0 <= reg < float("inf"):
+            raise ConfigError(f"adaround_reg_weight must be a number >= 0 (default {ADAROUND_REG_WEIGHT}), got {reg!r}")
         object.__setattr__(self, "weight_range", RangeMethod(self.weight_range))
         object.__setattr__(self, "act_range", RangeMethod(self.act_range))
         if self.act_range is RangeMethod.OUTPUT:
@@ -189,8 +201,11 @@ class QuantScheme:
         out.update(weight_range=self.weight_range.value, act_range=self.act_range.value)
         if self.weight_rounding == "nearest":
             del out["weight_rounding"]
-        if self.adaround_iterations == ADAROUND_ITERATIONS:
-            del out["adaround_iterations"]
+        defaults = {"adaround_iterations": ADAROUND_ITERATIONS, "adaround_batch_size": ADAROUND_BATCH_SIZE,
+                    "adaround_reg_weight": ADAROUND_REG_WEIGHT}
+        for name, default in defaults.items():
+            if out[name] == default:
+                del out[name]
         if not self.bias_correction:
             del out["bias_correction"]
         return out

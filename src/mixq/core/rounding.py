@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mixq.core.graph import OpKind
-from mixq.core.precision import ADAROUND_ITERATIONS
+from mixq.core.precision import ADAROUND_BATCH_SIZE, ADAROUND_ITERATIONS, ADAROUND_REG_WEIGHT, QuantScheme
 from mixq.core.ranges import QuantParams
 
 #: Ops AdaRound can round: each has a weight and is linear in its input.
@@ -80,8 +80,8 @@ class AdaRoundConfig:
     """
 
     iterations: int = ADAROUND_ITERATIONS
-    batch_size: int = 32
-    reg_weight: float = 0.01
+    batch_size: int = ADAROUND_BATCH_SIZE
+    reg_weight: float = ADAROUND_REG_WEIGHT
     beta_start: float = 20.0
     beta_end: float = 2.0
     warmup: float = 0.2
@@ -94,6 +94,13 @@ class AdaRoundConfig:
             raise ValueError(f"warmup is a fraction in [0, 1), got {self.warmup}")
         if self.reg_weight < 0 or self.lr <= 0 or self.beta_start <= 0 or self.beta_end <= 0:
             raise ValueError("reg_weight must be >= 0, lr and the betas > 0")
+
+    @classmethod
+    def from_scheme(cls, scheme: QuantScheme) -> AdaRoundConfig:
+        """The settings a quantization scheme asks for (``--adaround-iterations``, ``--adaround-batch-size``,
+        ``--adaround-reg``); the others are the defaults."""
+        return cls(iterations=scheme.adaround_iterations, batch_size=scheme.adaround_batch_size,
+                   reg_weight=float(scheme.adaround_reg_weight))
 
     def key(self) -> dict[str, Any]:
         """The settings as JSON-able values (a cache key part)."""

@@ -149,6 +149,25 @@ def test_the_cli_flag_sets_the_scheme() -> None:
         args = build_parser().parse_args([*verb, "m.onnx", "--data", "d", "--rounding", "adaround",
                                           "--adaround-iterations", "50"])
         assert _scheme(args) == QuantScheme(weight_rounding="adaround", adaround_iterations=50)
+        args = build_parser().parse_args([*verb, "m.onnx", "--data", "d", "--rounding", "adaround",
+                                          "--adaround-batch-size", "8", "--adaround-reg", "0.05"])
+        assert _scheme(args) == QuantScheme(weight_rounding="adaround", adaround_batch_size=8, adaround_reg_weight=0.05)
+
+
+def test_the_adaround_settings_reach_the_optimiser_and_round_trip() -> None:
+    from mixq.core.rounding import AdaRoundConfig
+
+    scheme = QuantScheme(weight_rounding="adaround", adaround_iterations=60, adaround_batch_size=8,
+                         adaround_reg_weight=0.05)
+    assert AdaRoundConfig.from_scheme(scheme) == AdaRoundConfig(iterations=60, batch_size=8, reg_weight=0.05)
+    assert AdaRoundConfig.from_scheme(ADAROUND) == AdaRoundConfig()
+    stored = scheme.to_dict()
+    assert stored["adaround_batch_size"] == 8 and stored["adaround_reg_weight"] == 0.05
+    assert QuantScheme.from_dict(stored) == scheme
+    assert "adaround_batch_size" not in ADAROUND.to_dict()  # defaults are left out: older plans and keys unchanged
+    for bad in ({"adaround_batch_size": 0}, {"adaround_reg_weight": -1.0}, {"adaround_reg_weight": "x"}):
+        with pytest.raises(ConfigError, match="adaround_"):
+            QuantScheme(**bad)  # type: ignore[arg-type]
 
 
 def test_layer_specs_follow_the_nodes_attributes_and_refuse_what_adaround_cannot_mirror() -> None:

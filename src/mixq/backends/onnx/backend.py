@@ -195,7 +195,7 @@ class OnnxTraced:
             from mixq.backends.onnx.rounding import adarounder
             from mixq.core.rounding import AdaRoundConfig
 
-            config = AdaRoundConfig(iterations=scheme.adaround_iterations)
+            config = AdaRoundConfig.from_scheme(scheme)
             rounder = adarounder(self.model, self.sites, weights, axes, calibration, config, gathered=gathered)
         moments, biases = self._moments(scheme, weights, axes, gathered) if gathered and wants_moments else (None, {})
         quantizers = Quantizers(weights, axes, stats, scheme, rounder, moments, biases)

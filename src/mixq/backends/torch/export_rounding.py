@@ -62,7 +62,7 @@ def mapped_rounder(torch_traced: TorchTraced, onnx_traced: OnnxTraced, matches: 
     simulation rounds it)."""
     weights, axes = torch_traced.weights()
     rounder = adarounder(torch_traced.executor, torch_traced.sites, weights, axes, calibration,
-                         AdaRoundConfig(iterations=scheme.adaround_iterations))
+                         AdaRoundConfig.from_scheme(scheme))
     quantizer = WeightQuantizer(weights, axes, scheme, rounder)
     roundable = set(rounder.roundable())
     torch_keys = {site.op.name: site.weight_key for site in torch_traced.sites}

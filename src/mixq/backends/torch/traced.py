@@ -101,7 +101,7 @@ class TorchTraced:
             from mixq.backends.torch.rounding import adarounder
             from mixq.core.rounding import AdaRoundConfig
 
-            config = AdaRoundConfig(iterations=scheme.adaround_iterations)
+            config = AdaRoundConfig.from_scheme(scheme)
             rounder = adarounder(self.executor, self.sites, weights, axes, calibration, config)
         moments = None
         if scheme.bias_correction or scheme.weight_range is RangeMethod.OUTPUT:
