@@ -131,9 +131,8 @@ class _Reconstruction:
                  progress: Progress | None) -> None:
         self.sim, self.config, self.progress = sim, config, progress
         self.executor = sim.executor
-        # The calibrated weight quantizer (scales, zero-points, integer range) and each group's op sites.
-        self.core = sim.quantizers._core
-        self.sites = sim._group_sites
+        # each group's op sites (the calibrated weight quantizer is read through sim.quantizers)
+        self.sites = {g.id: sim.group_sites(g.id) for g in sim.graph}
         self.precisions = {g: p for g, p in assignment.items() if g in self.sites and not p.keeps_float32}
         self.base = constants(self.executor)
         self.rng = np.random.default_rng(seed)
@@ -186,9 +185,9 @@ class _Reconstruction:
         keys = self.learned_keys(block)
         tuned: dict[tuple[str, int], TunedWeight] = {}
         if keys:
-            core = self.core
-            roundings = {key: _Rounding(core.weights[key], core.params(key, p.weight_bits), core.axes[key])
-                         for key, p in keys.items()}
+            quantizers = self.sim.quantizers
+            roundings = {key: _Rounding(quantizers.float_weights[key], quantizers.weight_params(key, p.weight_bits),
+                                        quantizers.weight_axis(key)) for key, p in keys.items()}
             self.optimise(block, roundings, quant_x, target)
             hard = {key: _constant(r.hard()) for key, r in roundings.items()}
             after = self.outputs(block, quant_x, BlockQuantizers(self.sim.quantizers, hard))
