@@ -210,15 +210,12 @@ class RunDirectory:
         return path
 
     def write_text(self, name: str, text: str) -> Path:
-        self.mark()
-        path = self.file(name)
-        try:
-            write_atomic(path, text)
-        except OSError as exc:
-            raise RunDirectoryError(f"cannot write {path}: {exc.strerror or exc}") from None
-        return path
+        return self._write(name, text)
 
     def write_bytes(self, name: str, data: bytes) -> Path:
+        return self._write(name, data)
+
+    def _write(self, name: str, data: str | bytes) -> Path:
         self.mark()
         path = self.file(name)
         try:
