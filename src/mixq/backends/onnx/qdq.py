@@ -187,30 +187,20 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
         made[key] = prefix
         return prefix
 
-    def weight(key: str, precision: Precision) -> str:
-        name = f"{key}::mixq_w" + ("" if parametric else f"_{precision}")
+    def constant(kind: str, key: str, precision: Precision) -> str:
+        """The quantized weight (``kind`` ``weight``) or corrected bias (``bias``) of ``key`` at ``precision``:
+        a fed graph input when ``parametric``, else an initializer."""
+        name = f"{key}::mixq_{kind[0]}" + ("" if parametric else f"_{precision}")
         if name in new_inits or any(f.name == name for f in feeds):
             return name
         if parametric:
-            feeds.append(Feed(name, "weight", key, "weight"))
-            new_inputs.append(helper.make_tensor_value_info(name, elem_of.get(key, onnx.TensorProto.FLOAT), None))
+            feeds.append(Feed(name, kind, key, "weight"))
+            elem = elem_of.get(key, onnx.TensorProto.FLOAT) if kind == "weight" else onnx.TensorProto.FLOAT
+            new_inputs.append(helper.make_tensor_value_info(name, elem, None))
         else:
             if quant is None:
                 raise internal("a non-parametric fake-quant model needs quantizers")
-            new_inits[name] = quant.weight(key, precision)
-        return name
-
-    def bias(key: str, precision: Precision) -> str:
-        name = f"{key}::mixq_b" + ("" if parametric else f"_{precision}")
-        if name in new_inits or any(f.name == name for f in feeds):
-            return name
-        if parametric:
-            feeds.append(Feed(name, "bias", key, "weight"))
-            new_inputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-        else:
-            if quant is None:
-                raise internal("a non-parametric fake-quant model needs quantizers")
-            new_inits[name] = quant.bias(key, precision)
+            new_inits[name] = quant.weight(key, precision) if kind == "weight" else quant.bias(key, precision)
         return name
 
     for site in sites:
@@ -222,15 +212,16 @@ def fake_quant(proto: onnx.ModelProto, sites: Sequence[OnnxSite], precision_of: 
         if where is not None and where[0] in position and (parametric or not precision.is_float):
             target = graph.node[position[where[0]]]
             if where[1] < 0:  # a MatMul without a bias: Add one after it
-                biased.append((position[where[0]], bias_add(target, bias(site.weight_key or "", precision))))
+                added = bias_add(target, constant("bias", site.weight_key or "", precision))
+                biased.append((position[where[0]], added))
             else:
-                set_input(target, where[1], bias(site.weight_key or "", precision))
+                set_input(target, where[1], constant("bias", site.weight_key or "", precision))
         for p in site.act_inputs:
             node.input[p] = act(node.input[p], "act", precision)
         if site.second_act is not None:
             node.input[site.second_act] = act(node.input[site.second_act], "weight", precision)
         if site.weight_input is not None and site.weight_key is not None:
-            node.input[site.weight_input] = weight(site.weight_key, precision)
+            node.input[site.weight_input] = constant("weight", site.weight_key, precision)
 
     rewired: dict[str, str] = {}
     for tensor, values in (outputs or {}).items():
