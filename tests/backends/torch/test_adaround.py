@@ -55,6 +55,19 @@ def ratio(layer: LayerSpec, weight: np.ndarray, params: QuantParams, axis: int, 
     return output_mse(layer, held_out, weight, q, params, axis) / output_mse(layer, held_out, weight, nearest, params, axis), q
 
 
+def count_optimiser_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one each time AdaRound really optimises (not read from the cache)."""
+    calls: list[int] = []
+    optimise = ada._optimise
+
+    def counted(*args: object, **kwargs: object) -> np.ndarray:
+        calls.append(1)
+        return optimise(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ada, "_optimise", counted)
+    return calls
+
+
 def conv_case(seed: int = 0) -> tuple[np.ndarray, LayerSpec, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(100 + seed)
     weight = (rng.normal(size=(16, 8, 3, 3)) * 0.2).astype(np.float32)
@@ -134,14 +147,7 @@ def test_cache_reuses_result_and_keys_on_content(_cache: Path, monkeypatch: pyte
     weight, layer, train, _ = conv_case()
     params = weight_params(weight, 4, RangeMethod.MSE)
     config = AdaRoundConfig(iterations=50)
-    calls: list[int] = []
-    optimise = ada._optimise
-
-    def counted(*args: object, **kwargs: object) -> np.ndarray:
-        calls.append(1)
-        return optimise(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ada, "_optimise", counted)
+    calls = count_optimiser_calls(monkeypatch)
     first = adaround(weight, params, 0, layer, train, None, config)
     assert len(calls) == 1 and len(list((_cache / "adaround").glob("*.npy"))) == 1
     again = adaround(weight.copy(), params, 0, layer, train.copy(), None, config)
@@ -350,14 +356,7 @@ def test_the_exported_file_carries_the_torch_simulations_integers(tmp_path: Path
 def test_a_second_prepare_reuses_the_disk_cache(_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mixq.backends.torch.testing import TinyConvNet, random_images
 
-    calls: list[int] = []
-    optimise = ada._optimise
-
-    def counted(*args: object, **kwargs: object) -> np.ndarray:
-        calls.append(1)
-        return optimise(*args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ada, "_optimise", counted)
+    calls = count_optimiser_calls(monkeypatch)
     images = random_images(16, seed=6)
     progress: list[tuple[str, int, int]] = []
     _, first, _ = _torch_sims(TinyConvNet().eval(), images)
