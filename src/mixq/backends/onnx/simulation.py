@@ -31,17 +31,17 @@ import onnx
 
 from mixq.backends.base import Progress, calibration_batches, require_finite
 from mixq.backends.onnx.output_quantizers import OutputQuantizer, output_tensors
-from mixq.backends.onnx.qdq import Feed, Quantizers, fake_quant, part_members, submodel
+from mixq.backends.onnx.parts import Part, flat_group, group_layer
+from mixq.backends.onnx.qdq import Quantizers, fake_quant, part_members, submodel
 from mixq.backends.onnx.runtime import Runner, with_outputs
 from mixq.backends.onnx.trace import GraphIndex, OnnxSite, TensorInfo, node_inputs
 from mixq.core.assignment import Assignment
 from mixq.core.graph import GroupId, QuantGraph
 from mixq.core.precision import Precision
 from mixq.core.quantize import MAX_SAMPLE, CalibrationStats
-from mixq.core.tuned import TunedQuantizers
 from mixq.core.ranges import ActivationStats, QuantParams, activation_params
+from mixq.core.tuned import TunedQuantizers
 from mixq.errors import UnsupportedModelError, internal
-
 
 logger = logging.getLogger(__name__)
 
@@ -142,12 +142,12 @@ class OnnxSimulation:
         self._base = model.runner()
         self._cache_runner: Runner | None = None
         self._models: OrderedDict[tuple[tuple[GroupId, str], ...], Runner] = OrderedDict()
-        self._parts: OrderedDict[tuple[GroupId, bool], _Part] = OrderedDict()
+        self._parts: OrderedDict[tuple[GroupId, bool], Part] = OrderedDict()
         # TuneQn: each group's own nodes and the tensors that are its outputs
         self._layers = {gid: group_layer(index, [site.node for site in group_sites])
                         for gid, group_sites in self._group_sites.items()}
         self._probes: OrderedDict[tuple[tuple[GroupId, str], ...], Runner] = OrderedDict()
-        self._locals: dict[tuple[GroupId, bool], _Part] = {}
+        self._locals: dict[tuple[GroupId, bool], Part] = {}
         self._tensor_stats: dict[str, ActivationStats] = {}
         extra = [name for name in self._cached if name not in index.outputs]
         self._bytes_per_sample = sum(model.infos[name].bytes_per_sample(model.batch)
@@ -299,8 +299,8 @@ class OnnxSimulation:
         restore_declarations(proto, self.model.declared)
         return proto
 
-    def _part(self, group: GroupId, is_float: bool) -> _Part:
-        def make() -> _Part:
+    def _part(self, group: GroupId, is_float: bool) -> Part:
+        def make() -> Part:
             model = self.model
             proto, boundary, outputs = submodel(model.proto, model.index, self._members[group], model.infos,
                                                 model.batch)
@@ -310,14 +310,14 @@ class OnnxSimulation:
         return _cached(self._parts, (group, is_float), PART_CACHE, make)
 
     def _parametric(self, proto: onnx.ModelProto, boundary: list[str], outputs: list[str], group: GroupId,
-                    is_float: bool, what: str, arena: bool) -> _Part:
+                    is_float: bool, what: str, arena: bool) -> Part:
         """A sub-model with the group's quantizers (and weights) as inputs: one session serves every integer
         candidate of the group, another its fp16 one."""
         kind = Precision(16, 16, is_float=True) if is_float else Precision(8, 8)
         sites = self._group_sites[group]
         proto, feeds = fake_quant(proto, sites, {s.node: kind for s in sites}, None, parametric=True,
                                   dynamic=self.quantizers.scheme.act_dynamic, corrected=self.quantizers.corrected)
-        return _Part(Runner(proto, None, self.model.fixed_batch, what, arena=arena), boundary, outputs, feeds)
+        return Part(Runner(proto, None, self.model.fixed_batch, what, arena=arena), boundary, outputs, feeds)
 
     # -- layer outputs (TuneQn) ---------------------------------------------------------------
     def probe(self, inputs: np.ndarray, assignment: Assignment | None = None) -> dict[GroupId, np.ndarray]:
@@ -325,7 +325,7 @@ class OnnxSimulation:
         inputs = np.ascontiguousarray(inputs, dtype=np.float32)
         names = list(dict.fromkeys(name for layer in self._layers.values() for name in layer.outputs))
         values = dict(zip(names, self._probe_runner(assignment).run(inputs, names)))
-        return {gid: _flat([values[name] for name in layer.outputs], len(inputs))
+        return {gid: flat_group([values[name] for name in layer.outputs], len(inputs))
                 for gid, layer in self._layers.items()}
 
     def _probe_runner(self, assignment: Assignment | None) -> Runner:
@@ -344,7 +344,7 @@ class OnnxSimulation:
 
         return _cached(self._probes, key, PROBE_CACHE, make)
 
-    def _local(self, group: GroupId, is_float: bool) -> _Part:
+    def _local(self, group: GroupId, is_float: bool) -> Part:
         """The group's own nodes as a model on their float inputs (quantizers and weights fed per precision).
 
         One small session per group and kind, all kept: they hold only biases (weights are fed), and TuneQn
@@ -361,52 +361,6 @@ class OnnxSimulation:
         return part
 
 
-@dataclass(frozen=True)
-class Layer:
-    """A group's own nodes (graph positions), the tensors that are its outputs, and the tensors it reads."""
-
-    nodes: tuple[int, ...]
-    outputs: tuple[str, ...]
-    reads: tuple[str, ...]
-
-
-def group_layer(index: GraphIndex, names: list[str]) -> Layer:
-    """A group's ops and their outputs, in op order (as the torch backend's ``probe``).
-
-    A MatMul with a constant weight followed by ``Add`` of a 1-D constant is a ``Linear`` exported on a
-    3-D input: its output is the Add's, as torch's ``Linear`` output includes the bias (Gemm and Conv
-    include it already).
-    """
-    nodes: list[int] = []
-    outputs: list[str] = []
-    for name in names:
-        position = index.position[name]
-        nodes.append(position)
-        bias = _bias_add(index, position)
-        if bias is not None:
-            nodes.append(bias)
-        outputs.append(index.nodes[bias if bias is not None else position].output[0])
-    produced = {out for i in nodes for out in index.nodes[i].output}
-    reads = [name for i in nodes for name in node_inputs(index.nodes[i])
-             if name not in produced and name not in index.initializers]
-    return Layer(tuple(sorted(set(nodes))), tuple(outputs), tuple(dict.fromkeys(reads)))
-
-
-def _bias_add(index: GraphIndex, position: int) -> int | None:
-    node = index.nodes[position]
-    if node.op_type != "MatMul" or node.input[1] not in index.initializers or node.output[0] in index.outputs:
-        return None
-    consumers = index.consumers.get(node.output[0], [])
-    if len(consumers) != 1:
-        return None
-    add = index.nodes[consumers[0]]
-    if add.op_type != "Add" or add.domain not in ("", "ai.onnx") or len(add.input) != 2:
-        return None
-    other = add.input[1] if add.input[0] == node.output[0] else add.input[0]
-    bias = index.initializers.get(other)
-    return consumers[0] if bias is not None and len(bias.dims) == 1 else None
-
-
 _Key = TypeVar("_Key")
 _Value = TypeVar("_Value")
 
@@ -421,28 +375,6 @@ def _cached(cache: OrderedDict[_Key, _Value], key: _Key, limit: int, make: Calla
     else:
         cache.move_to_end(key)
     return value
-
-
-def _flat(values: list[np.ndarray], batch: int) -> np.ndarray:
-    """Tensors of one group as ``(batch, features)`` float32, concatenated in op order."""
-    return np.concatenate([np.asarray(v).reshape(batch, -1).astype(np.float32) for v in values], axis=1)
-
-
-@dataclass
-class _Part:
-    runner: Runner
-    boundary: list[str]
-    outputs: list[str]
-    feeds: list[Feed]
-
-    def run(self, values: Mapping[str, np.ndarray], batch: int, precision: Precision,
-            quantizers: Quantizers) -> list[np.ndarray]:
-        """Its outputs on the boundary tensors in ``values`` with the quantizers of ``precision`` fed."""
-        feeds = {name: values[name] for name in self.boundary}
-        batched = {name for name in self.boundary if values[name].ndim and values[name].shape[0] == batch}
-        for feed in self.feeds:
-            feeds[feed.name] = feed.value(precision, quantizers)
-        return self.runner.run_feeds(feeds, batch, self.outputs, batched)
 
 
 class IsolatedOnnxRuns:
@@ -479,11 +411,11 @@ class IsolatedOnnxRuns:
     def float_outputs(self, group: GroupId) -> np.ndarray:
         """The group's float outputs ``(batch, features)``."""
         values = self._layer_values()
-        return _flat([values[name] for name in self._sim._layers[group].outputs], self._batch)
+        return flat_group([values[name] for name in self._sim._layers[group].outputs], self._batch)
 
     def local(self, group: GroupId, precision: Precision) -> np.ndarray:
         """The group's own outputs with only it quantized, on the float inputs."""
         if precision.keeps_float32:
             return self.float_outputs(group)
         part = self._sim._local(group, precision.is_float)
-        return _flat(part.run(self._layer_values(), self._batch, precision, self._sim.quantizers), self._batch)
+        return flat_group(part.run(self._layer_values(), self._batch, precision, self._sim.quantizers), self._batch)
